@@ -1,0 +1,21 @@
+// Prepended by the host to every atrous shader (see src/kernels/mod.rs).
+
+// Threads per workgroup along x; WORKGROUP_SIZE on the host.
+const WG: u32 = 64u;
+
+// The flat thread index of a `Dispatch::Linear` grid, which folds the workgroups into x and y.
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+}
+
+// Activation codes of `Activation::code` on the host.
+fn activate(x: f32, kind: u32) -> f32 {
+    switch kind {
+        case 1u: { return max(x, 0.0); }
+        case 2u: { return clamp(x, 0.0, 6.0); }
+        case 3u: { return x * clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 4u: { return clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 5u: { return 1.0 / (1.0 + exp(-x)); }
+        default: { return x; }
+    }
+}

@@ -1,0 +1,1 @@
+// Filled in by the conv_transpose2d kernel family.

@@ -1,0 +1,331 @@
+//! A kernel is one compute dispatch prepared at compile time: a cached pipeline, its uniform parameters and its grid.
+//! Binding buffers to it gives a [`BoundKernel`], which records into a pass with no allocation.
+//!
+//! Binding convention of every shader: `@binding(0)` the uniform parameters, then the outputs (read-write storage),
+//! then the inputs (read-only storage), numbered consecutively.
+
+use super::Gpu;
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// A WGSL program: shaders/common.wgsl followed by one op family's file.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// Threads every shader's workgroup has along x (`WG` in shaders/common.wgsl).
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// How many workgroups a kernel launches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// One thread per item, `WORKGROUP_SIZE` per group, folded into x and y to stay under the per-dimension limit;
+    /// shaders recover the index with `linear_id`.
+    Linear(u64),
+    /// An explicit grid.
+    Groups([u32; 3]),
+}
+
+/// A named binding and the bytes the kernel reads or writes through it.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub name: &'static str,
+    pub bytes: u64,
+}
+
+impl Slot {
+    pub fn new(name: &'static str, bytes: u64) -> Self {
+        Slot { name, bytes }
+    }
+
+    /// A slot for `elements` f32 or u32 values.
+    pub fn elements(name: &'static str, elements: usize) -> Self {
+        Slot {
+            name,
+            bytes: 4 * elements as u64,
+        }
+    }
+}
+
+/// A dispatch prepared once: pipeline, uniforms and grid. Bind buffers to it with [`Kernel::bind`].
+#[derive(Debug)]
+pub struct Kernel {
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: wgpu::Buffer,
+    workgroups: [u32; 3],
+    outputs: Vec<Slot>,
+    inputs: Vec<Slot>,
+}
+
+/// A kernel with its buffers bound: ready to record.
+#[derive(Debug)]
+pub struct BoundKernel {
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+/// What [`Kernel::new`] needs besides the GPU.
+pub struct KernelSpec<'a> {
+    pub label: String,
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: &'a [(&'static str, f64)],
+    pub uniforms: &'a [u8],
+    pub dispatch: Dispatch,
+    pub outputs: Vec<Slot>,
+    pub inputs: Vec<Slot>,
+}
+
+impl Kernel {
+    pub fn new(gpu: &Gpu, spec: KernelSpec<'_>) -> Result<Self> {
+        let workgroups = grid(gpu, &spec.label, spec.dispatch)?;
+        for slot in spec.outputs.iter().chain(&spec.inputs) {
+            gpu.check_storage_size(&format!("{} {}", spec.label, slot.name), slot.bytes)?;
+        }
+        let pipeline = gpu.pipeline(spec.shader, spec.entry, spec.constants)?;
+        // Uniform bindings must be a multiple of 16 bytes.
+        let mut uniforms = spec.uniforms.to_vec();
+        uniforms.resize(uniforms.len().div_ceil(16).max(1) * 16, 0);
+        let params = gpu.scoped(
+            || format!("{}: creating the parameter buffer", spec.label),
+            || {
+                use wgpu::util::DeviceExt;
+                gpu.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(&spec.label),
+                        contents: &uniforms,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    })
+            },
+        )?;
+        Ok(Kernel {
+            label: spec.label,
+            pipeline,
+            params,
+            workgroups,
+            outputs: spec.outputs,
+            inputs: spec.inputs,
+        })
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+
+    pub fn outputs(&self) -> &[Slot] {
+        &self.outputs
+    }
+
+    pub fn inputs(&self) -> &[Slot] {
+        &self.inputs
+    }
+
+    /// Binds outputs and inputs, in the order of [`Kernel::outputs`] and [`Kernel::inputs`]. Each binding must hold
+    /// at least its slot's bytes; an output must not share a buffer with any other binding (WebGPU forbids it).
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        outputs: &[wgpu::BufferBinding<'_>],
+        inputs: &[wgpu::BufferBinding<'_>],
+    ) -> Result<BoundKernel> {
+        let fail = |message: String| {
+            Err(Error::Gpu {
+                context: self.label.clone(),
+                message,
+            })
+        };
+        if outputs.len() != self.outputs.len() || inputs.len() != self.inputs.len() {
+            return fail(format!(
+                "expects {} outputs and {} inputs, got {} and {}",
+                self.outputs.len(),
+                self.inputs.len(),
+                outputs.len(),
+                inputs.len()
+            ));
+        }
+        let all = outputs.iter().chain(inputs);
+        for (binding, slot) in all.clone().zip(self.outputs.iter().chain(&self.inputs)) {
+            let size = binding
+                .size
+                .map_or(binding.buffer.size().saturating_sub(binding.offset), |s| {
+                    s.get()
+                });
+            if size < slot.bytes {
+                return fail(format!(
+                    "{} binding holds {size} bytes, needs {}",
+                    slot.name, slot.bytes
+                ));
+            }
+        }
+        for (i, out) in outputs.iter().enumerate() {
+            let aliased = all
+                .clone()
+                .enumerate()
+                .any(|(j, b)| j != i && b.buffer == out.buffer);
+            if aliased {
+                return fail(format!(
+                    "output {} shares its buffer with another binding",
+                    self.outputs[i].name
+                ));
+            }
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: self.params.as_entire_binding(),
+        }];
+        for (i, binding) in all.enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1 + i as u32,
+                resource: wgpu::BindingResource::Buffer(binding.clone()),
+            });
+        }
+        let bind_group = gpu.scoped(
+            || format!("{}: binding buffers", self.label),
+            || {
+                gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&self.label),
+                    layout: &self.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            },
+        )?;
+        Ok(BoundKernel {
+            label: self.label.clone(),
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            workgroups: self.workgroups,
+        })
+    }
+}
+
+impl BoundKernel {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Records the dispatch.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+fn grid(gpu: &Gpu, label: &str, dispatch: Dispatch) -> Result<[u32; 3]> {
+    let max = gpu.limits().max_compute_workgroups_per_dimension as u64;
+    let too_large = |groups: u64| Error::TooLarge {
+        what: format!("{label}: {groups} workgroups"),
+        size: groups,
+        limit_name: "max_compute_workgroups_per_dimension",
+        limit: max,
+    };
+    match dispatch {
+        Dispatch::Linear(threads) => {
+            let groups = threads.div_ceil(WORKGROUP_SIZE as u64).max(1);
+            let x = groups.min(max);
+            let y = groups.div_ceil(x);
+            if y > max {
+                return Err(too_large(groups));
+            }
+            Ok([x as u32, y as u32, 1])
+        }
+        Dispatch::Groups(groups) => {
+            if let Some(&g) = groups.iter().find(|&&g| g as u64 > max) {
+                return Err(too_large(g as u64));
+            }
+            Ok(groups)
+        }
+    }
+}
+
+impl Gpu {
+    /// The pipeline for `entry` of `shader` with `constants`, compiled on first use and cached.
+    pub(crate) fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = PipelineKey {
+            shader: shader.name,
+            entry,
+            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        };
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let module = self.module(shader)?;
+        let pipeline = self.scoped(
+            || format!("compiling {}::{entry}", shader.name),
+            || {
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants,
+                            // Our kernels initialise what they read from workgroup memory.
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+            },
+        )?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .expect("module cache poisoned")
+            .get(shader.name)
+        {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(
+            || format!("compiling shaders/{}.wgsl", shader.name),
+            || {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name),
+                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                    })
+            },
+        )?;
+        self.modules
+            .lock()
+            .expect("module cache poisoned")
+            .insert(shader.name, module.clone());
+        Ok(module)
+    }
+}

@@ -1,0 +1,306 @@
+//! The GPU context: adapter choice, device with the adapter's own limits, pipeline cache, buffers and readback.
+
+mod kernel;
+mod tensor;
+
+pub use kernel::{BoundKernel, Dispatch, Kernel, KernelSpec, Shader, Slot, WORKGROUP_SIZE};
+pub use tensor::{GpuTensor, TensorData};
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Optional features atrous uses where the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// A device and queue plus everything atrous builds once per device: shader modules and pipelines.
+/// Cheap to share between threads behind an `Arc`.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// Bound in place of an optional input that is absent (no residual, say).
+    placeholder: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish()
+    }
+}
+
+/// One adapter as `atrous info` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+impl AdapterSummary {
+    /// "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (e.g. `gl` for Mesa's llvmpipe through EGL) and the other WGPU_* variables.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Higher is better: real GPUs first, then software, and native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    };
+    (device, backend)
+}
+
+fn compute_capable(adapter: &wgpu::Adapter) -> bool {
+    adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+}
+
+impl Gpu {
+    /// Every adapter wgpu can see, best first.
+    pub fn adapters() -> Vec<AdapterSummary> {
+        let mut adapters: Vec<_> =
+            pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+                .into_iter()
+                .filter(compute_capable)
+                .map(|a| AdapterSummary {
+                    info: a.get_info(),
+                    features: a.features(),
+                    limits: a.limits(),
+                })
+                .collect();
+        adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.info)));
+        adapters
+    }
+
+    /// Picks the best adapter, or the one `ATROUS_ADAPTER` names (a case-insensitive substring of its name or
+    /// backend), and creates a device with the adapter's own limits and the optional features it has.
+    pub fn new() -> Result<Self> {
+        let wanted = std::env::var("ATROUS_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Self::with_adapter(wanted.as_deref())
+    }
+
+    /// Like [`Gpu::new`] with an explicit adapter filter instead of `ATROUS_ADAPTER`.
+    pub fn with_adapter(wanted: Option<&str>) -> Result<Self> {
+        let instance = instance();
+        let mut adapters: Vec<_> =
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .into_iter()
+                .filter(compute_capable)
+                .collect();
+        adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+        if adapters.is_empty() {
+            let detail = match std::env::var("WGPU_BACKEND") {
+                Ok(b) => format!(" (WGPU_BACKEND={b})"),
+                Err(_) => String::new(),
+            };
+            return Err(Error::NoAdapter { detail });
+        }
+        let adapter = match wanted {
+            None => adapters.swap_remove(0),
+            Some(wanted) => {
+                let needle = wanted.to_lowercase();
+                let position = adapters.iter().position(|a| {
+                    let info = a.get_info();
+                    format!("{} {:?}", info.name, info.backend)
+                        .to_lowercase()
+                        .contains(&needle)
+                });
+                match position {
+                    Some(i) => adapters.swap_remove(i),
+                    None => {
+                        let available = adapters
+                            .iter()
+                            .map(|a| describe(&a.get_info()))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        return Err(Error::AdapterNotFound {
+                            wanted: wanted.to_string(),
+                            available,
+                        });
+                    }
+                }
+            }
+        };
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("atrous"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| Error::Device(format!("{}: {e}", describe(&adapter.get_info()))))?;
+        Ok(Self::from_parts(device, queue, adapter.get_info()))
+    }
+
+    /// Wraps an application's own device and queue (a game's, say). Its features and limits are used as they are;
+    /// atrous installs no error handler on it, since the application owns it.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        Self::build(device, queue, info)
+    }
+
+    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        // Errors atrous did not catch in an error scope are logged, never turned into a panic.
+        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
+        device.set_device_lost_callback(|reason, message| {
+            log::error!("GPU device lost ({reason:?}): {message}")
+        });
+        Self::build(device, queue, info)
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("atrous placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Gpu {
+            features: device.features(),
+            limits: device.limits(),
+            device,
+            queue,
+            info,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            placeholder,
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// A binding for an absent optional input.
+    pub fn placeholder(&self) -> wgpu::BufferBinding<'_> {
+        self.placeholder.as_entire_buffer_binding()
+    }
+
+    /// Checks that a storage buffer of `bytes` fits the device before anything is allocated.
+    pub fn check_storage_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let too_large = |limit_name, limit| Error::TooLarge {
+            what: what.to_string(),
+            size: bytes,
+            limit_name,
+            limit,
+        };
+        if bytes > self.limits.max_buffer_size {
+            return Err(too_large("max_buffer_size", self.limits.max_buffer_size));
+        }
+        if bytes > self.limits.max_storage_buffer_binding_size {
+            return Err(too_large(
+                "max_storage_buffer_binding_size",
+                self.limits.max_storage_buffer_binding_size,
+            ));
+        }
+        // Shaders index with u32: every element index must fit.
+        if bytes / 4 > u32::MAX as u64 {
+            return Err(too_large("u32 element indexing", 4 * u32::MAX as u64));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside a validation and out-of-memory error scope and turns a caught error into [`Error::Gpu`].
+    pub(crate) fn scoped<T>(
+        &self,
+        context: impl FnOnce() -> String,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        match validation.or(oom) {
+            None => Ok(value),
+            Some(e) => Err(Error::Gpu {
+                context: context(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Records `kernels` into one encoder, submits once and waits for completion.
+    pub fn run(&self, kernels: &[&BoundKernel]) -> Result<()> {
+        self.scoped(
+            || "submitting kernels".to_string(),
+            || {
+                let mut encoder = self.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for kernel in kernels {
+                        kernel.encode(&mut pass);
+                    }
+                }
+                self.queue.submit([encoder.finish()]);
+            },
+        )?;
+        self.wait()
+    }
+
+    /// Blocks until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! GPU kernels: one host file per op family, next to `shaders/<same name>.wgsl`.
+//!
+//! Each family offers a constructor that validates the op's parameters against the input shapes and device limits
+//! and returns a [`Kernel`](crate::gpu::Kernel) with named output and input slots; weights are uploaded separately
+//! so plans of several input sizes can share them.
+
+pub mod conv2d;
+pub mod conv_transpose2d;
+pub mod elementwise;
+pub mod pool;
+pub mod preprocess;
+pub mod resize;
+pub mod softmax;
+
+use crate::gpu::Shader;
+
+macro_rules! shader {
+    ($name:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $name,
+                    ".wgsl"
+                ))
+            ),
+        }
+    };
+}
+
+pub(crate) const CONV2D: Shader = shader!("conv2d");
+pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
+pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
+pub(crate) const POOL: Shader = shader!("pool");
+pub(crate) const PREPROCESS: Shader = shader!("preprocess");
+pub(crate) const RESIZE: Shader = shader!("resize");
+pub(crate) const SOFTMAX: Shader = shader!("softmax");
+
+/// Every shader program, for validation without a GPU.
+pub const SHADERS: &[Shader] = &[
+    CONV2D,
+    CONV_TRANSPOSE2D,
+    ELEMENTWISE,
+    POOL,
+    PREPROCESS,
+    RESIZE,
+    SOFTMAX,
+];

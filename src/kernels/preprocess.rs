@@ -1,0 +1,1 @@
+//! preprocess kernels (shaders/preprocess.wgsl).

@@ -1,0 +1,141 @@
+//! Op parameters and shape inference, shared by the CPU reference, the GPU kernels and the graph.
+//! Nothing here touches wgpu.
+
+mod conv;
+mod elementwise;
+mod pool;
+mod preprocess;
+mod resize;
+mod softmax;
+
+pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
+pub use elementwise::{Binary, BinaryOp, Concat, Unary};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
+pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
+pub use resize::{Resize, ResizeMode, ResizeTarget};
+pub use softmax::{Argmax, Softmax};
+
+use crate::error::{Error, Result};
+
+/// Activation applied in a kernel's epilogue, or standalone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Relu6,
+    Hardswish,
+    Hardsigmoid,
+    Sigmoid,
+}
+
+impl Activation {
+    /// The code the shaders switch on (`apply_activation` in shaders/common.wgsl).
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+            Activation::Hardswish => 3,
+            Activation::Hardsigmoid => 4,
+            Activation::Sigmoid => 5,
+        }
+    }
+
+    /// PyTorch's definition, in f64.
+    pub fn apply(self, x: f64) -> f64 {
+        let relu6 = |v: f64| v.clamp(0.0, 6.0);
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Relu6 => relu6(x),
+            Activation::Hardswish => x * relu6(x + 3.0) / 6.0,
+            Activation::Hardsigmoid => relu6(x + 3.0) / 6.0,
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+
+    pub const ALL: [Activation; 6] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Hardswish,
+        Activation::Hardsigmoid,
+        Activation::Sigmoid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+            Activation::Hardswish => "hardswish",
+            Activation::Hardsigmoid => "hardsigmoid",
+            Activation::Sigmoid => "sigmoid",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// Zero padding on each side of a 2-D map. PyTorch pads symmetrically; TensorFlow's "SAME" does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Padding2d {
+    pub top: usize,
+    pub left: usize,
+    pub bottom: usize,
+    pub right: usize,
+}
+
+impl Padding2d {
+    /// PyTorch's `padding=(ph, pw)`.
+    pub const fn symmetric(ph: usize, pw: usize) -> Self {
+        Padding2d {
+            top: ph,
+            left: pw,
+            bottom: ph,
+            right: pw,
+        }
+    }
+
+    pub const fn uniform(p: usize) -> Self {
+        Self::symmetric(p, p)
+    }
+}
+
+/// Checks that every value is at least 1.
+pub(crate) fn positive(op: &'static str, what: &str, values: &[usize]) -> Result<()> {
+    if values.contains(&0) {
+        return Err(Error::params(
+            op,
+            format!("{what} must be >= 1, got {values:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Output length of a sliding window (conv, pool) along one axis, floor mode.
+/// Errors when the dilated window is larger than the padded input.
+pub(crate) fn window_out(
+    op: &'static str,
+    axis: &str,
+    input: usize,
+    pad_total: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> Result<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + pad_total;
+    if span > padded {
+        return Err(Error::params(
+            op,
+            format!(
+                "{axis}: kernel {kernel} with dilation {dilation} spans {span}, larger than the padded input {padded} (input {input} + padding {pad_total})"
+            ),
+        ));
+    }
+    Ok((padded - span) / stride + 1)
+}

@@ -1,0 +1,27 @@
+//! Softmax and argmax over the channel axis.
+
+use super::positive;
+use crate::error::Result;
+use crate::tensor::Shape;
+
+/// Softmax over channels: `exp(x - max) / sum(exp(x - max))` per pixel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Softmax;
+
+impl Softmax {
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        positive("softmax", "input size", &input.dims())?;
+        Ok(input)
+    }
+}
+
+/// Argmax over channels: an `N x 1 x H x W` class map of u32 indices; ties pick the first channel, as PyTorch does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Argmax;
+
+impl Argmax {
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        positive("argmax", "input size", &input.dims())?;
+        Ok(input.with_c(1))
+    }
+}

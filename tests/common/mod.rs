@@ -1,0 +1,87 @@
+//! Shared test harness: one GPU per test binary, seeded random data, and the comparison with the reference.
+#![allow(dead_code)]
+
+use atrous::gpu::{GpuTensor, TensorData};
+use atrous::{Gpu, Shape, Tensor};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::sync::{Arc, OnceLock};
+
+/// The shared GPU, or `None` (with the reason printed) when this machine has no adapter at all.
+/// With `ATROUS_REQUIRE_GPU=1` (set by CI) a missing adapter fails instead.
+pub fn gpu() -> Option<Arc<Gpu>> {
+    static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(gpu) => {
+            eprintln!("testing on {}", gpu.describe());
+            Some(Arc::new(gpu))
+        }
+        Err(e) if std::env::var("ATROUS_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("ATROUS_REQUIRE_GPU=1 but no GPU: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping GPU tests: {e}");
+            None
+        }
+    })
+    .clone()
+}
+
+/// Binds the shared GPU or returns from the test, having printed why.
+#[macro_export]
+macro_rules! gpu_or_skip {
+    () => {
+        match common::gpu() {
+            Some(gpu) => gpu,
+            None => return,
+        }
+    };
+}
+
+pub fn rng(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
+
+/// Uniform values in [-1, 1): never zeros, so unwritten or misindexed outputs show.
+pub fn random_vec(rng: &mut SmallRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+pub fn random_tensor(rng: &mut SmallRng, shape: Shape) -> Tensor {
+    Tensor::new(shape, random_vec(rng, shape.numel())).unwrap()
+}
+
+pub fn upload(gpu: &Gpu, label: &str, t: &Tensor) -> GpuTensor {
+    gpu.upload(label, t.shape, TensorData::F32(&t.data))
+        .unwrap()
+}
+
+/// Asserts max |gpu - reference| <= 1e-4 * max(1, max |reference|); a failure names the first mismatching index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_close_tol(what, got, want, 1e-4);
+}
+
+pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let tol = rel * scale;
+    let mut worst = 0.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        // NaN (an unwritten element) fails too.
+        if err.is_nan() || err > tol {
+            panic!(
+                "{what}: index {i}: gpu {g} vs reference {w} (|err| {err} > tol {tol}; {} values)",
+                got.len()
+            );
+        }
+        worst = worst.max(err);
+    }
+    assert!(worst.is_finite());
+}

@@ -1,0 +1,233 @@
+//! conv2d on the GPU against the CPU reference over a grid of shapes and epilogues.
+
+mod common;
+
+use atrous::kernels::conv2d;
+use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
+use atrous::{reference, Shape, Tensor};
+use common::*;
+use rand::Rng;
+
+struct Case {
+    input: Shape,
+    conv: Conv2d,
+    bias: bool,
+    batch_norm: bool,
+}
+
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    groups: usize,
+) -> Conv2d {
+    Conv2d {
+        stride: [stride, stride],
+        padding: Padding2d::uniform(pad),
+        dilation: [dil, dil],
+        groups,
+        ..Conv2d::new(cin, cout, [k, k])
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |n, c, h, w, conv: Conv2d, bias, batch_norm| {
+        cases.push(Case {
+            input: Shape::new(n, c, h, w),
+            conv,
+            bias,
+            batch_norm,
+        })
+    };
+    add(1, 3, 17, 23, conv(3, 5, 3, 1, 1, 1, 1), true, false);
+    add(2, 6, 13, 11, conv(6, 7, 3, 2, 1, 1, 1), false, true);
+    // stride > 1 together with dilation > 1, padding of more than half the kernel
+    add(1, 5, 19, 21, conv(5, 6, 3, 2, 3, 2, 1), true, true);
+    add(1, 4, 15, 15, conv(4, 4, 3, 1, 6, 6, 1), false, true);
+    // groups and depthwise
+    add(1, 6, 12, 9, conv(6, 9, 3, 1, 1, 1, 3), true, false);
+    add(2, 7, 11, 13, conv(7, 7, 3, 2, 1, 1, 7), false, true);
+    add(1, 5, 10, 10, conv(5, 10, 5, 1, 4, 2, 5), true, true);
+    // 1x1, 1x1 spatial maps, channels not divisible by 4
+    add(1, 13, 9, 7, conv(13, 3, 1, 1, 0, 1, 1), true, false);
+    add(2, 9, 1, 1, conv(9, 5, 1, 1, 0, 1, 1), true, true);
+    add(1, 3, 1, 1, conv(3, 2, 3, 1, 1, 1, 1), true, false);
+    // stem-like 7x7 stride 2 padding 3, and a kernel as large as the padded input
+    add(1, 3, 21, 19, conv(3, 8, 7, 2, 3, 1, 1), false, true);
+    add(1, 2, 3, 3, conv(2, 3, 5, 1, 1, 1, 1), true, false);
+    // non-square kernel
+    add(
+        1,
+        3,
+        8,
+        10,
+        Conv2d {
+            padding: Padding2d {
+                top: 0,
+                left: 2,
+                bottom: 1,
+                right: 0,
+            },
+            ..Conv2d::new(3, 4, [2, 3])
+        },
+        true,
+        false,
+    );
+    cases
+}
+
+fn weights(
+    rng: &mut rand::rngs::SmallRng,
+    p: &Conv2d,
+    bias: bool,
+    batch_norm: bool,
+) -> ConvWeights {
+    let c = p.out_channels;
+    ConvWeights {
+        weight: random_vec(rng, p.weight_shape().iter().product()),
+        bias: bias.then(|| random_vec(rng, c)),
+        batch_norm: batch_norm.then(|| BatchNorm {
+            weight: random_vec(rng, c),
+            bias: random_vec(rng, c),
+            running_mean: random_vec(rng, c),
+            running_var: (0..c).map(|_| rng.random_range(0.2f32..2.0)).collect(),
+            eps: 1e-5,
+        }),
+    }
+}
+
+/// Runs one conv on the GPU into a poisoned destination and compares with the reference.
+fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
+    let mut rng = rng(seed);
+    let p = &case.conv;
+    let x = random_tensor(&mut rng, case.input);
+    let w = weights(&mut rng, p, case.bias, case.batch_norm);
+    let dest = p.output_shape(case.input).unwrap();
+    let result_shape = dest.with_c(p.out_channels);
+    let residual = p.residual.then(|| random_tensor(&mut rng, result_shape));
+    let mut want = reference::conv2d(p, &x, &w, residual.as_ref()).unwrap();
+
+    let kernel = conv2d::conv2d(gpu, name, p, case.input).unwrap();
+    let gw = conv2d::upload_weights(gpu, name, p, &w).unwrap();
+    let gx = upload(gpu, "x", &x);
+    // The destination's other channels must survive: start from known values, poison only our channels.
+    let mut initial = random_tensor(&mut rng, dest);
+    let poison = Tensor::new(result_shape, vec![f32::NAN; result_shape.numel()]).unwrap();
+    reference::place_channels(&mut initial, &poison, p.out_channel_offset);
+    let out = upload(gpu, "out", &initial);
+    let gres = residual.as_ref().map(|r| upload(gpu, "residual", r));
+    let res_binding = gres.as_ref().map_or(gpu.placeholder(), |r| r.binding());
+    let bound = kernel
+        .bind(
+            gpu,
+            &[out.binding()],
+            &[
+                gx.binding(),
+                gw.weight.as_entire_buffer_binding(),
+                gw.bias.as_entire_buffer_binding(),
+                res_binding,
+            ],
+        )
+        .unwrap();
+    gpu.run(&[&bound]).unwrap();
+    let got = gpu.read(&out).unwrap();
+    if dest.c != p.out_channels {
+        let mut full = initial.clone();
+        reference::place_channels(&mut full, &want, p.out_channel_offset);
+        want = full;
+    }
+    assert_close(name, &got.data, &want.data);
+}
+
+#[test]
+fn conv2d_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, case) in cases().iter().enumerate() {
+        let p = &case.conv;
+        let name = format!(
+            "case {i}: {} {:?} k{:?} s{:?} d{:?} g{}",
+            case.input, p.padding, p.kernel, p.stride, p.dilation, p.groups
+        );
+        check(&gpu, &name, case, i as u64);
+    }
+}
+
+#[test]
+fn conv2d_epilogue_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, activation) in Activation::ALL.into_iter().enumerate() {
+        for residual in [false, true] {
+            let conv = Conv2d {
+                activation,
+                residual,
+                ..conv(5, 6, 3, 1, 2, 2, 1)
+            };
+            let case = Case {
+                input: Shape::new(2, 5, 9, 11),
+                conv,
+                bias: true,
+                batch_norm: true,
+            };
+            check(
+                &gpu,
+                &format!("{activation:?} residual={residual}"),
+                &case,
+                100 + i as u64,
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_should_write_at_channel_offset() {
+    let gpu = gpu_or_skip!();
+    let conv = Conv2d {
+        out_channel_offset: 3,
+        out_channels_total: Some(11),
+        activation: Activation::Relu,
+        ..conv(4, 5, 3, 1, 1, 1, 1)
+    };
+    let case = Case {
+        input: Shape::new(2, 4, 7, 9),
+        conv,
+        bias: true,
+        batch_norm: false,
+    };
+    check(&gpu, "offset 3 of 11", &case, 7);
+}
+
+#[test]
+fn conv2d_should_reject_bad_parameters() {
+    let x = Shape::new(1, 4, 8, 8);
+    let bad = [
+        Conv2d {
+            stride: [0, 1],
+            ..Conv2d::new(4, 4, [3, 3])
+        },
+        Conv2d {
+            dilation: [1, 0],
+            ..Conv2d::new(4, 4, [3, 3])
+        },
+        Conv2d {
+            groups: 3,
+            ..Conv2d::new(4, 4, [3, 3])
+        },
+        Conv2d::new(4, 4, [9, 3]),
+        Conv2d::new(5, 4, [3, 3]),
+        Conv2d {
+            out_channel_offset: 2,
+            out_channels_total: Some(5),
+            ..Conv2d::new(4, 4, [1, 1])
+        },
+    ];
+    for p in bad {
+        let err = p
+            .output_shape(x)
+            .expect_err(&format!("{p:?} should be rejected"));
+        assert!(err.to_string().starts_with("conv2d"), "{err}");
+    }
+}
