@@ -9,6 +9,7 @@ mod resize;
 mod softmax;
 
 pub use conv::conv2d;
+pub use resize::resize;
 
 use crate::tensor::Tensor;
 
