@@ -10,6 +10,7 @@ mod softmax;
 
 pub use conv::conv2d;
 pub use resize::resize;
+pub use softmax::{argmax, softmax};
 
 use crate::tensor::Tensor;
 
