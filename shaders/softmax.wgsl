@@ -1,1 +1,61 @@
-// Filled in by the softmax kernel family.
+// Softmax and argmax over the channel axis of an NCHW map. One thread per (batch, pixel); the channel loop strides
+// by the plane size, so neighbouring threads read neighbouring addresses.
+
+struct Params {
+    n: u32, c: u32, plane: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// softmax: [n, c, h, w] out, [n, c, h, w] in
+@group(0) @binding(1) var<storage, read_write> softmax_out: array<f32>;
+@group(0) @binding(2) var<storage, read> softmax_in: array<f32>;
+
+// argmax: [n, 1, h, w] class map out, [n, c, h, w] in
+@group(0) @binding(1) var<storage, read_write> argmax_out: array<u32>;
+@group(0) @binding(2) var<storage, read> argmax_in: array<f32>;
+
+@compute @workgroup_size(WG)
+fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wid, nwg, lid);
+    if i >= p.n * p.plane {
+        return;
+    }
+    let base = (i / p.plane) * p.c * p.plane + i % p.plane;
+    var m = softmax_in[base];
+    for (var c = 1u; c < p.c; c++) {
+        m = max(m, softmax_in[base + c * p.plane]);
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < p.c; c++) {
+        let e = exp(softmax_in[base + c * p.plane] - m);
+        softmax_out[base + c * p.plane] = e;
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    for (var c = 0u; c < p.c; c++) {
+        softmax_out[base + c * p.plane] *= inv;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wid, nwg, lid);
+    if i >= p.n * p.plane {
+        return;
+    }
+    let base = (i / p.plane) * p.c * p.plane + i % p.plane;
+    var best = argmax_in[base];
+    var index = 0u;
+    for (var c = 1u; c < p.c; c++) {
+        let v = argmax_in[base + c * p.plane];
+        // Strict: a tie keeps the first channel, as torch.argmax does.
+        if v > best {
+            best = v;
+            index = c;
+        }
+    }
+    argmax_out[i] = index;
+}

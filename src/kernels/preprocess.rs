@@ -1,1 +1,87 @@
-//! preprocess kernels (shaders/preprocess.wgsl).
+//! preprocess: 8-bit RGB/RGBA pixels to a normalised f32 NCHW tensor (shaders/preprocess.wgsl).
+
+use super::PREPROCESS;
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, GpuTensor, Kernel, KernelSpec, Slot, TensorData};
+use crate::ops::{ChannelOrder, ImageLayout, Preprocess};
+use crate::tensor::Shape;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    w_in: u32,
+    h_in: u32,
+    channels: u32,
+    h_out: u32,
+    w_out: u32,
+    bgr: u32,
+    scale_h: f32,
+    scale_w: f32,
+    value_scale: f32,
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+/// Packs pixel bytes four to a little-endian u32 word, zero-padding the last word: storage buffers hold 4-byte
+/// elements and WGSL has no 8-bit type, so the shader unpacks bytes with shifts.
+pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|chunk| {
+            let mut word = [0u8; 4];
+            word[..chunk.len()].copy_from_slice(chunk);
+            u32::from_le_bytes(word)
+        })
+        .collect()
+}
+
+/// The number of u32 words the packed bytes of `image` take.
+pub fn image_words(image: ImageLayout) -> usize {
+    image.bytes().div_ceil(4)
+}
+
+/// Checks, packs and uploads the pixel bytes of `image` as the kernel's `image` input (a `1 x 1 x 1 x words` u32
+/// tensor).
+pub fn upload_image(gpu: &Gpu, label: &str, image: ImageLayout, bytes: &[u8]) -> Result<GpuTensor> {
+    image.check_bytes(bytes)?;
+    let words = pack_bytes(bytes);
+    gpu.upload(
+        label,
+        Shape::new(1, 1, 1, words.len()),
+        TensorData::U32(&words),
+    )
+}
+
+/// The preprocess kernel for `image`. Outputs: `output` (`1 x 3 x size[0] x size[1]`, f32). Inputs: `image` (the
+/// packed bytes, [`upload_image`] or [`pack_bytes`]).
+pub fn preprocess(gpu: &Gpu, label: &str, p: &Preprocess, image: ImageLayout) -> Result<Kernel> {
+    let output = p.output_shape(image)?;
+    let [scale_h, scale_w] = p.source_scales(image);
+    let u = |v: usize| v as u32;
+    let params = Params {
+        w_in: u(image.width),
+        h_in: u(image.height),
+        channels: u(image.channels),
+        h_out: u(output.h),
+        w_out: u(output.w),
+        bgr: (p.channel_order == ChannelOrder::Bgr) as u32,
+        scale_h,
+        scale_w,
+        value_scale: p.value_scale,
+        mean: p.mean,
+        std: p.std,
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (preprocess)"),
+            shader: PREPROCESS,
+            entry: "preprocess",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(output.numel() as u64),
+            outputs: vec![Slot::elements("output", output.numel())],
+            inputs: vec![Slot::elements("image", image_words(image))],
+        },
+    )
+}

@@ -1,1 +1,60 @@
-//! softmax kernels (shaders/softmax.wgsl).
+//! softmax and argmax over channels (shaders/softmax.wgsl).
+
+use super::SOFTMAX;
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::ops::{Argmax, Softmax};
+use crate::tensor::Shape;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    plane: u32,
+}
+
+fn params(input: Shape) -> Params {
+    Params {
+        n: input.n as u32,
+        c: input.c as u32,
+        plane: input.plane() as u32,
+    }
+}
+
+/// Softmax over the channels of `input`. Outputs: `output` (same shape as `input`). Inputs: `input`.
+pub fn softmax(gpu: &Gpu, label: &str, p: &Softmax, input: Shape) -> Result<Kernel> {
+    let output = p.output_shape(input)?;
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (softmax)"),
+            shader: SOFTMAX,
+            entry: "softmax",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params(input)),
+            dispatch: Dispatch::Linear((input.n * input.plane()) as u64),
+            outputs: vec![Slot::elements("output", output.numel())],
+            inputs: vec![Slot::elements("input", input.numel())],
+        },
+    )
+}
+
+/// Argmax over the channels of `input`, ties to the first channel. Outputs: `classes` (u32, `N x 1 x H x W`).
+/// Inputs: `input`.
+pub fn argmax(gpu: &Gpu, label: &str, p: &Argmax, input: Shape) -> Result<Kernel> {
+    let output = p.output_shape(input)?;
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (argmax)"),
+            shader: SOFTMAX,
+            entry: "argmax",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params(input)),
+            dispatch: Dispatch::Linear(output.numel() as u64),
+            outputs: vec![Slot::elements("classes", output.numel())],
+            inputs: vec![Slot::elements("input", input.numel())],
+        },
+    )
+}

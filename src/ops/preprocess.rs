@@ -1,7 +1,7 @@
 //! Image preprocessing: 8-bit RGB or RGBA pixels, resized (bilinear, align_corners=False) and normalised into an f32
 //! NCHW tensor of batch 1.
 
-use super::positive;
+use super::{positive, Resize, ResizeMode, ResizeTarget};
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
@@ -16,7 +16,28 @@ pub struct ImageLayout {
 
 impl ImageLayout {
     pub fn bytes(&self) -> usize {
-        self.width * self.height * self.channels
+        // Saturates so absurd layouts fail size checks instead of overflowing.
+        self.width
+            .saturating_mul(self.height)
+            .saturating_mul(self.channels)
+    }
+
+    /// Checks that `bytes` holds exactly the pixels of this image.
+    pub fn check_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() != self.bytes() {
+            return Err(Error::shape(
+                "preprocess",
+                format!(
+                    "a {}x{} image with {} channels has {} bytes, got {}",
+                    self.width,
+                    self.height,
+                    self.channels,
+                    self.bytes(),
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -59,5 +80,19 @@ impl Preprocess {
             ));
         }
         Ok(Shape::new(1, 3, self.size[0], self.size[1]))
+    }
+
+    /// The f32 source-coordinate scales (h, w) of the bilinear, align_corners=False resize from `image` to `size`.
+    pub fn source_scales(&self, image: ImageLayout) -> [f32; 2] {
+        let resize = Resize {
+            mode: ResizeMode::Bilinear {
+                align_corners: false,
+            },
+            target: ResizeTarget::Size(self.size),
+        };
+        resize.source_scales(
+            Shape::new(1, 3, image.height, image.width),
+            Shape::new(1, 3, self.size[0], self.size[1]),
+        )
     }
 }

@@ -9,6 +9,9 @@ mod resize;
 mod softmax;
 
 pub use conv::conv2d;
+pub use preprocess::preprocess;
+pub use resize::resize;
+pub use softmax::{argmax, softmax};
 
 use crate::tensor::Tensor;
 

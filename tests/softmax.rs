@@ -1,0 +1,99 @@
+//! softmax and argmax over channels on the GPU against the CPU reference.
+
+mod common;
+
+use atrous::kernels::softmax;
+use atrous::ops::{Argmax, Softmax};
+use atrous::{reference, Shape, Tensor};
+use common::*;
+
+fn shapes() -> Vec<Shape> {
+    let mut shapes = Vec::new();
+    for c in [1, 2, 3, 21] {
+        shapes.push(Shape::new(1, c, 13, 17));
+        shapes.push(Shape::new(2, c, 5, 3));
+        shapes.push(Shape::new(2, c, 1, 1));
+    }
+    shapes
+}
+
+/// Random data spread wide enough that the max subtraction matters.
+fn logits(seed: u64, shape: Shape) -> Tensor {
+    let mut t = random_tensor(&mut rng(seed), shape);
+    t.data.iter_mut().for_each(|v| *v *= 30.0);
+    t
+}
+
+fn run_argmax(gpu: &atrous::Gpu, name: &str, x: &Tensor) -> Vec<u32> {
+    let kernel = softmax::argmax(gpu, name, &Argmax, x.shape).unwrap();
+    let gx = upload(gpu, "x", x);
+    let out = gpu.tensor("classes", x.shape.with_c(1), true).unwrap();
+    let bound = kernel.bind(gpu, &[out.binding()], &[gx.binding()]).unwrap();
+    gpu.run(&[&bound]).unwrap();
+    gpu.read_u32(&out).unwrap()
+}
+
+#[test]
+fn softmax_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, shape) in shapes().into_iter().enumerate() {
+        let name = format!("softmax {shape}");
+        let x = logits(i as u64, shape);
+        let want = reference::softmax(&x).unwrap();
+        let kernel = softmax::softmax(&gpu, &name, &Softmax, shape).unwrap();
+        let gx = upload(&gpu, "x", &x);
+        let out = gpu.tensor("out", shape, true).unwrap();
+        let bound = kernel
+            .bind(&gpu, &[out.binding()], &[gx.binding()])
+            .unwrap();
+        gpu.run(&[&bound]).unwrap();
+        let got = gpu.read(&out).unwrap();
+        assert_close(&name, &got.data, &want.data);
+    }
+}
+
+#[test]
+fn argmax_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, shape) in shapes().into_iter().enumerate() {
+        let name = format!("argmax {shape}");
+        let x = logits(100 + i as u64, shape);
+        let want = reference::argmax(&x).unwrap();
+        assert_eq!(run_argmax(&gpu, &name, &x), want, "{name}");
+    }
+}
+
+#[test]
+fn argmax_should_pick_the_first_of_tied_channels() {
+    // A 1 x 4 x 1 x 5 map: row c holds channel c of the five pixels.
+    let channels = [
+        [1.0, -1.0, -4.0, -4.0, -2.0],
+        [1.0, 2.0, -4.0, -4.0, -1.0],
+        [1.0, 0.5, 3.0, -4.0, -1.0],
+        [1.0, 2.0, 3.0, 5.0, -3.0],
+    ];
+    let x = Tensor::new(Shape::new(1, 4, 1, 5), channels.concat()).unwrap();
+    // all equal; channels 1 and 3 tie; 2 and 3 tie; 3 alone; 1 and 2 tie below zero.
+    let want = vec![0, 1, 2, 3, 1];
+    assert_eq!(reference::argmax(&x).unwrap(), want);
+    let gpu = gpu_or_skip!();
+    assert_eq!(run_argmax(&gpu, "ties", &x), want);
+}
+
+#[test]
+fn softmax_and_argmax_should_reject_empty_inputs() {
+    for shape in [
+        Shape::new(1, 0, 4, 4),
+        Shape::new(0, 3, 4, 4),
+        Shape::new(1, 3, 0, 4),
+    ] {
+        let err = Softmax.output_shape(shape).unwrap_err();
+        assert!(err.to_string().starts_with("softmax"), "{err}");
+        let err = Argmax.output_shape(shape).unwrap_err();
+        assert!(err.to_string().starts_with("argmax"), "{err}");
+        let err = reference::softmax(&Tensor::zeros(shape)).unwrap_err();
+        assert!(err.to_string().starts_with("softmax"), "{err}");
+        let err = reference::argmax(&Tensor::zeros(shape)).unwrap_err();
+        assert!(err.to_string().starts_with("argmax"), "{err}");
+    }
+}
