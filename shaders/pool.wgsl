@@ -73,8 +73,9 @@ fn neg_inf() -> f32 {
 }
 
 // PyTorch's comparison: a strictly larger value or a NaN takes over, so ties keep the first in scan order.
+// NaN is tested on the bits: drivers may fold `v != v` to false (lavapipe does).
 fn takes_over(v: f32, best: f32) -> bool {
-    return v > best || v != v;
+    return v > best || (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
 @compute @workgroup_size(WG)

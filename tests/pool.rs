@@ -264,6 +264,34 @@ fn max_pool2d_reference_should_keep_the_first_maximum() {
     assert_eq!(idx, Some(vec![1]));
 }
 
+#[test]
+fn max_pool2d_should_handle_infinities_and_nan_like_pytorch() {
+    let gpu = gpu_or_skip!();
+    // A window of -inf keeps PyTorch's initial index, its first in-bounds tap; a NaN takes over from anything, so
+    // the last NaN of a window wins.
+    let input = Shape::new(1, 2, 7, 6);
+    let mut x = random_tensor(&mut rng(60), input);
+    for v in &mut x.data[..input.plane()] {
+        *v = f32::NEG_INFINITY;
+    }
+    for i in [input.plane() + 8, input.plane() + 9, input.plane() + 20] {
+        x.data[i] = f32::NAN;
+    }
+    let p = MaxPool2d {
+        return_indices: true,
+        ..max_pool([3, 3], [2, 2], [1, 1], [1, 1], true)
+    };
+    let (want, want_idx) = reference::max_pool2d(&p, &x).unwrap();
+    let (got, got_idx) = gpu_max_pool(&gpu, "inf and nan", &p, &x);
+    assert_eq!(got_idx, want_idx, "indices");
+    for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {
+        assert!(
+            g == w || g.is_nan() && w.is_nan(),
+            "index {i}: gpu {g} vs reference {w}"
+        );
+    }
+}
+
 /// Runs a single-input, single-output kernel into a poisoned output.
 fn run_simple(gpu: &Gpu, kernel: &atrous::gpu::Kernel, x: &Tensor, out_shape: Shape) -> Tensor {
     let gx = upload(gpu, "x", x);
