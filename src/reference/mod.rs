@@ -9,6 +9,7 @@ mod resize;
 mod softmax;
 
 pub use conv::conv2d;
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
 pub use softmax::{argmax, softmax};
