@@ -8,7 +8,7 @@ mod preprocess;
 mod resize;
 mod softmax;
 
-pub use conv::conv2d;
+pub use conv::{conv2d, conv_transpose2d};
 
 use crate::tensor::Tensor;
 
