@@ -9,6 +9,7 @@ mod resize;
 mod softmax;
 
 pub use conv::{conv2d, conv_transpose2d};
+pub use elementwise::{binary, concat, unary};
 
 use crate::tensor::Tensor;
 
