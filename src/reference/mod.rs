@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod graph;
 mod pool;
 mod preprocess;
 mod resize;
@@ -10,6 +11,7 @@ mod softmax;
 
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{binary, concat, unary};
+pub use graph::run_graph;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
