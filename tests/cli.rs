@@ -1,0 +1,103 @@
+//! The `atrous` binary: `run` on a hand-built graph saved in the portable format gives the CPU executor's result;
+//! bad input prints one line and exits non-zero.
+
+mod common;
+
+use atrous::graph::GraphBuilder;
+use atrous::ops::{Activation, Conv2d, ConvWeights, Padding2d, Resize, ResizeMode, ResizeTarget};
+use atrous::weights::Weights;
+use atrous::{reference, Model, Shape, Tensor};
+use common::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atrous-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn atrous(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().unwrap()
+}
+
+fn small_model() -> Model {
+    let mut r = rng(1);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let p = Conv2d { stride: [2, 2], padding: Padding2d::uniform(1), ..Conv2d::new(3, 4, [3, 3]) };
+    let w = ConvWeights { weight: random_vec(&mut r, 4 * 3 * 9), bias: Some(random_vec(&mut r, 4)), batch_norm: None };
+    let c = b.conv2d("conv", &x, p, w).unwrap();
+    let c = b.activation("relu", &c, Activation::Relu);
+    let resize = Resize { mode: ResizeMode::Bilinear { align_corners: false }, target: ResizeTarget::Size([11, 13]) };
+    b.resize("out", &c, resize);
+    b.finish(&["out"]).unwrap()
+}
+
+#[test]
+fn run_should_give_the_cpu_executors_result() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("run");
+    let (model_path, input_path, output_path) =
+        (dir.join("model.safetensors"), dir.join("in.safetensors"), dir.join("out.safetensors"));
+    let model = small_model();
+    model.save(&model_path).unwrap();
+    let x = random_tensor(&mut rng(2), Shape::new(2, 3, 11, 13));
+    let mut input = Weights::new();
+    input.insert("input", x.shape.dims().to_vec(), x.data.clone()).unwrap();
+    input.save(&input_path, HashMap::new()).unwrap();
+
+    let out = atrous(&[
+        "run",
+        "--model",
+        model_path.to_str().unwrap(),
+        "--input",
+        input_path.to_str().unwrap(),
+        "--output",
+        output_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "atrous run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got = Weights::open(&output_path).unwrap().get("out").unwrap();
+    let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)])).unwrap();
+    let want: Tensor = want["out"].to_f32();
+    assert_eq!(got.shape, want.shape.dims().to_vec());
+    assert_close("atrous run", &got.data, &want.data);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_should_print_one_line_and_fail() {
+    let dir = temp_dir("bad");
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    let out_path = dir.join("out.safetensors");
+    let args = ["run", "--model", garbage.to_str().unwrap(), "--input", "x", "--output", out_path.to_str().unwrap()];
+    let out = atrous(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("atrous: ") && stderr.contains("garbage.safetensors"), "{stderr}");
+    assert!(!out_path.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_documented_example_should_be_a_valid_model() {
+    let doc = include_str!("../docs/model-format.md");
+    let start = doc.find("```json\n").unwrap() + "```json\n".len();
+    let json = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut weights = Weights::new();
+    weights.insert("stem.weight", vec![16, 3, 3, 3], vec![0.1; 16 * 27]).unwrap();
+    for name in ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"] {
+        weights.insert(name, vec![16], vec![1.0; 16]).unwrap();
+    }
+    let model = Model::from_json(json, weights).unwrap();
+    assert_eq!(model.graph.nodes.len(), 2);
+    assert_eq!(model.info.labels, ["background", "person"]);
+    let shapes = HashMap::from([("input".to_string(), Shape::new(1, 3, 8, 8))]);
+    let (_, infos) = model.graph.infer(&shapes).unwrap();
+    assert_eq!(infos["out"].shape, Shape::new(1, 16, 8, 8));
+}
