@@ -2,7 +2,7 @@
 // by the plane size, so neighbouring threads read neighbouring addresses.
 
 struct Params {
-    n: u32, c: u32, plane: u32,
+    n: u32, c: u32, plane: u32, threshold: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -10,6 +10,10 @@ struct Params {
 // softmax: [n, c, h, w] out, [n, c, h, w] in
 @group(0) @binding(1) var<storage, read_write> softmax_out: array<f32>;
 @group(0) @binding(2) var<storage, read> softmax_in: array<f32>;
+
+// threshold: [n, 1, h, w] class map out, [n, 1, h, w] in
+@group(0) @binding(1) var<storage, read_write> threshold_out: array<u32>;
+@group(0) @binding(2) var<storage, read> threshold_in: array<f32>;
 
 // argmax: [n, 1, h, w] class map out, [n, c, h, w] in
 @group(0) @binding(1) var<storage, read_write> argmax_out: array<u32>;
@@ -58,4 +62,16 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
     argmax_out[i] = index;
+}
+
+// The class map of a one-channel probability (a sigmoid segmenter): class 1 where p > threshold. Argmax over one
+// channel would always give 0.
+@compute @workgroup_size(WG)
+fn threshold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wid, nwg, lid);
+    if i >= p.n * p.plane {
+        return;
+    }
+    threshold_out[i] = select(0u, 1u, threshold_in[i] > p.threshold);
 }

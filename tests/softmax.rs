@@ -97,3 +97,23 @@ fn softmax_and_argmax_should_reject_empty_inputs() {
         assert!(err.to_string().starts_with("argmax"), "{err}");
     }
 }
+
+#[test]
+fn threshold_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    let mut values = random_tensor(&mut common::rng(40), Shape::new(2, 1, 9, 13));
+    values.data[0] = 0.5; // exactly at the threshold: background
+    let want = reference::threshold(&values, 0.5).unwrap();
+    assert_eq!(want[0], 0);
+    assert!(want.contains(&1) && want.contains(&0));
+    let kernel = softmax::threshold(&gpu, "threshold", values.shape, 0.5).unwrap();
+    let gx = upload(&gpu, "x", &values);
+    let out = gpu.tensor("classes", values.shape, true).unwrap();
+    let bound = kernel
+        .bind(&gpu, &[out.binding()], &[gx.binding()])
+        .unwrap();
+    gpu.run(&[&bound]).unwrap();
+    assert_eq!(gpu.read_u32(&out).unwrap(), want);
+    let err = softmax::threshold(&gpu, "bad", Shape::new(1, 2, 3, 3), 0.5).unwrap_err();
+    assert!(err.to_string().starts_with("threshold"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! softmax and argmax over channels (shaders/softmax.wgsl).
 
 use super::SOFTMAX;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
 use crate::ops::{Argmax, Softmax};
 use crate::tensor::Shape;
@@ -12,6 +12,7 @@ struct Params {
     n: u32,
     c: u32,
     plane: u32,
+    threshold: f32,
 }
 
 fn params(input: Shape) -> Params {
@@ -19,6 +20,7 @@ fn params(input: Shape) -> Params {
         n: input.n as u32,
         c: input.c as u32,
         plane: input.plane() as u32,
+        threshold: 0.0,
     }
 }
 
@@ -52,6 +54,34 @@ pub fn argmax(gpu: &Gpu, label: &str, p: &Argmax, input: Shape) -> Result<Kernel
             entry: "argmax",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params(input)),
+            dispatch: Dispatch::Linear(output.numel() as u64),
+            outputs: vec![Slot::elements("classes", output.numel())],
+            inputs: vec![Slot::elements("input", input.numel())],
+        },
+    )
+}
+
+/// The class map of a one-channel probability map: 1 where `p > threshold`, else 0. Outputs: `classes` (u32,
+/// `N x 1 x H x W`). Inputs: `input` (`N x 1 x H x W`).
+pub fn threshold(gpu: &Gpu, label: &str, input: Shape, threshold: f32) -> Result<Kernel> {
+    let output = Argmax.output_shape(input)?;
+    if input.c != 1 || !threshold.is_finite() {
+        return Err(Error::params(
+            "threshold",
+            format!("needs one channel and a finite threshold, got {input} and {threshold}"),
+        ));
+    }
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (threshold)"),
+            shader: SOFTMAX,
+            entry: "threshold",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&Params {
+                threshold,
+                ..params(input)
+            }),
             dispatch: Dispatch::Linear(output.numel() as u64),
             outputs: vec![Slot::elements("classes", output.numel())],
             inputs: vec![Slot::elements("input", input.numel())],

@@ -326,64 +326,30 @@ impl Plan {
                 )));
             }
         }
-        let _guard = self
-            .run_lock
-            .lock()
-            .map_err(|_| Error::Device("a previous run panicked".into()))?;
-        let gpu = &self.gpu;
-        gpu.scoped(
-            || "recording and submitting the plan".to_string(),
-            || {
-                for &(name, tensor) in inputs {
-                    let buffer = &self.buffers[self.inputs[name].1];
-                    gpu.queue
-                        .write_buffer(buffer, 0, bytemuck::cast_slice(&tensor.data));
+        let uploads: Vec<(&wgpu::Buffer, &[u8])> = inputs
+            .iter()
+            .map(|&(name, t)| {
+                (
+                    &self.buffers[self.inputs[name].1],
+                    bytemuck::cast_slice(&t.data),
+                )
+            })
+            .collect();
+        let readbacks: Vec<Readback> = outputs
+            .iter()
+            .map(|&name| {
+                let (info, buffer) = self.outputs[name];
+                Readback {
+                    source: &self.buffers[buffer],
+                    staging: &self.staging[name],
+                    bytes: info.shape.bytes(),
                 }
-                let mut encoder = gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    for kernel in &self.kernels {
-                        kernel.encode(&mut pass);
-                    }
-                }
-                for &name in outputs {
-                    let (info, buffer) = self.outputs[name];
-                    encoder.copy_buffer_to_buffer(
-                        &self.buffers[buffer],
-                        0,
-                        &self.staging[name],
-                        0,
-                        info.shape.bytes(),
-                    );
-                }
-                gpu.queue.submit([encoder.finish()]);
-            },
-        )?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        for &name in outputs {
-            let sender = sender.clone();
-            let owned = name.to_string();
-            self.staging[name]
-                .slice(..)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = sender.send((owned, r));
-                });
-        }
-        drop(sender);
-        gpu.wait()?;
-        for (name, result) in receiver.iter() {
-            result.map_err(|e| Error::Device(format!("mapping output {name:?}: {e}")))?;
-        }
+            })
+            .collect();
+        let data = self.submit(&uploads, &[], &[], &readbacks)?;
         let mut results = HashMap::new();
-        for &name in outputs {
+        for (&name, bytes) in outputs.iter().zip(data) {
             let (info, _) = self.outputs[name];
-            let staging = &self.staging[name];
-            let bytes = staging
-                .slice(..info.shape.bytes())
-                .get_mapped_range()
-                .map_err(|e| Error::Device(format!("reading output {name:?}: {e}")))?
-                .to_vec();
-            staging.unmap();
             let output = match info.dtype {
                 DType::F32 => Output::F32(Tensor {
                     shape: info.shape,
@@ -398,4 +364,95 @@ impl Plan {
         }
         Ok(results)
     }
+
+    /// The buffer region of a graph input or output, for kernels recorded around the plan's own (see
+    /// [`Plan::submit`]).
+    pub fn binding(&self, tensor: &str) -> Option<wgpu::BufferBinding<'_>> {
+        let (shape, buffer) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
+            (Some(&(shape, buffer)), _) => (shape, buffer),
+            (None, Some(&(info, buffer))) => (info.shape, buffer),
+            (None, None) => return None,
+        };
+        Some(wgpu::BufferBinding {
+            buffer: &self.buffers[buffer],
+            offset: 0,
+            size: wgpu::BufferSize::new(shape.bytes().max(4)),
+        })
+    }
+
+    /// One submission: writes `uploads`, records `before`, the plan's kernels and `after` in one pass, copies each
+    /// readback's source into its (MAP_READ) staging buffer, submits once and returns the read bytes in order.
+    /// `before` may write the plan's inputs and `after` read its outputs (through [`Plan::binding`]).
+    pub fn submit(
+        &self,
+        uploads: &[(&wgpu::Buffer, &[u8])],
+        before: &[&BoundKernel],
+        after: &[&BoundKernel],
+        readbacks: &[Readback<'_>],
+    ) -> Result<Vec<Vec<u8>>> {
+        let _guard = self
+            .run_lock
+            .lock()
+            .map_err(|_| Error::Device("a previous run panicked".into()))?;
+        let gpu = &self.gpu;
+        gpu.scoped(
+            || "recording and submitting the plan".to_string(),
+            || {
+                for (buffer, bytes) in uploads {
+                    gpu.queue.write_buffer(buffer, 0, bytes);
+                }
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for kernel in before
+                        .iter()
+                        .copied()
+                        .chain(&self.kernels)
+                        .chain(after.iter().copied())
+                    {
+                        kernel.encode(&mut pass);
+                    }
+                }
+                for r in readbacks {
+                    encoder.copy_buffer_to_buffer(r.source, 0, r.staging, 0, r.bytes);
+                }
+                gpu.queue.submit([encoder.finish()]);
+            },
+        )?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for (i, r) in readbacks.iter().enumerate() {
+            let sender = sender.clone();
+            r.staging
+                .slice(..r.bytes)
+                .map_async(wgpu::MapMode::Read, move |result| {
+                    let _ = sender.send((i, result));
+                });
+        }
+        drop(sender);
+        gpu.wait()?;
+        for (i, result) in receiver.iter() {
+            result.map_err(|e| Error::Device(format!("mapping readback {i}: {e}")))?;
+        }
+        readbacks
+            .iter()
+            .map(|r| {
+                let bytes = r
+                    .staging
+                    .slice(..r.bytes)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Device(format!("reading back: {e}")))?
+                    .to_vec();
+                r.staging.unmap();
+                Ok(bytes)
+            })
+            .collect()
+    }
+}
+
+/// A copy after the kernels of [`Plan::submit`]: `bytes` from the start of `source` into `staging`.
+pub struct Readback<'a> {
+    pub source: &'a wgpu::Buffer,
+    /// A buffer with `MAP_READ | COPY_DST` usage.
+    pub staging: &'a wgpu::Buffer,
+    pub bytes: u64,
 }

@@ -15,7 +15,7 @@ pub use graph::run_graph;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
-pub use softmax::{argmax, softmax};
+pub use softmax::{argmax, softmax, threshold};
 
 use crate::tensor::Tensor;
 

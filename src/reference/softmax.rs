@@ -43,3 +43,15 @@ pub fn argmax(x: &Tensor) -> Result<Vec<u32>> {
     }
     Ok(out)
 }
+
+/// The class map of a one-channel probability map: 1 where `p > threshold`.
+pub fn threshold(x: &Tensor, threshold: f32) -> Result<Vec<u32>> {
+    Argmax.output_shape(x.shape)?;
+    if x.shape.c != 1 {
+        return Err(crate::Error::params(
+            "threshold",
+            format!("needs one channel, got {}", x.shape),
+        ));
+    }
+    Ok(x.data.iter().map(|&p| u32::from(p > threshold)).collect())
+}

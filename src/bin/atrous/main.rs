@@ -36,6 +36,25 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Segment photos: writes <stem>.mask.png (class per pixel), <stem>.color.png (palette colours) and
+    /// <stem>.overlay.png (the photo blended with the colours) for each image, and prints each class's share.
+    Segment {
+        /// The model (atrous format); defaults to the shipped MediaPipe selfie segmenter.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The architecture, for weights without an atrous graph.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Output directory.
+        #[arg(long, default_value = "segmented")]
+        out: PathBuf,
+        /// Also write <stem>.probs.safetensors: the class probabilities (1 x C x H x W).
+        #[arg(long)]
+        probs: bool,
+        /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// List the GPU adapters, the one atrous picks, its features and limits.
     Info,
 }
@@ -49,6 +68,13 @@ fn main() -> ExitCode {
             input,
             output,
         } => run(&model, arch.as_deref(), &input, &output),
+        Command::Segment {
+            model,
+            arch,
+            out,
+            probs,
+            images,
+        } => segment::run(model.as_deref(), arch.as_deref(), &out, probs, &images),
         Command::Info => info(),
     };
     match result {
@@ -59,6 +85,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+mod segment;
 
 fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
     if let Some(arch) = arch {
