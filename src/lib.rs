@@ -1,13 +1,21 @@
 //! atrous: semantic segmentation (DeepLab, UNet and their family) on any GPU through wgpu, with hand-written WGSL
 //! kernels checked against a CPU reference.
 
+pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
+pub mod model;
 pub mod ops;
+pub mod plan;
 pub mod reference;
 pub mod tensor;
+pub mod weights;
 
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuTensor};
+pub use graph::{Graph, GraphBuilder};
+pub use model::Model;
 pub use tensor::{Shape, Tensor};

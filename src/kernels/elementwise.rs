@@ -1,1 +1,155 @@
-//! elementwise kernels (shaders/elementwise.wgsl).
+//! elementwise kernels: broadcasting binary ops, standalone activations and concatenation along channels
+//! (shaders/elementwise.wgsl).
+
+use super::ELEMENTWISE;
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::ops::{Binary, Concat, Unary};
+use crate::tensor::Shape;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BinaryParams {
+    a: [u32; 4],
+    b: [u32; 4],
+    out: [u32; 4],
+    op: u32,
+    activation: u32,
+}
+
+fn dims(s: Shape) -> [u32; 4] {
+    s.dims().map(|d| d as u32)
+}
+
+/// `act(a op b)` with broadcasting. Outputs: `output` ([`Binary::output_shape`]). Inputs: `a`, `b`.
+pub fn binary(gpu: &Gpu, label: &str, p: &Binary, a: Shape, b: Shape) -> Result<Kernel> {
+    let out = p.output_shape(a, b)?;
+    let params = BinaryParams {
+        a: dims(a),
+        b: dims(b),
+        out: dims(out),
+        op: p.op.code(),
+        activation: p.activation.code(),
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (binary)"),
+            shader: ELEMENTWISE,
+            entry: "binary",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(out.numel() as u64),
+            outputs: vec![Slot::elements("output", out.numel())],
+            inputs: vec![
+                Slot::elements("a", a.numel()),
+                Slot::elements("b", b.numel()),
+            ],
+        },
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ActivationParams {
+    total: u32,
+    activation: u32,
+}
+
+/// A standalone activation. Outputs: `output` (the input's shape). Inputs: `input`.
+pub fn activation(gpu: &Gpu, label: &str, p: &Unary, input: Shape) -> Result<Kernel> {
+    let out = p.output_shape(input)?;
+    let params = ActivationParams {
+        total: out.numel() as u32,
+        activation: p.activation.code(),
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (activation)"),
+            shader: ELEMENTWISE,
+            entry: "activation",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(out.numel() as u64),
+            outputs: vec![Slot::elements("output", out.numel())],
+            inputs: vec![Slot::elements("input", input.numel())],
+        },
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CopyParams {
+    n: u32,
+    c: u32,
+    plane: u32,
+    dest_c: u32,
+    offset: u32,
+}
+
+/// Copies `input` into channels `channel_offset..channel_offset + input.c` of a `dest` tensor: one part of a
+/// concatenation. Outputs: `output` (`dest`; its other channels are left alone). Inputs: `input`.
+pub fn concat_part(
+    gpu: &Gpu,
+    label: &str,
+    input: Shape,
+    dest: Shape,
+    channel_offset: usize,
+) -> Result<Kernel> {
+    const OP: &str = "concat";
+    Concat.output_shape(&[input])?;
+    Concat.output_shape(&[dest])?;
+    if (input.n, input.h, input.w) != (dest.n, dest.h, dest.w) {
+        return Err(Error::shape(
+            OP,
+            format!("input {input} and destination {dest} differ outside the channel axis"),
+        ));
+    }
+    if channel_offset + input.c > dest.c {
+        return Err(Error::params(
+            OP,
+            format!(
+                "writing {} channels at offset {channel_offset} overflows a destination of {} channels",
+                input.c, dest.c
+            ),
+        ));
+    }
+    let u = |v: usize| v as u32;
+    let params = CopyParams {
+        n: u(input.n),
+        c: u(input.c),
+        plane: u(input.plane()),
+        dest_c: u(dest.c),
+        offset: u(channel_offset),
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (concat at channel {channel_offset})"),
+            shader: ELEMENTWISE,
+            entry: "copy_channels",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(input.numel() as u64),
+            outputs: vec![Slot::elements("output", dest.numel())],
+            inputs: vec![Slot::elements("input", input.numel())],
+        },
+    )
+}
+
+/// `torch.cat(inputs, dim=1)` as one [`concat_part`] kernel per input, in order, all writing the same destination
+/// ([`Concat::output_shape`]). Bind the destination as each kernel's output and input `i` as kernel `i`'s input.
+pub fn concat(gpu: &Gpu, label: &str, inputs: &[Shape]) -> Result<Vec<Kernel>> {
+    let dest = Concat.output_shape(inputs)?;
+    let mut offset = 0;
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let kernel = concat_part(gpu, &format!("{label}[{i}]"), s, dest, offset);
+            offset += s.c;
+            kernel
+        })
+        .collect()
+}

@@ -1,29 +1,42 @@
 //! Convolution and transposed convolution parameters.
 
-use super::{positive, window_out, Activation, Padding2d};
+use super::{is_default, ones, positive, window_out, Activation, Padding2d};
+
+fn one() -> usize {
+    1
+}
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
 /// `torch.nn.Conv2d` plus a fused epilogue: bias, folded batch-norm, residual add, activation, and writing at a
 /// channel offset of a larger output (concatenation without a copy).
 ///
 /// Epilogue order: `act(bn(conv(x) + bias) + residual)`, as ResNet and MobileNet blocks compute it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv2d {
     pub in_channels: usize,
     pub out_channels: usize,
     /// (kh, kw)
     pub kernel: [usize; 2],
+    #[serde(default = "ones")]
     pub stride: [usize; 2],
+    #[serde(default, skip_serializing_if = "is_default")]
     pub padding: Padding2d,
+    #[serde(default = "ones")]
     pub dilation: [usize; 2],
+    #[serde(default = "one")]
     pub groups: usize,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub activation: Activation,
     /// Add a tensor of the output's shape before the activation.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub residual: bool,
     /// Write channel `c` of the result to channel `c + out_channel_offset` of the destination.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub out_channel_offset: usize,
     /// Channels of the destination tensor; `None` means `out_channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_channels_total: Option<usize>,
 }
 
@@ -219,17 +232,23 @@ impl ConvWeights {
 }
 
 /// `torch.nn.ConvTranspose2d` with the same epilogue as [`Conv2d`] (bias, folded batch-norm, activation).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConvTranspose2d {
     pub in_channels: usize,
     pub out_channels: usize,
     pub kernel: [usize; 2],
+    #[serde(default = "ones")]
     pub stride: [usize; 2],
     /// PyTorch's symmetric `padding`, which crops the output.
+    #[serde(default)]
     pub padding: [usize; 2],
+    #[serde(default)]
     pub output_padding: [usize; 2],
+    #[serde(default = "ones")]
     pub dilation: [usize; 2],
+    #[serde(default = "one")]
     pub groups: usize,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub activation: Activation,
 }
 

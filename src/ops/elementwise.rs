@@ -3,8 +3,10 @@
 use super::{positive, Activation};
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BinaryOp {
     Add,
     Mul,
@@ -28,9 +30,10 @@ impl BinaryOp {
 
 /// `act(a op b)` where each dimension of `a` and `b` is equal or 1 (NumPy broadcasting over NCHW), so that
 /// squeeze-excitation's `x * scale` with `scale` of `N x C x 1 x 1` is one op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binary {
     pub op: BinaryOp,
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub activation: Activation,
 }
 
@@ -63,7 +66,7 @@ impl Binary {
 }
 
 /// A standalone activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unary {
     pub activation: Activation,
 }
@@ -76,7 +79,7 @@ impl Unary {
 }
 
 /// Concatenation along channels (`torch.cat(dim=1)`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Concat;
 
 impl Concat {

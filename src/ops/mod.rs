@@ -16,9 +16,11 @@ pub use resize::{Resize, ResizeMode, ResizeTarget};
 pub use softmax::{Argmax, Softmax};
 
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Activation applied in a kernel's epilogue, or standalone.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     #[default]
     None,
@@ -81,7 +83,7 @@ impl Activation {
 }
 
 /// Zero padding on each side of a 2-D map. PyTorch pads symmetrically; TensorFlow's "SAME" does not.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Padding2d {
     pub top: usize,
     pub left: usize,
@@ -103,6 +105,14 @@ impl Padding2d {
     pub const fn uniform(p: usize) -> Self {
         Self::symmetric(p, p)
     }
+}
+
+pub(crate) fn ones() -> [usize; 2] {
+    [1, 1]
+}
+
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Checks that every value is at least 1.

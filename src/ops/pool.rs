@@ -3,6 +3,7 @@
 use super::positive;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
 /// Output length of a pooling window along one axis, PyTorch's `pooling_output_shape`: in ceil mode the last window
 /// must start inside the input or the left padding.
@@ -43,7 +44,7 @@ fn check_input(op: &'static str, input: Shape) -> Result<()> {
 
 /// `torch.nn.MaxPool2d`. With `return_indices`, a second output holds the flat `h * w` index of each maximum within its
 /// channel plane (PyTorch's convention, which `MaxUnpool2d` consumes).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaxPool2d {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
@@ -95,7 +96,7 @@ impl MaxPool2d {
 }
 
 /// `torch.nn.AvgPool2d` (no divisor override).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvgPool2d {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
@@ -144,7 +145,7 @@ impl AvgPool2d {
 }
 
 /// `torch.nn.AdaptiveAvgPool2d`: bin `i` covers `[floor(i * in / out), ceil((i + 1) * in / out))`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdaptiveAvgPool2d {
     /// (h, w)
     pub output: [usize; 2],
@@ -165,7 +166,7 @@ impl AdaptiveAvgPool2d {
 }
 
 /// `torch.nn.MaxUnpool2d`: scatters pooled values to the positions their indices name; the rest is zero.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaxUnpool2d {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],

@@ -4,6 +4,7 @@
 use super::{positive, Resize, ResizeMode, ResizeTarget};
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
 /// The layout of the 8-bit source image: rows of `width * channels` bytes, no row padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +43,8 @@ impl ImageLayout {
 }
 
 /// Channel order of the model's input tensor.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChannelOrder {
     #[default]
     Rgb,
@@ -51,7 +53,7 @@ pub enum ChannelOrder {
 
 /// `out[c] = (pixel[c] * value_scale - mean[c]) / std[c]`, after resizing to `size`.
 /// torchvision's presets: `value_scale = 1/255`, ImageNet mean and std.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
     /// Output (h, w).
     pub size: [usize; 2],

@@ -3,8 +3,10 @@
 use super::positive;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResizeMode {
     Bilinear {
         align_corners: bool,
@@ -13,7 +15,8 @@ pub enum ResizeMode {
     Nearest,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResizeTarget {
     /// Output (h, w).
     Size([usize; 2]),
@@ -22,7 +25,7 @@ pub enum ResizeTarget {
     Scale([f64; 2]),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Resize {
     pub mode: ResizeMode,
     pub target: ResizeTarget,

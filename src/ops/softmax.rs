@@ -3,9 +3,10 @@
 use super::positive;
 use crate::error::Result;
 use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
 
 /// Softmax over channels: `exp(x - max) / sum(exp(x - max))` per pixel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Softmax;
 
 impl Softmax {
@@ -16,7 +17,7 @@ impl Softmax {
 }
 
 /// Argmax over channels: an `N x 1 x H x W` class map of u32 indices; ties pick the first channel, as PyTorch does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Argmax;
 
 impl Argmax {

@@ -3,12 +3,16 @@
 
 mod conv;
 mod elementwise;
+mod graph;
 mod pool;
 mod preprocess;
 mod resize;
 mod softmax;
 
-pub use conv::conv2d;
+pub use conv::{conv2d, conv_transpose2d};
+pub use elementwise::{binary, concat, unary};
+pub use graph::run_graph;
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
 pub use softmax::{argmax, softmax};

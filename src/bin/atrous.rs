@@ -1,0 +1,166 @@
+//! The atrous command-line tool.
+
+use atrous::weights::Weights;
+use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "atrous",
+    version,
+    about = "Semantic segmentation on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on tensors: reads f32 NCHW inputs from a safetensors file, writes every graph output.
+    Run {
+        /// A model in atrous's portable format (docs/model-format.md).
+        #[arg(long)]
+        model: PathBuf,
+        /// The architecture, for weights without an atrous graph (see `atrous run --help`).
+        #[arg(long)]
+        arch: Option<String>,
+        /// A safetensors file holding the tensor `input` (or one tensor per graph input, by name).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the outputs (f32, NCHW, by graph output name).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// List the GPU adapters, the one atrous picks, its features and limits.
+    Info,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            model,
+            arch,
+            input,
+            output,
+        } => run(&model, arch.as_deref(), &input, &output),
+        Command::Info => info(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atrous: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
+    if let Some(arch) = arch {
+        return Err(Error::Model(format!(
+            "--arch {arch}: unknown architecture; this build runs models in atrous's portable format only (omit --arch)"
+        )));
+    }
+    Model::load(path)
+}
+
+fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = Weights::open(path)?;
+    let single = model.graph.inputs.len() == 1;
+    model
+        .graph
+        .inputs
+        .iter()
+        .map(|input| {
+            let name = if single && !file.contains(&input.name) {
+                "input"
+            } else {
+                input.name.as_str()
+            };
+            let t = file.get(name).map_err(|_| Error::File {
+                path: path.to_path_buf(),
+                message: format!("no tensor {name:?} for graph input {:?}", input.name),
+            })?;
+            let [n, c, h, w] = t.shape[..] else {
+                return Err(Error::File {
+                    path: path.to_path_buf(),
+                    message: format!("tensor {name:?} has shape {:?}; expected 4-D NCHW", t.shape),
+                });
+            };
+            Ok((
+                input.name.clone(),
+                Tensor::new(Shape::new(n, c, h, w), t.data)?,
+            ))
+        })
+        .collect()
+}
+
+fn run(model_path: &Path, arch: Option<&str>, input: &Path, output: &Path) -> Result<()> {
+    let model = load_model(model_path, arch)?;
+    let inputs = read_inputs(&model, input)?;
+    let outputs: Vec<String> = model.graph.outputs.clone();
+    let engine = Engine::new(Arc::new(Gpu::new()?), model);
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let results = engine.run(&refs, &names)?;
+    let mut file = Weights::new();
+    for name in &outputs {
+        let t = results[name].to_f32();
+        file.insert(name.clone(), t.shape.dims().to_vec(), t.data)?;
+    }
+    file.save(output, HashMap::new())
+}
+
+fn info() -> Result<()> {
+    let adapters = Gpu::adapters();
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter {
+            detail: String::new(),
+        });
+    }
+    println!("adapters (best first):");
+    for a in &adapters {
+        println!(
+            "  {} [driver: {} {}]",
+            a.describe(),
+            a.info.driver,
+            a.info.driver_info
+        );
+    }
+    let gpu = Gpu::new()?;
+    println!("chosen: {}", gpu.describe());
+    println!("features: {:?}", gpu.features());
+    let l = gpu.limits();
+    println!("limits:");
+    for (name, value) in [
+        ("max_buffer_size", l.max_buffer_size),
+        (
+            "max_storage_buffer_binding_size",
+            l.max_storage_buffer_binding_size,
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            l.max_storage_buffers_per_shader_stage as u64,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size as u64,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+    ] {
+        println!("  {name}: {value}");
+    }
+    Ok(())
+}

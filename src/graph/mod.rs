@@ -1,0 +1,399 @@
+//! A network as a graph of named tensors and op nodes, with validation and shape inference. No wgpu here: the plan
+//! (`crate::plan`) compiles a graph for the GPU, and `crate::reference::run_graph` runs it on the CPU.
+
+mod builder;
+
+pub use builder::GraphBuilder;
+
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// Names of the weight tensors of a convolution, looked up in the model's weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvWeightNames {
+    pub weight: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_norm: Option<BatchNormNames>,
+}
+
+/// Names of an eval-mode batch-norm's tensors, and its epsilon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormNames {
+    pub weight: String,
+    pub bias: String,
+    pub running_mean: String,
+    pub running_var: String,
+    pub eps: f64,
+}
+
+impl BatchNormNames {
+    /// The four tensors of PyTorch's `BatchNorm2d` under `prefix` (e.g. `backbone.bn1`).
+    pub fn torch(prefix: &str, eps: f64) -> Self {
+        BatchNormNames {
+            weight: format!("{prefix}.weight"),
+            bias: format!("{prefix}.bias"),
+            running_mean: format!("{prefix}.running_mean"),
+            running_var: format!("{prefix}.running_var"),
+            eps,
+        }
+    }
+}
+
+/// What a node computes. Inputs and outputs are listed on the [`Node`]:
+/// - `conv2d`: inputs `[x]`, or `[x, residual]` when `params.residual`; output `[y]`.
+/// - `conv_transpose2d`, pools, `resize`, `softmax`, `argmax`, `unary`: `[x]` -> `[y]`.
+/// - `max_pool2d` with `return_indices`: `[x]` -> `[values, indices]`.
+/// - `max_unpool2d`: `[values, indices]` -> `[y]`.
+/// - `binary`: `[a, b]` -> `[y]`; `concat`: `[x0, x1, ...]` -> `[y]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Conv2d {
+        params: ops::Conv2d,
+        weights: ConvWeightNames,
+    },
+    ConvTranspose2d {
+        params: ops::ConvTranspose2d,
+        weights: ConvWeightNames,
+    },
+    MaxPool2d {
+        params: ops::MaxPool2d,
+    },
+    AvgPool2d {
+        params: ops::AvgPool2d,
+    },
+    AdaptiveAvgPool2d {
+        params: ops::AdaptiveAvgPool2d,
+    },
+    MaxUnpool2d {
+        params: ops::MaxUnpool2d,
+    },
+    Resize {
+        params: ops::Resize,
+    },
+    Softmax,
+    Argmax,
+    Concat,
+    Binary {
+        params: ops::Binary,
+    },
+    Unary {
+        params: ops::Unary,
+    },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv2d { .. } => "conv2d",
+            Op::ConvTranspose2d { .. } => "conv_transpose2d",
+            Op::MaxPool2d { .. } => "max_pool2d",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Op::MaxUnpool2d { .. } => "max_unpool2d",
+            Op::Resize { .. } => "resize",
+            Op::Softmax => "softmax",
+            Op::Argmax => "argmax",
+            Op::Concat => "concat",
+            Op::Binary { .. } => "binary",
+            Op::Unary { .. } => "unary",
+        }
+    }
+
+    /// The weight tensor names this op reads.
+    pub fn weight_names(&self) -> Option<&ConvWeightNames> {
+        match self {
+            Op::Conv2d { weights, .. } | Op::ConvTranspose2d { weights, .. } => Some(weights),
+            _ => None,
+        }
+    }
+}
+
+/// One op applied to named input tensors, producing named output tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// A graph input: NCHW with a fixed channel count; batch and size are chosen when a plan is compiled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphInput {
+    pub name: String,
+    pub channels: usize,
+}
+
+/// Element type of a tensor: activations are f32, pooling indices and class maps u32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// A tensor's inferred shape and type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub shape: Shape,
+    pub dtype: DType,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    pub inputs: Vec<GraphInput>,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<String>,
+}
+
+fn node_error(node: &Node, message: impl std::fmt::Display) -> Error {
+    Error::Model(format!(
+        "node {:?} ({}): {message}",
+        node.name,
+        node.op.name()
+    ))
+}
+
+impl Graph {
+    /// Structural checks: unique names, every input produced by something, outputs exist, no cycles. Returns the
+    /// node indices in an order where every node comes after the producers of its inputs.
+    pub fn topological_order(&self) -> Result<Vec<usize>> {
+        let mut producer: HashMap<&str, usize> = HashMap::new();
+        let mut node_names = HashSet::new();
+        let graph_inputs: HashSet<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        if graph_inputs.len() != self.inputs.len() {
+            return Err(Error::Model("graph inputs have duplicate names".into()));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node_names.insert(node.name.as_str()) {
+                return Err(node_error(node, "duplicate node name"));
+            }
+            if node.outputs.is_empty() {
+                return Err(node_error(node, "has no outputs"));
+            }
+            for out in &node.outputs {
+                if graph_inputs.contains(out.as_str()) || producer.insert(out, i).is_some() {
+                    return Err(node_error(
+                        node,
+                        format!("tensor {out:?} is produced twice"),
+                    ));
+                }
+            }
+        }
+        for node in &self.nodes {
+            for input in &node.inputs {
+                if !graph_inputs.contains(input.as_str()) && !producer.contains_key(input.as_str())
+                {
+                    return Err(node_error(
+                        node,
+                        format!("input {input:?} is neither a graph input nor produced by a node"),
+                    ));
+                }
+            }
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::Model("graph has no outputs".into()));
+        }
+        for out in &self.outputs {
+            if !graph_inputs.contains(out.as_str()) && !producer.contains_key(out.as_str()) {
+                return Err(Error::Model(format!(
+                    "graph output {out:?} is not produced by any node"
+                )));
+            }
+        }
+        // Kahn's algorithm, keeping the given order among ready nodes so plans are deterministic.
+        let mut pending: Vec<usize> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.inputs
+                    .iter()
+                    .filter(|i| producer.contains_key(i.as_str()))
+                    .count()
+            })
+            .collect();
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for input in &node.inputs {
+                if let Some(&p) = producer.get(input.as_str()) {
+                    consumers[p].push(i);
+                }
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..self.nodes.len()).filter(|&i| pending[i] == 0).collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &c in &consumers[i] {
+                pending[c] -= 1;
+                if pending[c] == 0 {
+                    ready.insert(c);
+                }
+            }
+        }
+        if order.len() != self.nodes.len() {
+            let stuck: Vec<&str> = (0..self.nodes.len())
+                .filter(|&i| pending[i] > 0)
+                .map(|i| self.nodes[i].name.as_str())
+                .collect();
+            return Err(Error::Model(format!(
+                "graph has a cycle through nodes {stuck:?}"
+            )));
+        }
+        Ok(order)
+    }
+
+    /// Infers every tensor's shape and type for concrete input shapes (`name -> shape`), validating each node's
+    /// parameters and input shapes. Returns the topological order too.
+    pub fn infer(
+        &self,
+        inputs: &HashMap<String, Shape>,
+    ) -> Result<(Vec<usize>, HashMap<String, TensorInfo>)> {
+        let order = self.topological_order()?;
+        let mut infos = HashMap::new();
+        for input in &self.inputs {
+            let shape = *inputs.get(&input.name).ok_or_else(|| {
+                Error::Model(format!("no shape given for graph input {:?}", input.name))
+            })?;
+            if shape.c != input.channels {
+                return Err(Error::Model(format!(
+                    "graph input {:?} has {} channels, got a tensor of shape {shape}",
+                    input.name, input.channels
+                )));
+            }
+            infos.insert(
+                input.name.clone(),
+                TensorInfo {
+                    shape,
+                    dtype: DType::F32,
+                },
+            );
+        }
+        for &i in &order {
+            let node = &self.nodes[i];
+            let ins: Vec<TensorInfo> = node.inputs.iter().map(|n| infos[n]).collect();
+            let outs = node_outputs(node, &ins).map_err(|e| node_error(node, e))?;
+            if outs.len() != node.outputs.len() {
+                return Err(node_error(
+                    node,
+                    format!(
+                        "produces {} outputs, {} named",
+                        outs.len(),
+                        node.outputs.len()
+                    ),
+                ));
+            }
+            for (name, info) in node.outputs.iter().zip(outs) {
+                infos.insert(name.clone(), info);
+            }
+        }
+        Ok((order, infos))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+fn expect_inputs(ins: &[TensorInfo], count: usize) -> Result<()> {
+    if ins.len() != count {
+        return Err(Error::Model(format!(
+            "takes {count} inputs, got {}",
+            ins.len()
+        )));
+    }
+    Ok(())
+}
+
+fn f32_input(info: TensorInfo, what: &str) -> Result<Shape> {
+    if info.dtype != DType::F32 {
+        return Err(Error::Model(format!(
+            "{what} must be an f32 tensor, got indices of shape {}",
+            info.shape
+        )));
+    }
+    Ok(info.shape)
+}
+
+/// Output shapes and types of one node, from its input infos.
+fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
+    let f32 = |shape| TensorInfo {
+        shape,
+        dtype: DType::F32,
+    };
+    let single = |ins: &[TensorInfo]| -> Result<Shape> {
+        expect_inputs(ins, 1)?;
+        f32_input(ins[0], "input")
+    };
+    Ok(match &node.op {
+        Op::Conv2d { params, .. } => {
+            if params.out_channel_offset != 0 || params.out_channels_total.is_some() {
+                return Err(Error::Model(
+                    "channel-offset writes are chosen by the plan; express concatenation with a concat node".into(),
+                ));
+            }
+            expect_inputs(ins, if params.residual { 2 } else { 1 })?;
+            let out = params.output_shape(f32_input(ins[0], "input")?)?;
+            if params.residual && f32_input(ins[1], "residual")? != out {
+                return Err(Error::Model(format!(
+                    "residual has shape {}, output is {out}",
+                    ins[1].shape
+                )));
+            }
+            vec![f32(out)]
+        }
+        Op::ConvTranspose2d { params, .. } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::MaxPool2d { params } => {
+            let out = params.output_shape(single(ins)?)?;
+            let mut outs = vec![f32(out)];
+            if params.return_indices {
+                outs.push(TensorInfo {
+                    shape: out,
+                    dtype: DType::U32,
+                });
+            }
+            outs
+        }
+        Op::AvgPool2d { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::AdaptiveAvgPool2d { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::MaxUnpool2d { params } => {
+            expect_inputs(ins, 2)?;
+            let values = f32_input(ins[0], "values")?;
+            if ins[1].dtype != DType::U32 || ins[1].shape != values {
+                return Err(Error::Model(format!(
+                    "indices must be the u32 output of a max_pool2d of shape {values}, got {:?} {}",
+                    ins[1].dtype, ins[1].shape
+                )));
+            }
+            vec![f32(params.output_shape(values)?)]
+        }
+        Op::Resize { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::Softmax => vec![f32(ops::Softmax.output_shape(single(ins)?)?)],
+        Op::Argmax => vec![TensorInfo {
+            shape: ops::Argmax.output_shape(single(ins)?)?,
+            dtype: DType::U32,
+        }],
+        Op::Concat => {
+            let shapes = ins
+                .iter()
+                .map(|&i| f32_input(i, "input"))
+                .collect::<Result<Vec<_>>>()?;
+            vec![f32(ops::Concat.output_shape(&shapes)?)]
+        }
+        Op::Binary { params } => {
+            expect_inputs(ins, 2)?;
+            vec![f32(params.output_shape(
+                f32_input(ins[0], "a")?,
+                f32_input(ins[1], "b")?,
+            )?)]
+        }
+        Op::Unary { params } => vec![f32(params.output_shape(single(ins)?)?)],
+    })
+}

@@ -1,0 +1,191 @@
+//! A model: a graph, its weights, and what an application needs around it (preprocessing, labels, palette).
+//! Saved as one safetensors file whose `__metadata__` entry `atrous` holds the graph as JSON
+//! (docs/model-format.md).
+
+use crate::error::{Error, Result};
+use crate::graph::{ConvWeightNames, Graph, Op};
+use crate::ops::{BatchNorm, ChannelOrder, ConvWeights};
+use crate::weights::Weights;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The version of the portable format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `__metadata__` key holding the model document.
+pub const METADATA_KEY: &str = "atrous";
+
+/// How input images become the model's input tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessSpec {
+    /// Per-channel mean and std, applied after mapping 8-bit values into `value_range`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The range 0..=255 maps to, linearly: `[0, 1]` for torchvision, `[0, 255]` for raw pixels.
+    #[serde(default = "unit_range")]
+    pub value_range: [f32; 2],
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+    pub input_size: InputSize,
+}
+
+fn unit_range() -> [f32; 2] {
+    [0.0, 1.0]
+}
+
+/// The input size policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum InputSize {
+    /// Resize every image to exactly (height, width).
+    Fixed { height: usize, width: usize },
+    /// Resize so the shorter side is `size`, keeping the aspect ratio.
+    ShorterSide { size: usize },
+    /// Keep the image's size, rounded up to a multiple of `multiple_of` (networks that need divisible sizes).
+    Original {
+        #[serde(default = "one")]
+        multiple_of: usize,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Everything in the model document besides the graph.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The architecture the model was built as (e.g. `deeplabv3_resnet50`), for people and for `--arch` detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessSpec>,
+    /// Class names, by class index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// RGB colour per class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub palette: Vec<[u8; 3]>,
+}
+
+/// The JSON document stored under `__metadata__["atrous"]`.
+#[derive(Serialize, Deserialize)]
+struct Document {
+    format_version: u32,
+    #[serde(flatten)]
+    graph: Graph,
+    #[serde(flatten)]
+    info: ModelInfo,
+}
+
+/// A graph with its weights and metadata.
+#[derive(Debug)]
+pub struct Model {
+    pub graph: Graph,
+    pub weights: Weights,
+    pub info: ModelInfo,
+}
+
+impl Model {
+    pub fn new(graph: Graph, weights: Weights) -> Self {
+        Model {
+            graph,
+            weights,
+            info: ModelInfo::default(),
+        }
+    }
+
+    /// Loads a model in the portable format, checking the graph's structure and every weight it names.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let weights = Weights::open(path)?;
+        let json = weights.metadata().and_then(|m| m.get(METADATA_KEY)).cloned().ok_or_else(|| Error::File {
+            path: path.to_path_buf(),
+            message: format!("no {METADATA_KEY:?} entry in the safetensors metadata: not an atrous model (see docs/model-format.md)"),
+        })?;
+        let model = Self::from_json(&json, weights).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(model)
+    }
+
+    /// Builds a model from its JSON document and weights.
+    pub fn from_json(json: &str, weights: Weights) -> Result<Self> {
+        let doc: Document = serde_json::from_str(json)
+            .map_err(|e| Error::Model(format!("invalid model document: {e}")))?;
+        if doc.format_version != FORMAT_VERSION {
+            return Err(Error::Model(format!(
+                "model format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                doc.format_version
+            )));
+        }
+        let model = Model {
+            graph: doc.graph,
+            weights,
+            info: doc.info,
+        };
+        model.graph.topological_order()?;
+        model.check_weights()?;
+        Ok(model)
+    }
+
+    /// The model document as JSON.
+    pub fn to_json(&self) -> Result<String> {
+        let doc = Document {
+            format_version: FORMAT_VERSION,
+            graph: self.graph.clone(),
+            info: self.info.clone(),
+        };
+        serde_json::to_string(&doc)
+            .map_err(|e| Error::Model(format!("serialising the model document: {e}")))
+    }
+
+    /// Saves the model in the portable format: every weight as f32 plus the document.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let metadata = HashMap::from([(METADATA_KEY.to_string(), self.to_json()?)]);
+        self.weights.save(path, metadata)
+    }
+
+    /// Checks that every weight a node names exists with the shape its parameters need.
+    pub fn check_weights(&self) -> Result<()> {
+        for node in &self.graph.nodes {
+            let (shape, channels) = match &node.op {
+                Op::Conv2d { params, .. } => (params.weight_shape(), params.out_channels),
+                Op::ConvTranspose2d { params, .. } => (params.weight_shape(), params.out_channels),
+                _ => continue,
+            };
+            let names = node.op.weight_names().expect("conv ops have weights");
+            self.conv_weights(names, shape, channels).map_err(|e| {
+                Error::Model(format!("node {:?} ({}): {e}", node.name, node.op.name()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads a convolution's weights, checking every shape.
+    pub fn conv_weights(
+        &self,
+        names: &ConvWeightNames,
+        shape: [usize; 4],
+        channels: usize,
+    ) -> Result<ConvWeights> {
+        let w = &self.weights;
+        let vector = |name: &str| w.get_shaped(name, &[channels]);
+        Ok(ConvWeights {
+            weight: w.get_shaped(&names.weight, &shape)?,
+            bias: names.bias.as_deref().map(vector).transpose()?,
+            batch_norm: match &names.batch_norm {
+                None => None,
+                Some(bn) => Some(BatchNorm {
+                    weight: vector(&bn.weight)?,
+                    bias: vector(&bn.bias)?,
+                    running_mean: vector(&bn.running_mean)?,
+                    running_var: vector(&bn.running_var)?,
+                    eps: bn.eps,
+                }),
+            },
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! Graph rewrites that move work into convolution epilogues: a following activation, a residual add, and writing
+//! straight into a concatenation's output at a channel offset. Each rewrite keeps the graph's results exactly.
+
+use crate::graph::{Graph, Node, Op, TensorInfo};
+use crate::ops::{Activation, BinaryOp};
+use std::collections::HashMap;
+
+/// How often each tensor is read; graph outputs count as a read.
+fn readers(nodes: &[Node], outputs: &[String]) -> HashMap<String, usize> {
+    let mut count = HashMap::new();
+    for name in nodes.iter().flat_map(|n| &n.inputs).chain(outputs) {
+        *count.entry(name.clone()).or_insert(0) += 1;
+    }
+    count
+}
+
+/// The index of the node producing `tensor` when it is a conv2d read exactly once (by the node being fused).
+fn sole_conv_producer(
+    nodes: &[Node],
+    readers: &HashMap<String, usize>,
+    tensor: &str,
+) -> Option<usize> {
+    if readers.get(tensor) != Some(&1) {
+        return None;
+    }
+    nodes.iter().position(|n| {
+        n.outputs.len() == 1
+            && n.outputs[0] == tensor
+            && matches!(&n.op, Op::Conv2d { params, .. } if params.out_channels_total.is_none())
+    })
+}
+
+/// Nodes in execution order, fused or not, plus the channel offsets at which each remaining concat node copies its
+/// inputs (by node name).
+pub(crate) struct Schedule {
+    pub nodes: Vec<Node>,
+    pub concat_offsets: HashMap<String, Vec<usize>>,
+}
+
+/// The schedule for `graph` in topological `order`; with `fuse`, epilogue fusion is applied.
+pub(crate) fn schedule(
+    graph: &Graph,
+    order: &[usize],
+    infos: &HashMap<String, TensorInfo>,
+    fuse: bool,
+) -> Schedule {
+    let mut nodes: Vec<Node> = order.iter().map(|&i| graph.nodes[i].clone()).collect();
+    let concat_offsets = if fuse {
+        fuse_residual_adds(&mut nodes, &graph.outputs, infos);
+        fuse_activations(&mut nodes, &graph.outputs);
+        fuse_concats(&mut nodes, &graph.outputs, infos)
+    } else {
+        HashMap::new()
+    };
+    let mut concat_offsets = concat_offsets;
+    for node in nodes.iter().filter(|n| matches!(n.op, Op::Concat)) {
+        concat_offsets.entry(node.name.clone()).or_insert_with(|| {
+            node.inputs
+                .iter()
+                .scan(0, |offset, t| {
+                    let here = *offset;
+                    *offset += infos[t].shape.c;
+                    Some(here)
+                })
+                .collect()
+        });
+    }
+    Schedule {
+        nodes,
+        concat_offsets,
+    }
+}
+
+/// `add(conv(x), r)` -> conv with residual `r`, run where the add was (both operands are ready there).
+fn fuse_residual_adds(
+    nodes: &mut Vec<Node>,
+    outputs: &[String],
+    infos: &HashMap<String, TensorInfo>,
+) {
+    let mut i = 0;
+    while i < nodes.len() {
+        let fused = match &nodes[i].op {
+            Op::Binary { params } if params.op == BinaryOp::Add => {
+                let (a, b) = (&nodes[i].inputs[0], &nodes[i].inputs[1]);
+                let same_shape = infos[a].shape == infos[b].shape;
+                let readers = readers(nodes, outputs);
+                let candidate = |t: &str| {
+                    sole_conv_producer(nodes, &readers, t).filter(|&c| {
+                        matches!(&nodes[c].op, Op::Conv2d { params, .. } if !params.residual && params.activation == Activation::None)
+                    })
+                };
+                match (same_shape, candidate(a), candidate(b)) {
+                    (true, Some(c), _) => Some((c, b.clone(), params.activation)),
+                    (true, None, Some(c)) => Some((c, a.clone(), params.activation)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some((c, residual, activation)) = fused {
+            let mut conv = nodes[c].clone();
+            if let Op::Conv2d { params, .. } = &mut conv.op {
+                params.residual = true;
+                params.activation = activation;
+            }
+            conv.inputs.push(residual);
+            conv.outputs = nodes[i].outputs.clone();
+            nodes[i] = conv;
+            nodes.remove(c);
+            // Index i now holds the next node (c < i was removed).
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// `act(conv(x))` -> conv with that activation.
+fn fuse_activations(nodes: &mut Vec<Node>, outputs: &[String]) {
+    let mut i = 0;
+    while i < nodes.len() {
+        let fused = match &nodes[i].op {
+            Op::Unary { params } => {
+                let readers = readers(nodes, outputs);
+                sole_conv_producer(nodes, &readers, &nodes[i].inputs[0])
+                    .filter(|&c| matches!(&nodes[c].op, Op::Conv2d { params, .. } if params.activation == Activation::None))
+                    .map(|c| (c, params.activation))
+            }
+            _ => None,
+        };
+        match fused {
+            Some((c, activation)) => {
+                if let Op::Conv2d { params, .. } = &mut nodes[c].op {
+                    params.activation = activation;
+                }
+                nodes[c].outputs = nodes[i].outputs.clone();
+                nodes.remove(i);
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// `concat(conv_a(x), conv_b(y), z)` -> the convs write into the concat's output at their channel offsets. The
+/// concat node keeps only the inputs it must still copy, with their offsets in the returned map; a concat left with
+/// nothing to copy is removed.
+fn fuse_concats(
+    nodes: &mut Vec<Node>,
+    outputs: &[String],
+    infos: &HashMap<String, TensorInfo>,
+) -> HashMap<String, Vec<usize>> {
+    let mut copy_offsets = HashMap::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        if !matches!(nodes[i].op, Op::Concat) {
+            i += 1;
+            continue;
+        }
+        let readers = readers(nodes, outputs);
+        let inputs = nodes[i].inputs.clone();
+        let concat_output = nodes[i].outputs[0].clone();
+        let total = infos[&concat_output].shape.c;
+        let mut offset = 0;
+        let (mut remaining, mut offsets) = (Vec::new(), Vec::new());
+        for t in &inputs {
+            let duplicated = inputs.iter().filter(|u| *u == t).count() > 1;
+            match sole_conv_producer(nodes, &readers, t).filter(|_| !duplicated) {
+                Some(c) => {
+                    if let Op::Conv2d { params, .. } = &mut nodes[c].op {
+                        params.out_channel_offset = offset;
+                        params.out_channels_total = Some(total);
+                    }
+                    nodes[c].outputs = vec![concat_output.clone()];
+                }
+                None => {
+                    remaining.push(t.clone());
+                    offsets.push(offset);
+                }
+            }
+            offset += infos[t].shape.c;
+        }
+        if remaining.is_empty() {
+            nodes.remove(i);
+        } else {
+            nodes[i].inputs = remaining;
+            copy_offsets.insert(nodes[i].name.clone(), offsets);
+            i += 1;
+        }
+    }
+    copy_offsets
+}

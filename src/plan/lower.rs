@@ -1,0 +1,155 @@
+//! Lowering: each scheduled node becomes one or more kernels with the tensors and weights they bind.
+
+use super::WeightCache;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Kernel};
+use crate::graph::{Node, Op, TensorInfo};
+use crate::kernels::{conv2d, conv_transpose2d, elementwise, pool, resize, softmax};
+use crate::model::Model;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a kernel binding refers to.
+pub(crate) enum Bind {
+    /// An activation tensor, by name.
+    Tensor(String),
+    /// A weight buffer uploaded at compile time (shared between plans).
+    Weight(Arc<wgpu::Buffer>),
+    /// Nothing: an absent optional input.
+    Placeholder,
+}
+
+/// A kernel and what to bind to its outputs and inputs.
+pub(crate) struct Call {
+    pub kernel: Kernel,
+    pub outputs: Vec<String>,
+    pub inputs: Vec<Bind>,
+}
+
+fn tensors(names: &[String]) -> Vec<Bind> {
+    names.iter().map(|n| Bind::Tensor(n.clone())).collect()
+}
+
+/// The kernels of one node, in recording order.
+pub(crate) fn lower(
+    gpu: &Gpu,
+    model: &Model,
+    weights: &WeightCache,
+    node: &Node,
+    infos: &HashMap<String, TensorInfo>,
+    concat_offsets: &HashMap<String, Vec<usize>>,
+) -> Result<Vec<Call>> {
+    let label = node.name.as_str();
+    let shape = |name: &String| infos[name].shape;
+    let x = || shape(&node.inputs[0]);
+    let single = |kernel: Kernel| {
+        vec![Call {
+            kernel,
+            outputs: node.outputs.clone(),
+            inputs: tensors(&node.inputs),
+        }]
+    };
+    Ok(match &node.op {
+        Op::Conv2d {
+            params,
+            weights: names,
+        } => {
+            let kernel = conv2d::conv2d(gpu, label, params, x())?;
+            let (w, b) = weights.get_or_upload(names, || {
+                let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
+                let (w, b) = conv2d::fold(params, &host)?;
+                Ok((
+                    gpu.upload_f32(&format!("{label}.weight"), &w)?,
+                    gpu.upload_f32(&format!("{label}.bias"), &b)?,
+                ))
+            })?;
+            let residual = match params.residual {
+                true => Bind::Tensor(node.inputs[1].clone()),
+                false => Bind::Placeholder,
+            };
+            let inputs = vec![
+                Bind::Tensor(node.inputs[0].clone()),
+                Bind::Weight(w),
+                Bind::Weight(b),
+                residual,
+            ];
+            vec![Call {
+                kernel,
+                outputs: node.outputs.clone(),
+                inputs,
+            }]
+        }
+        Op::ConvTranspose2d {
+            params,
+            weights: names,
+        } => {
+            let kernel = conv_transpose2d::conv_transpose2d(gpu, label, params, x())?;
+            let (w, b) = weights.get_or_upload(names, || {
+                let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
+                let (w, b) = conv_transpose2d::fold(params, &host)?;
+                Ok((
+                    gpu.upload_f32(&format!("{label}.weight"), &w)?,
+                    gpu.upload_f32(&format!("{label}.bias"), &b)?,
+                ))
+            })?;
+            let inputs = vec![
+                Bind::Tensor(node.inputs[0].clone()),
+                Bind::Weight(w),
+                Bind::Weight(b),
+            ];
+            vec![Call {
+                kernel,
+                outputs: node.outputs.clone(),
+                inputs,
+            }]
+        }
+        Op::MaxPool2d { params } => single(pool::max_pool2d(gpu, label, params, x())?),
+        Op::AvgPool2d { params } => single(pool::avg_pool2d(gpu, label, params, x())?),
+        Op::AdaptiveAvgPool2d { params } => {
+            single(pool::adaptive_avg_pool2d(gpu, label, params, x())?)
+        }
+        Op::MaxUnpool2d { params } => {
+            let kernels = pool::max_unpool2d(gpu, label, params, x())?;
+            vec![
+                Call {
+                    kernel: kernels.zero,
+                    outputs: node.outputs.clone(),
+                    inputs: vec![],
+                },
+                Call {
+                    kernel: kernels.scatter,
+                    outputs: node.outputs.clone(),
+                    inputs: tensors(&node.inputs),
+                },
+            ]
+        }
+        Op::Resize { params } => single(resize::resize(gpu, label, params, x())?),
+        Op::Softmax => single(softmax::softmax(gpu, label, &crate::ops::Softmax, x())?),
+        Op::Argmax => single(softmax::argmax(gpu, label, &crate::ops::Argmax, x())?),
+        Op::Binary { params } => single(elementwise::binary(
+            gpu,
+            label,
+            params,
+            x(),
+            shape(&node.inputs[1]),
+        )?),
+        Op::Unary { params } => single(elementwise::activation(gpu, label, params, x())?),
+        Op::Concat => {
+            let offsets = concat_offsets.get(&node.name).ok_or_else(|| {
+                Error::Model(format!("node {label:?}: concat offsets were not planned"))
+            })?;
+            let dest = shape(&node.outputs[0]);
+            node.inputs
+                .iter()
+                .zip(offsets)
+                .map(|(input, &offset)| {
+                    Ok(Call {
+                        kernel: elementwise::concat_part(gpu, label, shape(input), dest, offset)?,
+                        outputs: node.outputs.clone(),
+                        inputs: vec![Bind::Tensor(input.clone())],
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+    })
+}

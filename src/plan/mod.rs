@@ -1,0 +1,401 @@
+//! Compile once, run many: a graph compiled for concrete input shapes into kernels with bound buffers, weights on
+//! the GPU and a planned activation memory. A run is an upload, one submit and a readback of what was asked for.
+
+mod fuse;
+mod lower;
+pub mod memory;
+
+use crate::error::{Error, Result};
+use crate::gpu::{BoundKernel, Gpu};
+use crate::graph::{ConvWeightNames, DType, TensorInfo};
+use crate::model::Model;
+use crate::tensor::{Shape, Tensor};
+use lower::Bind;
+use memory::Lifetime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Compilation choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fuse activations, residual adds and concatenation into convolution epilogues.
+    pub fuse: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { fuse: true }
+    }
+}
+
+/// Activation memory of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Bytes of all activation buffers.
+    pub planned_bytes: u64,
+    /// The largest total of simultaneously live tensors.
+    pub lower_bound_bytes: u64,
+    pub buffers: usize,
+}
+
+/// A convolution's folded (weight, bias) buffers.
+type Uploaded = (Arc<wgpu::Buffer>, Arc<wgpu::Buffer>);
+
+/// Folded convolution weights uploaded once per model and shared by its plans, keyed by weight tensor names.
+#[derive(Default)]
+pub struct WeightCache {
+    uploads: Mutex<HashMap<String, Uploaded>>,
+}
+
+impl WeightCache {
+    pub(crate) fn get_or_upload(
+        &self,
+        names: &ConvWeightNames,
+        upload: impl FnOnce() -> Result<(wgpu::Buffer, wgpu::Buffer)>,
+    ) -> Result<Uploaded> {
+        let key = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
+        let mut uploads = self.uploads.lock().expect("weight cache poisoned");
+        if let Some(u) = uploads.get(&key) {
+            return Ok(u.clone());
+        }
+        let (w, b) = upload()?;
+        let u = (Arc::new(w), Arc::new(b));
+        uploads.insert(key, u.clone());
+        Ok(u)
+    }
+
+    /// Number of uploaded convolutions.
+    pub fn len(&self) -> usize {
+        self.uploads.lock().expect("weight cache poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A graph output read back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    F32(Tensor),
+    /// Pooling indices or a class map.
+    U32 {
+        shape: Shape,
+        data: Vec<u32>,
+    },
+}
+
+impl Output {
+    pub fn shape(&self) -> Shape {
+        match self {
+            Output::F32(t) => t.shape,
+            Output::U32 { shape, .. } => *shape,
+        }
+    }
+
+    /// The values as f32 (indices converted).
+    pub fn to_f32(&self) -> Tensor {
+        match self {
+            Output::F32(t) => t.clone(),
+            Output::U32 { shape, data } => Tensor {
+                shape: *shape,
+                data: data.iter().map(|&v| v as f32).collect(),
+            },
+        }
+    }
+}
+
+/// A compiled graph for fixed input shapes. Runs are serialised per plan (they share its buffers); compile one
+/// plan per thread for parallel runs, or use [`crate::engine::Engine`].
+pub struct Plan {
+    gpu: Arc<Gpu>,
+    kernels: Vec<BoundKernel>,
+    buffers: Vec<wgpu::Buffer>,
+    inputs: HashMap<String, (Shape, usize)>,
+    outputs: HashMap<String, (TensorInfo, usize)>,
+    staging: HashMap<String, wgpu::Buffer>,
+    memory: MemoryReport,
+    run_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("kernels", &self.kernels.len())
+            .field("memory", &self.memory)
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Compiles `model` for `input_shapes` (graph input name -> NCHW shape). Everything is validated before the
+    /// first GPU allocation: structure, shapes, parameters, weights, and every buffer against the device limits.
+    pub fn compile(
+        gpu: Arc<Gpu>,
+        model: &Model,
+        input_shapes: &HashMap<String, Shape>,
+        options: PlanOptions,
+        weights: &WeightCache,
+    ) -> Result<Plan> {
+        let graph = &model.graph;
+        let (order, infos) = graph.infer(input_shapes)?;
+        model.check_weights()?;
+        let schedule = fuse::schedule(graph, &order, &infos, options.fuse);
+
+        // Tensor lifetimes: graph inputs are written at step 0, node k at step k + 1, outputs read at the end.
+        let end = schedule.nodes.len() + 1;
+        let mut names: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
+        let mut lifetimes: HashMap<String, (usize, usize)> =
+            names.iter().map(|n| (n.clone(), (0, 0))).collect();
+        for (k, node) in schedule.nodes.iter().enumerate() {
+            for input in &node.inputs {
+                if let Some(l) = lifetimes.get_mut(input) {
+                    l.1 = l.1.max(k + 1);
+                }
+            }
+            for out in &node.outputs {
+                if !lifetimes.contains_key(out) {
+                    names.push(out.clone());
+                    lifetimes.insert(out.clone(), (k + 1, k + 1));
+                }
+            }
+        }
+        for out in &graph.outputs {
+            if let Some(l) = lifetimes.get_mut(out) {
+                l.1 = end;
+            }
+        }
+        let spans: Vec<Lifetime> = names
+            .iter()
+            .map(|n| {
+                let (first, last) = lifetimes[n];
+                Lifetime {
+                    bytes: infos[n].shape.bytes().max(4),
+                    first,
+                    last,
+                }
+            })
+            .collect();
+        let memory_plan = memory::plan(&spans);
+        for (i, name) in names.iter().enumerate() {
+            gpu.check_storage_size(
+                &format!("tensor {name:?} ({})", infos[name].shape),
+                spans[i].bytes,
+            )?;
+        }
+        let memory = MemoryReport {
+            planned_bytes: memory_plan.planned_bytes(),
+            lower_bound_bytes: memory::lower_bound(&spans),
+            buffers: memory_plan.buffer_bytes.len(),
+        };
+
+        let calls = schedule
+            .nodes
+            .iter()
+            .map(|node| lower::lower(&gpu, model, weights, node, &infos, &schedule.concat_offsets))
+            .collect::<Result<Vec<_>>>()?;
+
+        let buffers = memory_plan
+            .buffer_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| gpu.storage_buffer(&format!("activations {i}"), bytes))
+            .collect::<Result<Vec<_>>>()?;
+        let buffer_of: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), memory_plan.assignment[i]))
+            .collect();
+        let binding = |name: &str| {
+            let bytes = infos[name].shape.bytes().max(4);
+            wgpu::BufferBinding {
+                buffer: &buffers[buffer_of[name]],
+                offset: 0,
+                size: wgpu::BufferSize::new(bytes),
+            }
+        };
+        let mut kernels = Vec::new();
+        for call in calls.iter().flatten() {
+            let outputs: Vec<_> = call.outputs.iter().map(|n| binding(n)).collect();
+            let inputs: Vec<_> = call
+                .inputs
+                .iter()
+                .map(|b| match b {
+                    Bind::Tensor(n) => binding(n),
+                    Bind::Weight(w) => w.as_entire_buffer_binding(),
+                    Bind::Placeholder => gpu.placeholder(),
+                })
+                .collect();
+            kernels.push(call.kernel.bind(&gpu, &outputs, &inputs)?);
+        }
+
+        let inputs = graph
+            .inputs
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    (infos[&i.name].shape, buffer_of[i.name.as_str()]),
+                )
+            })
+            .collect();
+        let mut outputs = HashMap::new();
+        let mut staging = HashMap::new();
+        for name in &graph.outputs {
+            let info = infos[name];
+            outputs.insert(name.clone(), (info, buffer_of[name.as_str()]));
+            let buffer = gpu.scoped(
+                || format!("allocating the readback buffer of {name:?}"),
+                || {
+                    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(name),
+                        size: info.shape.bytes().max(4),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                },
+            )?;
+            staging.insert(name.clone(), buffer);
+        }
+        Ok(Plan {
+            gpu,
+            kernels,
+            buffers,
+            inputs,
+            outputs,
+            staging,
+            memory,
+            run_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.memory
+    }
+
+    /// Number of dispatches per run.
+    pub fn dispatches(&self) -> usize {
+        self.kernels.len()
+    }
+
+    pub fn kernels(&self) -> &[BoundKernel] {
+        &self.kernels
+    }
+
+    /// The shape each graph input was compiled for.
+    pub fn input_shape(&self, name: &str) -> Option<Shape> {
+        self.inputs.get(name).map(|(s, _)| *s)
+    }
+
+    /// The shape and type of a graph output.
+    pub fn output_info(&self, name: &str) -> Option<TensorInfo> {
+        self.outputs.get(name).map(|(i, _)| *i)
+    }
+
+    /// Uploads `inputs` (every graph input, by name), records every kernel in one encoder, submits once and reads
+    /// back only `outputs` (graph output names).
+    pub fn run(
+        &self,
+        inputs: &[(&str, &Tensor)],
+        outputs: &[&str],
+    ) -> Result<HashMap<String, Output>> {
+        if inputs.len() != self.inputs.len() {
+            let expected: Vec<&String> = self.inputs.keys().collect();
+            return Err(Error::Model(format!(
+                "expected inputs {expected:?}, got {} tensors",
+                inputs.len()
+            )));
+        }
+        for &(name, tensor) in inputs {
+            let (shape, _) = self
+                .inputs
+                .get(name)
+                .ok_or_else(|| Error::Model(format!("{name:?} is not a graph input")))?;
+            if tensor.shape != *shape || tensor.data.len() != shape.numel() {
+                return Err(Error::Model(format!(
+                    "input {name:?} has shape {}, the plan was compiled for {shape}",
+                    tensor.shape
+                )));
+            }
+        }
+        for &name in outputs {
+            if !self.outputs.contains_key(name) {
+                let known: Vec<&String> = self.outputs.keys().collect();
+                return Err(Error::Model(format!(
+                    "{name:?} is not a graph output (outputs: {known:?})"
+                )));
+            }
+        }
+        let _guard = self
+            .run_lock
+            .lock()
+            .map_err(|_| Error::Device("a previous run panicked".into()))?;
+        let gpu = &self.gpu;
+        gpu.scoped(
+            || "recording and submitting the plan".to_string(),
+            || {
+                for &(name, tensor) in inputs {
+                    let buffer = &self.buffers[self.inputs[name].1];
+                    gpu.queue
+                        .write_buffer(buffer, 0, bytemuck::cast_slice(&tensor.data));
+                }
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for kernel in &self.kernels {
+                        kernel.encode(&mut pass);
+                    }
+                }
+                for &name in outputs {
+                    let (info, buffer) = self.outputs[name];
+                    encoder.copy_buffer_to_buffer(
+                        &self.buffers[buffer],
+                        0,
+                        &self.staging[name],
+                        0,
+                        info.shape.bytes(),
+                    );
+                }
+                gpu.queue.submit([encoder.finish()]);
+            },
+        )?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for &name in outputs {
+            let sender = sender.clone();
+            let owned = name.to_string();
+            self.staging[name]
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = sender.send((owned, r));
+                });
+        }
+        drop(sender);
+        gpu.wait()?;
+        for (name, result) in receiver.iter() {
+            result.map_err(|e| Error::Device(format!("mapping output {name:?}: {e}")))?;
+        }
+        let mut results = HashMap::new();
+        for &name in outputs {
+            let (info, _) = self.outputs[name];
+            let staging = &self.staging[name];
+            let bytes = staging
+                .slice(..info.shape.bytes())
+                .get_mapped_range()
+                .map_err(|e| Error::Device(format!("reading output {name:?}: {e}")))?
+                .to_vec();
+            staging.unmap();
+            let output = match info.dtype {
+                DType::F32 => Output::F32(Tensor {
+                    shape: info.shape,
+                    data: bytemuck::pod_collect_to_vec(&bytes),
+                }),
+                DType::U32 => Output::U32 {
+                    shape: info.shape,
+                    data: bytemuck::pod_collect_to_vec(&bytes),
+                },
+            };
+            results.insert(name.to_string(), output);
+        }
+        Ok(results)
+    }
+}

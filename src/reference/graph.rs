@@ -1,0 +1,98 @@
+//! The CPU executor: runs a graph node by node with the reference ops, unfused, in f64 arithmetic per op.
+
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::model::Model;
+use crate::plan::Output;
+use crate::tensor::{Shape, Tensor};
+use std::collections::HashMap;
+
+/// Runs `model` on `inputs` and returns every graph output.
+pub fn run_graph(
+    model: &Model,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<HashMap<String, Output>> {
+    let graph = &model.graph;
+    let shapes: HashMap<String, Shape> = inputs.iter().map(|(n, t)| (n.clone(), t.shape)).collect();
+    let (order, _) = graph.infer(&shapes)?;
+    let mut values: HashMap<String, Output> = inputs
+        .iter()
+        .map(|(n, t)| (n.clone(), Output::F32(t.clone())))
+        .collect();
+    for i in order {
+        let node = &graph.nodes[i];
+        let f32_input = |k: usize| -> Result<&Tensor> {
+            match &values[&node.inputs[k]] {
+                Output::F32(t) => Ok(t),
+                Output::U32 { .. } => Err(Error::Model(format!(
+                    "node {:?}: input {k} is not f32",
+                    node.name
+                ))),
+            }
+        };
+        let x = || f32_input(0);
+        let outs: Vec<Output> = match &node.op {
+            Op::Conv2d { params, weights } => {
+                let w = model.conv_weights(weights, params.weight_shape(), params.out_channels)?;
+                let residual = if params.residual {
+                    Some(f32_input(1)?)
+                } else {
+                    None
+                };
+                vec![Output::F32(super::conv2d(params, x()?, &w, residual)?)]
+            }
+            Op::ConvTranspose2d { params, weights } => {
+                let w = model.conv_weights(weights, params.weight_shape(), params.out_channels)?;
+                vec![Output::F32(super::conv_transpose2d(params, x()?, &w)?)]
+            }
+            Op::MaxPool2d { params } => {
+                let (values, indices) = super::max_pool2d(params, x()?)?;
+                let shape = values.shape;
+                let mut outs = vec![Output::F32(values)];
+                outs.extend(indices.map(|data| Output::U32 { shape, data }));
+                outs
+            }
+            Op::AvgPool2d { params } => vec![Output::F32(super::avg_pool2d(params, x()?)?)],
+            Op::AdaptiveAvgPool2d { params } => {
+                vec![Output::F32(super::adaptive_avg_pool2d(params, x()?)?)]
+            }
+            Op::MaxUnpool2d { params } => {
+                let indices = match &values[&node.inputs[1]] {
+                    Output::U32 { data, .. } => data,
+                    Output::F32(_) => {
+                        return Err(Error::Model(format!(
+                            "node {:?}: indices are not u32",
+                            node.name
+                        )))
+                    }
+                };
+                vec![Output::F32(super::max_unpool2d(params, x()?, indices)?)]
+            }
+            Op::Resize { params } => vec![Output::F32(super::resize(params, x()?)?)],
+            Op::Softmax => vec![Output::F32(super::softmax(x()?)?)],
+            Op::Argmax => {
+                let x = x()?;
+                vec![Output::U32 {
+                    shape: x.shape.with_c(1),
+                    data: super::argmax(x)?,
+                }]
+            }
+            Op::Concat => {
+                let parts = (0..node.inputs.len())
+                    .map(f32_input)
+                    .collect::<Result<Vec<_>>>()?;
+                vec![Output::F32(super::concat(&parts)?)]
+            }
+            Op::Binary { params } => vec![Output::F32(super::binary(params, x()?, f32_input(1)?)?)],
+            Op::Unary { params } => vec![Output::F32(super::unary(params, x()?)?)],
+        };
+        for (name, value) in node.outputs.iter().zip(outs) {
+            values.insert(name.clone(), value);
+        }
+    }
+    Ok(graph
+        .outputs
+        .iter()
+        .map(|n| (n.clone(), values[n].clone()))
+        .collect())
+}

@@ -1,0 +1,235 @@
+//! conv_transpose2d on the GPU (gather form) against the CPU reference (scatter form) over a grid of shapes.
+
+mod common;
+
+use atrous::kernels::conv_transpose2d;
+use atrous::ops::{Activation, BatchNorm, ConvTranspose2d, ConvWeights};
+use atrous::{reference, Shape};
+use common::*;
+use rand::Rng;
+
+struct Case {
+    input: Shape,
+    conv: ConvTranspose2d,
+    bias: bool,
+    batch_norm: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deconv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+    dil: usize,
+    groups: usize,
+) -> ConvTranspose2d {
+    ConvTranspose2d {
+        padding: [pad, pad],
+        output_padding: [out_pad, out_pad],
+        dilation: [dil, dil],
+        groups,
+        ..ConvTranspose2d::new(cin, cout, [k, k], [stride, stride])
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |n, c, h, w, conv: ConvTranspose2d, bias, batch_norm| {
+        cases.push(Case {
+            input: Shape::new(n, c, h, w),
+            conv,
+            bias,
+            batch_norm,
+        })
+    };
+    // UNet's k2 s2 upsampling, LinkNet's k4 s2 p1, and k3 s2 p1 with output_padding 1
+    add(1, 6, 8, 9, deconv(6, 3, 2, 2, 0, 0, 1, 1), true, false);
+    add(2, 5, 7, 6, deconv(5, 7, 4, 2, 1, 0, 1, 1), false, false);
+    add(1, 4, 9, 7, deconv(4, 5, 3, 2, 1, 1, 1, 1), true, true);
+    // dilation with stride, and output_padding below dilation but not below stride
+    add(1, 3, 6, 5, deconv(3, 4, 3, 2, 1, 1, 2, 1), true, false);
+    add(1, 3, 5, 6, deconv(3, 2, 3, 1, 0, 1, 2, 1), false, true);
+    // groups and depthwise
+    add(1, 6, 7, 5, deconv(6, 10, 3, 2, 1, 1, 1, 2), true, false);
+    add(2, 7, 6, 7, deconv(7, 7, 4, 2, 1, 0, 1, 7), false, true);
+    // 1x1 inputs, 1x1 kernel, stride 1, odd sizes, channels not divisible by 4
+    add(2, 9, 1, 1, deconv(9, 5, 2, 2, 0, 0, 1, 1), true, true);
+    add(1, 3, 1, 1, deconv(3, 2, 3, 2, 1, 1, 1, 1), true, false);
+    add(1, 13, 5, 3, deconv(13, 3, 1, 1, 0, 0, 1, 1), true, false);
+    add(1, 3, 11, 13, deconv(3, 5, 3, 1, 1, 0, 1, 1), false, false);
+    add(1, 2, 5, 7, deconv(2, 3, 5, 3, 2, 2, 1, 1), true, false);
+    // non-square kernel, stride and padding
+    add(
+        2,
+        3,
+        6,
+        5,
+        ConvTranspose2d {
+            padding: [1, 0],
+            output_padding: [0, 2],
+            ..ConvTranspose2d::new(3, 4, [3, 2], [1, 3])
+        },
+        true,
+        false,
+    );
+    cases
+}
+
+fn weights(
+    rng: &mut rand::rngs::SmallRng,
+    p: &ConvTranspose2d,
+    bias: bool,
+    batch_norm: bool,
+) -> ConvWeights {
+    let c = p.out_channels;
+    ConvWeights {
+        weight: random_vec(rng, p.weight_shape().iter().product()),
+        bias: bias.then(|| random_vec(rng, c)),
+        batch_norm: batch_norm.then(|| BatchNorm {
+            weight: random_vec(rng, c),
+            bias: random_vec(rng, c),
+            running_mean: random_vec(rng, c),
+            running_var: (0..c).map(|_| rng.random_range(0.2f32..2.0)).collect(),
+            eps: 1e-5,
+        }),
+    }
+}
+
+/// Runs one transposed conv on the GPU into a poisoned output and compares with the reference.
+fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
+    let mut rng = rng(seed);
+    let p = &case.conv;
+    let x = random_tensor(&mut rng, case.input);
+    let w = weights(&mut rng, p, case.bias, case.batch_norm);
+    let out_shape = p.output_shape(case.input).unwrap();
+    let want = reference::conv_transpose2d(p, &x, &w).unwrap();
+    assert_eq!(want.shape, out_shape);
+
+    let kernel = conv_transpose2d::conv_transpose2d(gpu, name, p, case.input).unwrap();
+    let gw = conv_transpose2d::upload_weights(gpu, name, p, &w).unwrap();
+    let gx = upload(gpu, "x", &x);
+    let out = gpu.tensor("out", out_shape, true).unwrap();
+    let bound = kernel
+        .bind(
+            gpu,
+            &[out.binding()],
+            &[
+                gx.binding(),
+                gw.weight.as_entire_buffer_binding(),
+                gw.bias.as_entire_buffer_binding(),
+            ],
+        )
+        .unwrap();
+    gpu.run(&[&bound]).unwrap();
+    let got = gpu.read(&out).unwrap();
+    assert_close(name, &got.data, &want.data);
+}
+
+#[test]
+fn conv_transpose2d_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, case) in cases().iter().enumerate() {
+        let p = &case.conv;
+        let name = format!(
+            "case {i}: {} k{:?} s{:?} p{:?} op{:?} d{:?} g{} bias={} bn={}",
+            case.input,
+            p.kernel,
+            p.stride,
+            p.padding,
+            p.output_padding,
+            p.dilation,
+            p.groups,
+            case.bias,
+            case.batch_norm
+        );
+        check(&gpu, &name, case, i as u64);
+    }
+}
+
+#[test]
+fn conv_transpose2d_epilogue_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    for (i, activation) in Activation::ALL.into_iter().enumerate() {
+        let case = Case {
+            input: Shape::new(2, 5, 6, 7),
+            conv: ConvTranspose2d {
+                activation,
+                ..deconv(5, 6, 3, 2, 1, 1, 1, 1)
+            },
+            bias: true,
+            batch_norm: true,
+        };
+        check(&gpu, &format!("{activation:?}"), &case, 100 + i as u64);
+    }
+}
+
+/// The textbook sizes: `(in - 1) * s - 2p + d(k - 1) + output_padding + 1`.
+#[test]
+fn conv_transpose2d_should_compute_pytorch_output_sizes() {
+    let x = Shape::new(1, 4, 16, 16);
+    let size = |p: ConvTranspose2d| {
+        let s = p.output_shape(x).unwrap();
+        (s.h, s.w)
+    };
+    assert_eq!(size(deconv(4, 2, 2, 2, 0, 0, 1, 1)), (32, 32));
+    assert_eq!(size(deconv(4, 2, 4, 2, 1, 0, 1, 1)), (32, 32));
+    assert_eq!(size(deconv(4, 2, 3, 2, 1, 1, 1, 1)), (32, 32));
+    assert_eq!(size(deconv(4, 2, 3, 2, 1, 0, 1, 1)), (31, 31));
+    assert_eq!(size(deconv(4, 2, 3, 2, 1, 1, 2, 1)), (34, 34));
+}
+
+#[test]
+fn conv_transpose2d_should_reject_bad_parameters() {
+    let x = Shape::new(1, 4, 8, 8);
+    let bad = [
+        ConvTranspose2d::new(4, 4, [3, 3], [0, 2]),
+        ConvTranspose2d {
+            output_padding: [2, 0],
+            ..ConvTranspose2d::new(4, 4, [3, 3], [2, 2])
+        },
+        ConvTranspose2d {
+            output_padding: [0, 1],
+            ..ConvTranspose2d::new(4, 4, [3, 3], [1, 1])
+        },
+        ConvTranspose2d {
+            groups: 3,
+            ..ConvTranspose2d::new(4, 6, [3, 3], [2, 2])
+        },
+        ConvTranspose2d {
+            groups: 2,
+            ..ConvTranspose2d::new(4, 3, [3, 3], [2, 2])
+        },
+        ConvTranspose2d::new(5, 4, [2, 2], [2, 2]),
+        ConvTranspose2d {
+            dilation: [0, 1],
+            ..ConvTranspose2d::new(4, 4, [3, 3], [2, 2])
+        },
+        ConvTranspose2d {
+            padding: [9, 9],
+            ..ConvTranspose2d::new(4, 4, [2, 2], [1, 1])
+        },
+    ];
+    for p in bad {
+        let err = p
+            .output_shape(x)
+            .expect_err(&format!("{p:?} should be rejected"));
+        assert!(err.to_string().starts_with("conv_transpose2d"), "{err}");
+    }
+    // The same errors come from the kernel constructor and the reference, never a panic.
+    if let Some(gpu) = common::gpu() {
+        let p = ConvTranspose2d::new(5, 4, [2, 2], [2, 2]);
+        let err = conv_transpose2d::conv_transpose2d(&gpu, "bad", &p, x).unwrap_err();
+        assert!(err.to_string().starts_with("conv_transpose2d"), "{err}");
+    }
+    let p = ConvTranspose2d::new(4, 4, [2, 2], [2, 2]);
+    let short = ConvWeights {
+        weight: vec![0.5; 3],
+        bias: None,
+        batch_norm: None,
+    };
+    let err = conv_transpose2d::fold(&p, &short).unwrap_err();
+    assert!(err.to_string().starts_with("conv_transpose2d"), "{err}");
+}

@@ -1,0 +1,186 @@
+//! Untrusted models and inputs: every failure is an error naming what is wrong, before any GPU allocation.
+
+mod common;
+
+use atrous::graph::{ConvWeightNames, GraphBuilder, Op};
+use atrous::ops::{Conv2d, ConvWeights};
+use atrous::plan::{Plan, PlanOptions, WeightCache};
+use atrous::weights::Weights;
+use atrous::{Error, Model, Shape};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atrous-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn tiny_model() -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 2);
+    let w = ConvWeights {
+        weight: vec![0.5; 2 * 2 * 9],
+        bias: Some(vec![0.1, 0.2]),
+        batch_norm: None,
+    };
+    b.conv2d("conv", &x, Conv2d::new(2, 2, [3, 3]), w).unwrap();
+    b.finish(&["conv"]).unwrap()
+}
+
+#[test]
+fn files_that_are_not_models_should_be_errors_naming_the_file() {
+    let missing = Model::load("/nonexistent/model.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("/nonexistent/model.safetensors"),
+        "{missing}"
+    );
+
+    let garbage = temp("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a safetensors file at all").unwrap();
+    let err = Model::load(&garbage).unwrap_err().to_string();
+    assert!(
+        err.contains("garbage.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    let good = temp("good.safetensors");
+    tiny_model().save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = temp("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).unwrap();
+    let err = Model::load(&truncated).unwrap_err().to_string();
+    assert!(err.contains("truncated.safetensors"), "{err}");
+
+    let plain = temp("plain.safetensors");
+    let mut w = Weights::new();
+    w.insert("x", vec![2], vec![1.0, 2.0]).unwrap();
+    w.save(&plain, HashMap::new()).unwrap();
+    let err = Model::load(&plain).unwrap_err().to_string();
+    assert!(err.contains("not an atrous model"), "{err}");
+}
+
+#[test]
+fn invalid_documents_should_be_errors() {
+    let weights = || {
+        let mut w = Weights::new();
+        w.insert("conv.weight", vec![2, 2, 3, 3], vec![0.5; 36])
+            .unwrap();
+        w
+    };
+    let err = Model::from_json("{not json", weights())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid model document"), "{err}");
+    let err = Model::from_json(
+        r#"{"format_version": 99, "inputs": [], "nodes": [], "outputs": []}"#,
+        weights(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("version 99"), "{err}");
+    let unknown_op = r#"{"format_version": 1, "inputs": [{"name": "input", "channels": 2}],
+        "nodes": [{"name": "n", "op": "teleport", "inputs": ["input"], "outputs": ["out"]}], "outputs": ["out"]}"#;
+    assert!(Model::from_json(unknown_op, weights())
+        .unwrap_err()
+        .to_string()
+        .contains("teleport"));
+}
+
+#[test]
+fn weights_that_are_missing_or_misshapen_should_name_the_tensor() {
+    let mut model = tiny_model();
+    if let Op::Conv2d { weights, .. } = &mut model.graph.nodes[0].op {
+        *weights = ConvWeightNames {
+            weight: "nowhere.weight".into(),
+            bias: None,
+            batch_norm: None,
+        };
+    }
+    let err = model.check_weights().unwrap_err().to_string();
+    assert!(
+        err.contains("\"conv\"") && err.contains("nowhere.weight"),
+        "{err}"
+    );
+
+    let mut model = tiny_model();
+    if let Op::Conv2d { params, .. } = &mut model.graph.nodes[0].op {
+        params.out_channels = 3;
+    }
+    let err = model.check_weights().unwrap_err().to_string();
+    assert!(
+        err.contains("conv.weight") && err.contains("[2, 2, 3, 3]") && err.contains("[3, 2, 3, 3]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn structural_errors_should_name_the_node() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 1);
+    b.add("a", &x, "b");
+    b.add("b", &x, "a");
+    let err = b.finish(&["b"]).unwrap_err().to_string();
+    assert!(
+        err.contains("cycle") && err.contains("\"a\"") && err.contains("\"b\""),
+        "{err}"
+    );
+
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 1);
+    b.add("sum", &x, "ghost");
+    let err = b.finish(&["sum"]).unwrap_err().to_string();
+    assert!(err.contains("\"sum\"") && err.contains("ghost"), "{err}");
+
+    let mut b = GraphBuilder::new();
+    b.input("input", 1);
+    let err = b.finish(&["nothing"]).unwrap_err().to_string();
+    assert!(err.contains("nothing"), "{err}");
+}
+
+#[test]
+fn bad_shapes_and_attributes_should_fail_before_allocating() {
+    let gpu = match common::gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    let compile = |model: &Model, shape: Shape| {
+        let shapes = HashMap::from([("input".to_string(), shape)]);
+        Plan::compile(
+            gpu.clone(),
+            model,
+            &shapes,
+            PlanOptions::default(),
+            &WeightCache::default(),
+        )
+    };
+    // Channel mismatch: the graph input has 2 channels.
+    let err = compile(&tiny_model(), Shape::new(1, 3, 8, 8))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"input\"") && err.contains("2 channels"),
+        "{err}"
+    );
+    // stride 0
+    let mut model = tiny_model();
+    if let Op::Conv2d { params, .. } = &mut model.graph.nodes[0].op {
+        params.stride = [0, 1];
+    }
+    let err = compile(&model, Shape::new(1, 2, 8, 8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"conv\"") && err.contains("stride"), "{err}");
+    // kernel larger than the input
+    let err = compile(&tiny_model(), Shape::new(1, 2, 2, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"conv\"") && err.contains("larger than the padded input"),
+        "{err}"
+    );
+    // absurd size: over the device's limits
+    let err = compile(&tiny_model(), Shape::new(64, 2, 16384, 16384)).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}

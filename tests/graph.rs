@@ -1,0 +1,451 @@
+//! Graphs built with the builder, compiled into plans, run on the GPU and compared with the CPU executor.
+
+mod common;
+
+use atrous::graph::GraphBuilder;
+use atrous::ops::{
+    Activation, AvgPool2d, BatchNorm, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights,
+    MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
+};
+use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
+use atrous::{reference, Engine, Gpu, Model, Shape, Tensor};
+use common::*;
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn conv_weights(
+    rng: &mut SmallRng,
+    shape: [usize; 4],
+    channels: usize,
+    bias: bool,
+    bn: bool,
+) -> ConvWeights {
+    let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
+    ConvWeights {
+        weight: random_vec(rng, shape.iter().product())
+            .iter()
+            .map(|v| v / fan_in.sqrt())
+            .collect(),
+        bias: bias.then(|| random_vec(rng, channels)),
+        batch_norm: bn.then(|| BatchNorm {
+            weight: random_vec(rng, channels),
+            bias: random_vec(rng, channels),
+            running_mean: random_vec(rng, channels),
+            running_var: (0..channels)
+                .map(|_| rng.random_range(0.3f32..2.0))
+                .collect(),
+            eps: 1e-5,
+        }),
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, pad: usize, dilation: usize) -> Conv2d {
+    Conv2d {
+        padding: Padding2d::uniform(pad),
+        dilation: [dilation, dilation],
+        ..Conv2d::new(cin, cout, [k, k])
+    }
+}
+
+/// A ResNet-and-ASPP-like network: residual block, pooling, parallel dilated branches concatenated with a
+/// broadcast image-pool branch, squeeze-excitation, upsampling, softmax and argmax.
+fn deeplab_like(seed: u64) -> Model {
+    let mut rng = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let mut add_conv =
+        |b: &mut GraphBuilder, name: &str, x: &str, p: Conv2d, bias: bool, bn: bool| {
+            let w = conv_weights(&mut rng, p.weight_shape(), p.out_channels, bias, bn);
+            b.conv2d(name, x, p, w).unwrap()
+        };
+    let stem = add_conv(
+        &mut b,
+        "stem",
+        &x,
+        Conv2d {
+            stride: [2, 2],
+            ..conv(3, 8, 3, 1, 1)
+        },
+        false,
+        true,
+    );
+    let stem = b.activation("stem_relu", &stem, Activation::Relu);
+    let pooled = b.max_pool2d(
+        "pool",
+        &stem,
+        MaxPool2d {
+            stride: [2, 2],
+            padding: [1, 1],
+            ..MaxPool2d::new([3, 3])
+        },
+    );
+    let c1 = add_conv(
+        &mut b,
+        "block.conv1",
+        &pooled,
+        conv(8, 8, 3, 1, 1),
+        false,
+        true,
+    );
+    let c1 = b.activation("block.relu1", &c1, Activation::Relu);
+    let c2 = add_conv(&mut b, "block.conv2", &c1, conv(8, 8, 3, 2, 2), false, true);
+    let sum = b.add("block.add", &c2, &pooled);
+    let block = b.activation("block.relu", &sum, Activation::Relu);
+    let a0 = add_conv(&mut b, "aspp.0", &block, conv(8, 6, 1, 0, 1), false, true);
+    let a0 = b.activation("aspp.0.relu", &a0, Activation::Relu);
+    let a1 = add_conv(&mut b, "aspp.1", &block, conv(8, 6, 3, 3, 3), false, true);
+    let a1 = b.activation("aspp.1.relu", &a1, Activation::Relu);
+    let gp = b.adaptive_avg_pool2d("aspp.pool", &block, [1, 1]);
+    let gp = add_conv(
+        &mut b,
+        "aspp.pool.conv",
+        &gp,
+        conv(8, 6, 1, 0, 1),
+        false,
+        true,
+    );
+    let gp = b.activation("aspp.pool.relu", &gp, Activation::Relu);
+    let up = |h| Resize {
+        mode: ResizeMode::Bilinear {
+            align_corners: false,
+        },
+        target: ResizeTarget::Size(h),
+    };
+    let shape = b.adaptive_avg_pool2d("probe", &block, [5, 6]); // a non-conv input to the concat
+    let gp = b.resize("aspp.pool.up", &gp, up([5, 6]));
+    let cat = b.concat("aspp.cat", &[&a0, &a1, &gp, &shape]);
+    let proj = add_conv(
+        &mut b,
+        "aspp.project",
+        &cat,
+        conv(26, 12, 1, 0, 1),
+        false,
+        true,
+    );
+    let proj = b.activation("aspp.project.relu", &proj, Activation::Relu);
+    // squeeze-excitation
+    let se = b.adaptive_avg_pool2d("se.pool", &proj, [1, 1]);
+    let se = add_conv(
+        &mut b,
+        "se.fc1",
+        &se,
+        Conv2d {
+            activation: Activation::Relu,
+            ..conv(12, 4, 1, 0, 1)
+        },
+        true,
+        false,
+    );
+    let se = add_conv(
+        &mut b,
+        "se.fc2",
+        &se,
+        Conv2d {
+            activation: Activation::Hardsigmoid,
+            ..conv(4, 12, 1, 0, 1)
+        },
+        true,
+        false,
+    );
+    let scaled = b.mul("se.scale", &proj, &se);
+    let logits = add_conv(&mut b, "head", &scaled, conv(12, 5, 1, 0, 1), true, false);
+    let out = b.resize("out", &logits, up([19, 23]));
+    let probs = b.softmax("probs", &out);
+    let classes = b.argmax("classes", &out);
+    let _ = (probs, classes);
+    b.finish(&["out", "probs", "classes"]).unwrap()
+}
+
+/// A UNet/SegNet-like network: pooling with indices and unpooling, transposed convolution, skip concatenation.
+fn unet_like(seed: u64) -> Model {
+    let mut r = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let mut w =
+        |p: &Conv2d, bias, bn| conv_weights(&mut r, p.weight_shape(), p.out_channels, bias, bn);
+    let p = Conv2d {
+        activation: Activation::Relu,
+        ..conv(3, 6, 3, 1, 1)
+    };
+    let e1 = b.conv2d("enc1", &x, p.clone(), w(&p, false, true)).unwrap();
+    let (pooled, indices) = b.max_pool2d_with_indices("down", &e1, MaxPool2d::new([2, 2]));
+    let p2 = Conv2d {
+        activation: Activation::Relu6,
+        ..conv(6, 6, 3, 1, 1)
+    };
+    let e2 = b
+        .conv2d("enc2", &pooled, p2.clone(), w(&p2, true, false))
+        .unwrap();
+    let unpooled = b.max_unpool2d("unpool", &e2, &indices, MaxUnpool2d::new([2, 2]));
+    let t = ConvTranspose2d {
+        activation: Activation::Relu,
+        ..ConvTranspose2d::new(6, 4, [2, 2], [2, 2])
+    };
+    let tw = {
+        let mut r = rng(seed + 1);
+        conv_weights(&mut r, t.weight_shape(), 4, true, true)
+    };
+    let upsampled = b.conv_transpose2d("up", &e2, t, tw).unwrap();
+    let avg = b.avg_pool2d(
+        "smooth",
+        &e1,
+        AvgPool2d {
+            stride: [1, 1],
+            padding: [1, 1],
+            ..AvgPool2d::new([3, 3])
+        },
+    );
+    let cat = b.concat("cat", &[&e1, &upsampled, &unpooled, &avg]);
+    let p3 = conv(22, 2, 3, 1, 1);
+    let logits = b
+        .conv2d("head", &cat, p3.clone(), w(&p3, true, false))
+        .unwrap();
+    b.activation("out", &logits, Activation::Sigmoid);
+    b.finish(&["out"]).unwrap()
+}
+
+fn compile(gpu: &Arc<Gpu>, model: &Model, input: Shape, fuse: bool) -> Plan {
+    let shapes = HashMap::from([("input".to_string(), input)]);
+    Plan::compile(
+        gpu.clone(),
+        model,
+        &shapes,
+        PlanOptions { fuse },
+        &WeightCache::default(),
+    )
+    .unwrap()
+}
+
+fn assert_outputs_match(
+    what: &str,
+    got: &HashMap<String, Output>,
+    want: &HashMap<String, Output>,
+    rel: f32,
+) {
+    for (name, want) in want {
+        match (&got[name], want) {
+            (Output::F32(g), Output::F32(w)) => {
+                assert_eq!(g.shape, w.shape, "{what}: {name}");
+                assert_close_tol(&format!("{what}: {name}"), &g.data, &w.data, rel);
+            }
+            (Output::U32 { data: g, .. }, Output::U32 { data: w, .. }) => {
+                let same = g.iter().zip(w).filter(|(a, b)| a == b).count();
+                // Argmax may flip where two logits tie to within f32 rounding.
+                assert!(
+                    same * 1000 >= w.len() * 999,
+                    "{what}: {name}: {same} of {} agree",
+                    w.len()
+                );
+            }
+            _ => panic!("{what}: {name}: output types differ"),
+        }
+    }
+}
+
+fn check_model(gpu: &Arc<Gpu>, what: &str, model: &Model, input: Shape, seed: u64) {
+    let x = random_tensor(&mut rng(seed), input);
+    let want =
+        reference::run_graph(model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    let outputs: Vec<&str> = model.graph.outputs.iter().map(String::as_str).collect();
+    let fused = compile(gpu, model, input, true);
+    let unfused = compile(gpu, model, input, false);
+    assert!(
+        fused.dispatches() < unfused.dispatches(),
+        "{what}: fusion should remove dispatches ({} vs {})",
+        fused.dispatches(),
+        unfused.dispatches()
+    );
+    let got_fused = fused.run(&[("input", &x)], &outputs).unwrap();
+    let got_unfused = unfused.run(&[("input", &x)], &outputs).unwrap();
+    assert_outputs_match(&format!("{what} fused vs CPU"), &got_fused, &want, 1e-4);
+    assert_outputs_match(&format!("{what} unfused vs CPU"), &got_unfused, &want, 1e-4);
+    assert_outputs_match(
+        &format!("{what} fused vs unfused"),
+        &got_fused,
+        &got_unfused,
+        1e-4,
+    );
+    let m = fused.memory();
+    assert!(
+        m.planned_bytes >= m.lower_bound_bytes && m.lower_bound_bytes > 0,
+        "{m:?}"
+    );
+}
+
+#[test]
+fn deeplab_like_graph_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    check_model(
+        &gpu,
+        "deeplab-like",
+        &deeplab_like(1),
+        Shape::new(1, 3, 19, 23),
+        2,
+    );
+}
+
+#[test]
+fn batch_two_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    check_model(
+        &gpu,
+        "deeplab-like batch 2",
+        &deeplab_like(3),
+        Shape::new(2, 3, 17, 21),
+        4,
+    );
+}
+
+#[test]
+fn unet_like_graph_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    check_model(
+        &gpu,
+        "unet-like",
+        &unet_like(5),
+        Shape::new(1, 3, 12, 14),
+        6,
+    );
+}
+
+#[test]
+fn only_requested_outputs_should_be_read_back() {
+    let gpu = gpu_or_skip!();
+    let model = deeplab_like(7);
+    let plan = compile(&gpu, &model, Shape::new(1, 3, 19, 23), true);
+    let x = random_tensor(&mut rng(8), Shape::new(1, 3, 19, 23));
+    let got = plan.run(&[("input", &x)], &["classes"]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got["classes"].shape(), Shape::new(1, 1, 19, 23));
+    let err = plan
+        .run(&[("input", &x)], &["stem"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"stem\" is not a graph output"), "{err}");
+    let wrong = random_tensor(&mut rng(9), Shape::new(1, 3, 20, 23));
+    let err = plan
+        .run(&[("input", &wrong)], &["out"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("compiled for 1x3x19x23"), "{err}");
+}
+
+#[test]
+fn plans_of_one_engine_should_share_weights_and_run_from_threads() {
+    let gpu = gpu_or_skip!();
+    let model = deeplab_like(10);
+    let convs = model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op.weight_names().is_some())
+        .count();
+    let engine = Engine::new(gpu.clone(), model);
+    // Both sizes reach the 5 x 6 map the model's fixed-size branches expect.
+    let small = random_tensor(&mut rng(11), Shape::new(1, 3, 17, 21));
+    let large = random_tensor(&mut rng(12), Shape::new(2, 3, 19, 23));
+    let want_small = engine.run(&[("input", &small)], &["out"]).unwrap();
+    assert_eq!(engine.weight_cache().len(), convs);
+    let want_large = engine.run(&[("input", &large)], &["out"]).unwrap();
+    assert_eq!(
+        engine.weight_cache().len(),
+        convs,
+        "a second plan must reuse the uploaded weights"
+    );
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (engine, small, large) = (&engine, &small, &large);
+            let (want_small, want_large) = (&want_small, &want_large);
+            s.spawn(move || {
+                let (x, want) = if i % 2 == 0 {
+                    (small, want_small)
+                } else {
+                    (large, want_large)
+                };
+                let got = engine.run(&[("input", x)], &["out"]).unwrap();
+                assert_eq!(got["out"], want["out"], "thread {i}");
+            });
+        }
+    });
+}
+
+#[test]
+fn portable_format_should_round_trip() {
+    let gpu = gpu_or_skip!();
+    let dir = std::env::temp_dir().join(format!("atrous-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let mut model = unet_like(13);
+    model.info.labels = vec!["background".into(), "thing".into()];
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    assert_eq!(loaded.graph, model.graph);
+    assert_eq!(loaded.info, model.info);
+    let x = random_tensor(&mut rng(14), Shape::new(1, 3, 10, 12));
+    let a = Engine::new(gpu.clone(), model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap();
+    let b = Engine::new(gpu.clone(), loaded)
+        .run(&[("input", &x)], &["out"])
+        .unwrap();
+    assert_eq!(a, b, "a saved and reloaded model gives identical results");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn binary_with_broadcast_should_not_fuse_as_residual() {
+    let gpu = gpu_or_skip!();
+    let mut rng = rng(15);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 4);
+    let p = conv(4, 4, 3, 1, 1);
+    let c = b
+        .conv2d(
+            "c",
+            &x,
+            p.clone(),
+            conv_weights(&mut rng, p.weight_shape(), 4, true, false),
+        )
+        .unwrap();
+    let g = b.adaptive_avg_pool2d("g", &x, [1, 1]);
+    b.binary(
+        "out",
+        &c,
+        &g,
+        Binary {
+            op: BinaryOp::Add,
+            activation: Activation::Relu,
+        },
+    );
+    let model = b.finish(&["out"]).unwrap();
+    check_model_simple(&gpu, &model, Shape::new(2, 4, 7, 9));
+}
+
+fn check_model_simple(gpu: &Arc<Gpu>, model: &Model, input: Shape) {
+    let x = random_tensor(&mut rng(16), input);
+    let want =
+        reference::run_graph(model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    let got = compile(gpu, model, input, true)
+        .run(&[("input", &x)], &["out"])
+        .unwrap();
+    assert_outputs_match("simple", &got, &want, 1e-4);
+}
+
+#[test]
+fn input_tensor_values_are_what_the_cpu_executor_sees() {
+    // The CPU executor itself: a 1x1 conv with weight 2 and bias 1 doubles and shifts.
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 1);
+    let w = ConvWeights {
+        weight: vec![2.0],
+        bias: Some(vec![1.0]),
+        batch_norm: None,
+    };
+    b.conv2d("out", &x, Conv2d::new(1, 1, [1, 1]), w).unwrap();
+    let model = b.finish(&["out"]).unwrap();
+    let t = Tensor::new(Shape::new(1, 1, 1, 2), vec![3.0, -1.0]).unwrap();
+    let out = reference::run_graph(&model, &HashMap::from([("input".to_string(), t)])).unwrap();
+    assert_eq!(out["out"].to_f32().data, vec![7.0, -1.0]);
+}
