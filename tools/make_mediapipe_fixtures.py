@@ -50,8 +50,9 @@ def main():
         h, w = (int(v) for v in Interpreter(model_path=path).get_input_details()[0]["shape"][1:3])
         x = model_input(h, w)
         prob = tflite_run(path, x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2).astype(np.float32)
-        meta = {"source": tfl, "input": "astronaut.png bilinear (half-pixel) to model size, RGB in [0,1]",
-                "expected": "ai-edge-litert (XNNPACK) probabilities, NCHW"}
+        # One metadata key: safetensors writes the map in hash order, so several keys would change the bytes per run.
+        meta = {"about": f"input: astronaut.png bilinear (half-pixel) to {h}x{w}, RGB in [0,1]; "
+                         f"expected: ai-edge-litert (XNNPACK) probabilities of {tfl}, NCHW"}
         save_file({"input": np.ascontiguousarray(x), "expected": np.ascontiguousarray(prob)},
                   os.path.join(FIXTURES, f"{name}.safetensors"), metadata=meta)
         print(f"{name}: {h}x{w}, mean probability {prob.mean():.4f}, person pixels {(prob > 0.5).mean():.4f}")
