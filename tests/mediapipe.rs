@@ -1,0 +1,88 @@
+//! The shipped MediaPipe selfie segmenters against TFLite: each converted model (weights/) runs on the astronaut photo
+//! fixture and is compared with the probabilities ai-edge-litert computed from the original .tflite file
+//! (tests/fixtures/mediapipe/, made by tools/make_mediapipe_fixtures.py).
+
+mod common;
+
+use atrous::model::InputSize;
+use atrous::weights::Weights;
+use atrous::{Engine, Model, Shape, Tensor};
+
+fn fixture_tensor(weights: &Weights, name: &str) -> Tensor {
+    let t = weights.get(name).unwrap();
+    let [n, c, h, w] = t.shape[..] else {
+        panic!("fixture {name} has shape {:?}, expected NCHW", t.shape)
+    };
+    Tensor::new(Shape::new(n, c, h, w), t.data).unwrap()
+}
+
+fn check_model(file: &str, architecture: &str, size: [usize; 2]) {
+    let gpu = gpu_or_skip!();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = Model::load(format!("{root}/weights/{file}")).unwrap();
+    assert_eq!(model.info.architecture.as_deref(), Some(architecture));
+    assert_eq!(model.info.labels, ["background", "person"]);
+    let pre = model
+        .info
+        .preprocess
+        .clone()
+        .expect("the model says how to preprocess");
+    assert_eq!(
+        pre.input_size,
+        InputSize::Fixed {
+            height: size[0],
+            width: size[1]
+        }
+    );
+
+    let fixture = Weights::open(format!("{root}/tests/fixtures/mediapipe/{file}")).unwrap();
+    let input = fixture_tensor(&fixture, "input");
+    let expected = fixture_tensor(&fixture, "expected");
+    assert_eq!(input.shape, Shape::new(1, 3, size[0], size[1]));
+
+    let out = Engine::new(gpu, model)
+        .run(&[("input", &input)], &["out"])
+        .unwrap();
+    let got = out["out"].to_f32();
+    assert_eq!(got.shape, expected.shape);
+
+    let (mut max_err, mut worst, mut agree) = (0f32, 0, 0);
+    for (i, (&g, &e)) in got.data.iter().zip(&expected.data).enumerate() {
+        if (g - e).abs() > max_err {
+            (max_err, worst) = ((g - e).abs(), i);
+        }
+        agree += ((g > 0.5) == (e > 0.5)) as usize;
+    }
+    let agreement = agree as f64 / got.data.len() as f64;
+    eprintln!(
+        "{file}: max |atrous - tflite| = {max_err:.3e} at {worst}, mask agreement {agreement:.6}"
+    );
+    assert!(
+        max_err <= 1e-3,
+        "{file}: probability {} at index {worst}, TFLite says {} (error {max_err})",
+        got.data[worst],
+        expected.data[worst]
+    );
+    assert!(
+        agreement >= 0.999,
+        "{file}: masks (p > 0.5) agree on only {agreement}"
+    );
+}
+
+#[test]
+fn selfie_segmenter_should_match_tflite() {
+    check_model(
+        "selfie_segmenter.safetensors",
+        "mediapipe_selfie_segmenter",
+        [256, 256],
+    );
+}
+
+#[test]
+fn selfie_segmenter_landscape_should_match_tflite() {
+    check_model(
+        "selfie_segmenter_landscape.safetensors",
+        "mediapipe_selfie_segmenter_landscape",
+        [144, 256],
+    );
+}
