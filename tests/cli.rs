@@ -139,3 +139,102 @@ fn the_documented_example_should_be_a_valid_model() {
     let (_, infos) = model.graph.infer(&shapes).unwrap();
     assert_eq!(infos["out"].shape, Shape::new(1, 16, 8, 8));
 }
+
+/// The README's first command: the shipped model on the shipped photo agrees with TFLite's person mask.
+#[test]
+fn segment_should_write_a_person_mask_that_agrees_with_tflite() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("segment");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = atrous(&[
+        "segment",
+        "--out",
+        dir.to_str().unwrap(),
+        &format!("{root}/examples/astronaut.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("person") && stdout.contains("background"),
+        "{stdout}"
+    );
+    for suffix in ["mask", "color", "overlay"] {
+        assert!(
+            dir.join(format!("astronaut.{suffix}.png")).exists(),
+            "{suffix}"
+        );
+    }
+    let mask = image::open(dir.join("astronaut.mask.png"))
+        .unwrap()
+        .to_luma8();
+    let tflite = image::open(format!(
+        "{root}/tests/fixtures/mediapipe/astronaut_mask.png"
+    ))
+    .unwrap()
+    .to_luma8();
+    assert_eq!(mask.dimensions(), tflite.dimensions());
+    let agree = mask
+        .pixels()
+        .zip(tflite.pixels())
+        .filter(|(a, b)| (a.0[0] > 0) == (b.0[0] > 0))
+        .count();
+    let share = agree as f64 / (mask.width() * mask.height()) as f64;
+    assert!(share >= 0.99, "agreement with TFLite's mask: {share}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn segment_should_report_each_bad_input_and_go_on() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("segment-bad");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let truncated = dir.join("truncated.png");
+    let bytes = std::fs::read(format!("{root}/examples/astronaut.png")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let empty_dir = dir.join("nothing");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let out_dir = dir.join("out");
+    let out = atrous(&[
+        "segment",
+        "--out",
+        out_dir.to_str().unwrap(),
+        truncated.to_str().unwrap(),
+        empty_dir.to_str().unwrap(),
+        &format!("{root}/examples/astronaut.png"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated.png"), "{stderr}");
+    assert!(
+        stderr.contains("nothing") && stderr.contains("no images"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().all(|l| l.starts_with("atrous: ")),
+        "{stderr}"
+    );
+    // The good image of the batch was still processed.
+    assert!(out_dir.join("astronaut.mask.png").exists());
+
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = atrous(&[
+        "segment",
+        "--out",
+        blocker.join("sub").to_str().unwrap(),
+        &format!("{root}/examples/astronaut.png"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("output directory"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -94,7 +94,7 @@ pub fn run(
     for path in &images {
         bar.set_message(path.display().to_string());
         match segment_one(&segmenter, path, out, probs) {
-            Ok(report) => bar.println(report),
+            Ok(report) => bar.suspend(|| println!("{report}")),
             Err(e) => {
                 bar.suspend(|| eprintln!("atrous: {e}"));
                 failures.push(e);
