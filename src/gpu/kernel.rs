@@ -65,6 +65,7 @@ pub struct Kernel {
     workgroups: [u32; 3],
     outputs: Vec<Slot>,
     inputs: Vec<Slot>,
+    flops: u64,
 }
 
 /// A kernel with its buffers bound: ready to record.
@@ -74,6 +75,8 @@ pub struct BoundKernel {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    flops: u64,
+    bytes: u64,
 }
 
 /// What [`Kernel::new`] needs besides the GPU.
@@ -117,7 +120,27 @@ impl Kernel {
             workgroups,
             outputs: spec.outputs,
             inputs: spec.inputs,
+            flops: 0,
         })
+    }
+
+    /// Records the floating-point operations one dispatch performs, for benchmark reports.
+    pub fn with_flops(mut self, flops: u64) -> Self {
+        self.flops = flops;
+        self
+    }
+
+    pub fn flops(&self) -> u64 {
+        self.flops
+    }
+
+    /// Bytes the dispatch must read and write at least: every slot once.
+    pub fn bytes(&self) -> u64 {
+        self.outputs
+            .iter()
+            .chain(&self.inputs)
+            .map(|s| s.bytes)
+            .sum()
     }
 
     pub fn label(&self) -> &str {
@@ -210,6 +233,8 @@ impl Kernel {
             pipeline: self.pipeline.clone(),
             bind_group,
             workgroups: self.workgroups,
+            flops: self.flops,
+            bytes: self.bytes(),
         })
     }
 }
@@ -217,6 +242,14 @@ impl Kernel {
 impl BoundKernel {
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    pub fn flops(&self) -> u64 {
+        self.flops
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Records the dispatch.

@@ -72,6 +72,14 @@ impl Conv2d {
         ]
     }
 
+    /// Multiply-adds count two: `2 * N * out * H_out * W_out * in / groups * kh * kw`.
+    pub fn flops(&self, input: Shape) -> u64 {
+        let out = self.output_shape(input).map_or(0, |s| s.n * s.h * s.w) as u64;
+        2 * out
+            * self.out_channels as u64
+            * self.weight_shape()[1..].iter().product::<usize>() as u64
+    }
+
     /// Validates the parameters against `input` and returns the shape of the destination tensor.
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {
         const OP: &str = "conv2d";
@@ -280,6 +288,12 @@ impl ConvTranspose2d {
             self.kernel[0],
             self.kernel[1],
         ]
+    }
+
+    /// Useful multiply-adds of the gather form, counted per input element: `2 * N * in * H * W * out / groups * kh * kw`.
+    pub fn flops(&self, input: Shape) -> u64 {
+        let per_input = (self.out_channels / self.groups.max(1)) * self.kernel[0] * self.kernel[1];
+        2 * input.numel() as u64 * per_input as u64
     }
 
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {

@@ -54,7 +54,7 @@ pub(crate) fn lower(
             params,
             weights: names,
         } => {
-            let kernel = conv2d::conv2d(gpu, label, params, x())?;
+            let kernel = conv2d::conv2d(gpu, label, params, x())?.with_flops(params.flops(x()));
             let (w, b) = weights.get_or_upload(names, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
                 let (w, b) = conv2d::fold(params, &host)?;
@@ -83,7 +83,8 @@ pub(crate) fn lower(
             params,
             weights: names,
         } => {
-            let kernel = conv_transpose2d::conv_transpose2d(gpu, label, params, x())?;
+            let kernel = conv_transpose2d::conv_transpose2d(gpu, label, params, x())?
+                .with_flops(params.flops(x()));
             let (w, b) = weights.get_or_upload(names, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
                 let (w, b) = conv_transpose2d::fold(params, &host)?;

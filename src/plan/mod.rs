@@ -4,6 +4,9 @@
 mod fuse;
 mod lower;
 pub mod memory;
+mod profile;
+
+pub use profile::KernelTime;
 
 use crate::error::{Error, Result};
 use crate::gpu::{BoundKernel, Gpu};

@@ -55,6 +55,8 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Time a model or a single op: latency, images/s, planned memory, and per-kernel GPU times.
+    Bench(bench::BenchArgs),
     /// List the GPU adapters, the one atrous picks, its features and limits.
     Info,
 }
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             probs,
             images,
         } => segment::run(model.as_deref(), arch.as_deref(), &out, probs, &images),
+        Command::Bench(args) => bench::run(&args),
         Command::Info => info(),
     };
     match result {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     }
 }
 
+mod bench;
 mod segment;
 
 fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {

@@ -15,7 +15,7 @@ const DEFAULT_MODEL: &str = "weights/selfie_segmenter.safetensors";
 /// Suffixes of the files this command writes, skipped when walking a directory for inputs.
 const OUTPUT_SUFFIXES: &[&str] = &[".mask.png", ".color.png", ".overlay.png"];
 
-fn default_model() -> PathBuf {
+pub fn default_model() -> PathBuf {
     let local = PathBuf::from(DEFAULT_MODEL);
     if local.exists() {
         local

@@ -1,0 +1,272 @@
+//! `atrous bench`: latency, throughput, planned memory and a per-kernel table from GPU timestamps, for a model or for
+//! a single op.
+
+use super::load_model;
+use atrous::graph::GraphBuilder;
+use atrous::ops::{Conv2d, ConvWeights, Padding2d};
+use atrous::plan::{KernelTime, Plan, PlanOptions};
+use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A model (atrous format) to time; default: the shipped selfie segmenter. Or use --op.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    arch: Option<String>,
+    /// A single op to time instead of a model: conv2d.
+    #[arg(long, conflicts_with = "model")]
+    op: Option<String>,
+    /// Input height x width, e.g. 520x520 (default: the model's own size, or 65x65 for --op).
+    #[arg(long)]
+    size: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed runs (after the warm-up runs).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Compile without epilogue fusion.
+    #[arg(long)]
+    no_fuse: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// --op conv2d: input channels.
+    #[arg(long, default_value_t = 256)]
+    in_channels: usize,
+    /// --op conv2d: output channels.
+    #[arg(long, default_value_t = 256)]
+    out_channels: usize,
+    /// --op conv2d: kernel size (square).
+    #[arg(long, default_value_t = 3)]
+    kernel: usize,
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// --op conv2d: padding on every side (default: dilation * (kernel - 1) / 2, "same").
+    #[arg(long)]
+    padding: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    dilation: usize,
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+}
+
+fn parse_size(text: &str) -> Result<[usize; 2]> {
+    let bad = || {
+        Error::Model(format!(
+            "--size {text:?}: expected HEIGHTxWIDTH, e.g. 520x520"
+        ))
+    };
+    let (h, w) = text.split_once('x').ok_or_else(bad)?;
+    Ok([
+        h.trim().parse().map_err(|_| bad())?,
+        w.trim().parse().map_err(|_| bad())?,
+    ])
+}
+
+/// A one-node model with deterministic pseudo-random weights (never zeros).
+fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
+    if op != "conv2d" {
+        return Err(Error::Model(format!("--op {op}: supported ops: conv2d")));
+    }
+    let k = args.kernel;
+    let pad = args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2);
+    let p = Conv2d {
+        stride: [args.stride; 2],
+        padding: Padding2d::uniform(pad),
+        dilation: [args.dilation; 2],
+        groups: args.groups,
+        ..Conv2d::new(args.in_channels, args.out_channels, [k, k])
+    };
+    let count: usize = p.weight_shape().iter().product();
+    let weight = (0..count)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
+        .collect();
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", args.in_channels);
+    b.conv2d(
+        "out",
+        &x,
+        p,
+        ConvWeights {
+            weight,
+            bias: Some(vec![0.01; args.out_channels]),
+            batch_norm: None,
+        },
+    )?;
+    b.finish(&["out"])
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let (model, name) = match (&args.model, &args.op) {
+        (Some(path), _) => (
+            load_model(path, args.arch.as_deref())?,
+            path.display().to_string(),
+        ),
+        (None, Some(op)) => (op_model(args, op)?, format!("--op {op}")),
+        (None, None) => {
+            let path = super::segment::default_model();
+            (load_model(&path, None)?, path.display().to_string())
+        }
+    };
+    let [h, w] = match (&args.size, &model.info.preprocess, &args.op) {
+        (Some(s), _, _) => parse_size(s)?,
+        (None, Some(spec), _) => {
+            let (h, w) = atrous::segment::input_size(&spec.input_size, 520, 520);
+            [h, w]
+        }
+        (None, None, Some(_)) => [65, 65],
+        (None, None, None) => [520, 520],
+    };
+    let input = &model.graph.inputs[0];
+    let shape = Shape::new(args.batch.max(1), input.channels, h, w);
+    let input_name = input.name.clone();
+    let outputs: Vec<String> = match model.graph.outputs.iter().any(|o| o == "out") {
+        true => vec!["out".to_string()],
+        false => model.graph.outputs.clone(),
+    };
+    let gpu = Arc::new(Gpu::new()?);
+    let adapter = gpu.describe();
+    let engine = Engine::with_options(
+        gpu,
+        model,
+        PlanOptions {
+            fuse: !args.no_fuse,
+        },
+    );
+    let plan = engine.plan(&[(&input_name, shape)])?;
+    let x = Tensor {
+        shape,
+        data: (0..shape.numel())
+            .map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0)
+            .collect(),
+    };
+    let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    for _ in 0..args.warmup {
+        plan.run(&[(&input_name, &x)], &names)?;
+    }
+    let mut times = Vec::with_capacity(args.iters.max(1));
+    for _ in 0..args.iters.max(1) {
+        let start = Instant::now();
+        plan.run(&[(&input_name, &x)], &names)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let kernels = match plan.can_profile() {
+        true => Some(plan.profile(&[(&input_name, &x)])?),
+        false => None,
+    };
+    let report = Report {
+        name,
+        adapter,
+        shape,
+        plan: &plan,
+        times,
+        kernels,
+    };
+    match args.json {
+        true => println!("{}", report.json()),
+        false => print!("{}", report.text()),
+    }
+    Ok(())
+}
+
+struct Report<'a> {
+    name: String,
+    adapter: String,
+    shape: Shape,
+    plan: &'a Plan,
+    times: Vec<f64>,
+    kernels: Option<Vec<KernelTime>>,
+}
+
+impl Report<'_> {
+    fn flops(&self) -> u64 {
+        self.plan.kernels().iter().map(|k| k.flops()).sum()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let m = self.plan.memory();
+        let med = median(&self.times);
+        serde_json::json!({
+            "model": self.name,
+            "adapter": self.adapter,
+            "input": self.shape.dims(),
+            "dispatches": self.plan.dispatches(),
+            "latency_ms": { "median": med * 1e3, "min": self.times[0] * 1e3, "max": self.times[self.times.len() - 1] * 1e3 },
+            "runs": self.times.len(),
+            "images_per_second": self.shape.n as f64 / med,
+            "gflop": self.flops() as f64 * 1e-9,
+            "gflops_per_second": self.flops() as f64 * 1e-9 / med,
+            "memory": { "planned_bytes": m.planned_bytes, "lower_bound_bytes": m.lower_bound_bytes, "buffers": m.buffers },
+            "kernels": self.kernels.as_ref().map(|ks| ks.iter().map(|k| serde_json::json!({
+                "kernel": k.label, "ms": k.seconds * 1e3, "flops": k.flops, "bytes": k.bytes,
+            })).collect::<Vec<_>>()),
+        })
+    }
+
+    fn text(&self) -> String {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let m = self.plan.memory();
+        let med = median(&self.times);
+        let mut t = format!("{} on {}\n", self.name, self.adapter);
+        t += &format!(
+            "input {}, {} dispatches, activation memory {:.1} MiB planned in {} buffers (lower bound {:.1} MiB, {:.2}x)\n",
+            self.shape,
+            self.plan.dispatches(),
+            mib(m.planned_bytes),
+            m.buffers,
+            mib(m.lower_bound_bytes),
+            m.planned_bytes as f64 / m.lower_bound_bytes.max(1) as f64
+        );
+        t += &format!(
+            "latency over {} runs (upload, one submit, readback): median {:.2} ms, min {:.2}, max {:.2}; {:.2} images/s; {:.2} GFLOP at {:.2} GFLOP/s\n",
+            self.times.len(),
+            med * 1e3,
+            self.times[0] * 1e3,
+            self.times[self.times.len() - 1] * 1e3,
+            self.shape.n as f64 / med,
+            self.flops() as f64 * 1e-9,
+            self.flops() as f64 * 1e-9 / med
+        );
+        let Some(kernels) = &self.kernels else {
+            return t + "per-kernel times: the adapter has no TIMESTAMP_QUERY_INSIDE_PASSES\n";
+        };
+        let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+        t += &format!(
+            "per kernel (GPU timestamps of one run; {:.2} ms in all):\n",
+            total * 1e3
+        );
+        t += &format!(
+            "  {:<44} {:>9} {:>7} {:>9} {:>8}\n",
+            "kernel", "ms", "share", "GFLOP/s", "GB/s"
+        );
+        for k in kernels {
+            let rate = |x: f64| {
+                if k.seconds > 0.0 {
+                    x / k.seconds * 1e-9
+                } else {
+                    0.0
+                }
+            };
+            t += &format!(
+                "  {:<44} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}\n",
+                k.label,
+                k.seconds * 1e3,
+                100.0 * k.seconds / total.max(f64::MIN_POSITIVE),
+                rate(k.flops as f64),
+                rate(k.bytes as f64)
+            );
+        }
+        t
+    }
+}
