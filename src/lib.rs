@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod models;
 pub mod ops;
 pub mod plan;
 pub mod reference;
