@@ -19,18 +19,34 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn atrous(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_atrous"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn small_model() -> Model {
     let mut r = rng(1);
     let mut b = GraphBuilder::new();
     let x = b.input("input", 3);
-    let p = Conv2d { stride: [2, 2], padding: Padding2d::uniform(1), ..Conv2d::new(3, 4, [3, 3]) };
-    let w = ConvWeights { weight: random_vec(&mut r, 4 * 3 * 9), bias: Some(random_vec(&mut r, 4)), batch_norm: None };
+    let p = Conv2d {
+        stride: [2, 2],
+        padding: Padding2d::uniform(1),
+        ..Conv2d::new(3, 4, [3, 3])
+    };
+    let w = ConvWeights {
+        weight: random_vec(&mut r, 4 * 3 * 9),
+        bias: Some(random_vec(&mut r, 4)),
+        batch_norm: None,
+    };
     let c = b.conv2d("conv", &x, p, w).unwrap();
     let c = b.activation("relu", &c, Activation::Relu);
-    let resize = Resize { mode: ResizeMode::Bilinear { align_corners: false }, target: ResizeTarget::Size([11, 13]) };
+    let resize = Resize {
+        mode: ResizeMode::Bilinear {
+            align_corners: false,
+        },
+        target: ResizeTarget::Size([11, 13]),
+    };
     b.resize("out", &c, resize);
     b.finish(&["out"]).unwrap()
 }
@@ -41,13 +57,18 @@ fn run_should_give_the_cpu_executors_result() {
         return;
     }
     let dir = temp_dir("run");
-    let (model_path, input_path, output_path) =
-        (dir.join("model.safetensors"), dir.join("in.safetensors"), dir.join("out.safetensors"));
+    let (model_path, input_path, output_path) = (
+        dir.join("model.safetensors"),
+        dir.join("in.safetensors"),
+        dir.join("out.safetensors"),
+    );
     let model = small_model();
     model.save(&model_path).unwrap();
     let x = random_tensor(&mut rng(2), Shape::new(2, 3, 11, 13));
     let mut input = Weights::new();
-    input.insert("input", x.shape.dims().to_vec(), x.data.clone()).unwrap();
+    input
+        .insert("input", x.shape.dims().to_vec(), x.data.clone())
+        .unwrap();
     input.save(&input_path, HashMap::new()).unwrap();
 
     let out = atrous(&[
@@ -59,7 +80,11 @@ fn run_should_give_the_cpu_executors_result() {
         "--output",
         output_path.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "atrous run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "atrous run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = Weights::open(&output_path).unwrap().get("out").unwrap();
     let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)])).unwrap();
     let want: Tensor = want["out"].to_f32();
@@ -74,12 +99,23 @@ fn bad_input_should_print_one_line_and_fail() {
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not a model").unwrap();
     let out_path = dir.join("out.safetensors");
-    let args = ["run", "--model", garbage.to_str().unwrap(), "--input", "x", "--output", out_path.to_str().unwrap()];
+    let args = [
+        "run",
+        "--model",
+        garbage.to_str().unwrap(),
+        "--input",
+        "x",
+        "--output",
+        out_path.to_str().unwrap(),
+    ];
     let out = atrous(&args);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("atrous: ") && stderr.contains("garbage.safetensors"), "{stderr}");
+    assert!(
+        stderr.starts_with("atrous: ") && stderr.contains("garbage.safetensors"),
+        "{stderr}"
+    );
     assert!(!out_path.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -90,7 +126,9 @@ fn the_documented_example_should_be_a_valid_model() {
     let start = doc.find("```json\n").unwrap() + "```json\n".len();
     let json = &doc[start..start + doc[start..].find("```").unwrap()];
     let mut weights = Weights::new();
-    weights.insert("stem.weight", vec![16, 3, 3, 3], vec![0.1; 16 * 27]).unwrap();
+    weights
+        .insert("stem.weight", vec![16, 3, 3, 3], vec![0.1; 16 * 27])
+        .unwrap();
     for name in ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"] {
         weights.insert(name, vec![16], vec![1.0; 16]).unwrap();
     }
@@ -100,4 +138,65 @@ fn the_documented_example_should_be_a_valid_model() {
     let shapes = HashMap::from([("input".to_string(), Shape::new(1, 3, 8, 8))]);
     let (_, infos) = model.graph.infer(&shapes).unwrap();
     assert_eq!(infos["out"].shape, Shape::new(1, 16, 8, 8));
+}
+
+fn zoo_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/zoo/{name}.safetensors"))
+}
+
+#[test]
+fn run_on_a_state_dict_should_build_it_by_architecture_and_match_pytorch() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("zoo");
+    let output = dir.join("out.safetensors");
+    // The fixture holds the state_dict, an "input" and PyTorch's "expected" logits.
+    let fixture = zoo_fixture("fcn_resnet101");
+    let fixture = fixture.to_str().unwrap();
+    for arch in [None, Some("fcn_resnet101")] {
+        let mut args = vec![
+            "run",
+            "--model",
+            fixture,
+            "--input",
+            fixture,
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        args.extend(arch.iter().flat_map(|a| ["--arch", a]));
+        let out = atrous(&args);
+        assert!(
+            out.status.success(),
+            "atrous run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = Weights::open(&output).unwrap().get("out").unwrap();
+        let want = Weights::open(fixture).unwrap().get("expected").unwrap();
+        assert_eq!(got.shape, want.shape);
+        let err = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+        assert!(err <= 1e-3, "max abs error {err}");
+    }
+    let out = atrous(&[
+        "run",
+        "--model",
+        fixture,
+        "--arch",
+        "segformer_b0",
+        "--input",
+        fixture,
+        "--output",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("segformer_b0") && stderr.contains("deeplabv3_resnet50"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
