@@ -162,6 +162,7 @@ pub struct Net {
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
     pub stride: usize,
+    /// Symmetric padding; `usize::MAX` (the default) means `(k - 1) / 2 * dilation`, PyTorch's "same" for odd k.
     pub padding: usize,
     pub dilation: usize,
     /// Depthwise: groups = output channels = input channels.
