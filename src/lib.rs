@@ -8,6 +8,7 @@ pub mod graph;
 pub mod image_io;
 pub mod kernels;
 pub mod model;
+pub mod models;
 pub mod ops;
 pub mod plan;
 pub mod reference;

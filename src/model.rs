@@ -142,10 +142,32 @@ impl Model {
             .map_err(|e| Error::Model(format!("serialising the model document: {e}")))
     }
 
-    /// Saves the model in the portable format: every weight as f32 plus the document.
+    /// Saves the model in the portable format: every weight a node names, as f32, plus the document. Other tensors
+    /// (a state_dict's `num_batches_tracked`, an auxiliary head) are left out.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let metadata = HashMap::from([(METADATA_KEY.to_string(), self.to_json()?)]);
-        self.weights.save(path, metadata)
+        let mut names: Vec<String> = self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.op.weight_names())
+            .flat_map(|w| {
+                let mut v = vec![w.weight.clone()];
+                v.extend(w.bias.clone());
+                if let Some(bn) = &w.batch_norm {
+                    v.extend([
+                        bn.weight.clone(),
+                        bn.bias.clone(),
+                        bn.running_mean.clone(),
+                        bn.running_var.clone(),
+                    ]);
+                }
+                v
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        self.weights.save_only(path, names, metadata)
     }
 
     /// Checks that every weight a node names exists with the shape its parameters need.

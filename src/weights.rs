@@ -175,9 +175,18 @@ impl Weights {
 
     /// Every tensor (in memory and mapped) as f32, with `metadata`, written as one safetensors file.
     pub fn save(&self, path: impl AsRef<Path>, metadata: HashMap<String, String>) -> Result<()> {
+        self.save_only(path, self.names(), metadata)
+    }
+
+    /// The tensors `names` as f32, with `metadata`, written as one safetensors file.
+    pub fn save_only(
+        &self,
+        path: impl AsRef<Path>,
+        names: Vec<String>,
+        metadata: HashMap<String, String>,
+    ) -> Result<()> {
         let path = path.as_ref();
-        let tensors: Vec<(String, HostTensor)> = self
-            .names()
+        let tensors: Vec<(String, HostTensor)> = names
             .into_iter()
             .map(|n| self.get(&n).map(|t| (n, t)))
             .collect::<Result<_>>()?;

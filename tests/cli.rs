@@ -238,3 +238,64 @@ fn segment_should_report_each_bad_input_and_go_on() {
     assert!(stderr.contains("output directory"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn zoo_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/zoo/{name}.safetensors"))
+}
+
+#[test]
+fn run_on_a_state_dict_should_build_it_by_architecture_and_match_pytorch() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("zoo");
+    let output = dir.join("out.safetensors");
+    // The fixture holds the state_dict, an "input" and PyTorch's "expected" logits.
+    let fixture = zoo_fixture("fcn_resnet101");
+    let fixture = fixture.to_str().unwrap();
+    for arch in [None, Some("fcn_resnet101")] {
+        let mut args = vec![
+            "run",
+            "--model",
+            fixture,
+            "--input",
+            fixture,
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        args.extend(arch.iter().flat_map(|a| ["--arch", a]));
+        let out = atrous(&args);
+        assert!(
+            out.status.success(),
+            "atrous run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = Weights::open(&output).unwrap().get("out").unwrap();
+        let want = Weights::open(fixture).unwrap().get("expected").unwrap();
+        assert_eq!(got.shape, want.shape);
+        let err = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+        assert!(err <= 1e-3, "max abs error {err}");
+    }
+    let out = atrous(&[
+        "run",
+        "--model",
+        fixture,
+        "--arch",
+        "segformer_b0",
+        "--input",
+        fixture,
+        "--output",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("segformer_b0") && stderr.contains("deeplabv3_resnet50"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -449,3 +449,32 @@ fn input_tensor_values_are_what_the_cpu_executor_sees() {
     let out = reference::run_graph(&model, &HashMap::from([("input".to_string(), t)])).unwrap();
     assert_eq!(out["out"].to_f32().data, vec![7.0, -1.0]);
 }
+
+#[test]
+fn resize_like_should_follow_the_size_the_graph_runs_at() {
+    let gpu = gpu_or_skip!();
+    let mut r = rng(17);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let p = Conv2d {
+        stride: [2, 2],
+        ..conv(3, 4, 3, 1, 1)
+    };
+    let w = conv_weights(&mut r, p.weight_shape(), 4, true, false);
+    let c = b.conv2d("c", &x, p, w).unwrap();
+    let pooled = b.adaptive_avg_pool2d("g", &c, [1, 1]);
+    let mode = ResizeMode::Bilinear {
+        align_corners: false,
+    };
+    let g = b.resize_like("g.up", &pooled, &c, mode);
+    let sum = b.add("sum", &c, &g);
+    b.resize_like("out", &sum, &x, mode);
+    let model = b.finish(&["out"]).unwrap();
+    for input in [Shape::new(1, 3, 13, 17), Shape::new(2, 3, 8, 5)] {
+        let out = compile(&gpu, &model, input, true)
+            .run(&[("input", &random_tensor(&mut rng(18), input))], &["out"])
+            .unwrap();
+        assert_eq!(out["out"].shape(), input.with_c(4));
+        check_model_simple(&gpu, &model, input);
+    }
+}

@@ -190,6 +190,21 @@ impl GraphBuilder {
         self.single(name, Op::Resize { params }, &[x])
     }
 
+    /// Resizes `x` to the height and width of `like` (any tensor of the graph), whatever size the graph runs at.
+    pub fn resize_like(
+        &mut self,
+        name: &str,
+        x: &str,
+        like: &str,
+        mode: ops::ResizeMode,
+    ) -> String {
+        let params = ops::Resize {
+            mode,
+            target: ops::ResizeTarget::Like,
+        };
+        self.single(name, Op::Resize { params }, &[x, like])
+    }
+
     pub fn softmax(&mut self, name: &str, x: &str) -> String {
         self.single(name, Op::Softmax, &[x])
     }

@@ -46,7 +46,8 @@ impl BatchNormNames {
 
 /// What a node computes. Inputs and outputs are listed on the [`Node`]:
 /// - `conv2d`: inputs `[x]`, or `[x, residual]` when `params.residual`; output `[y]`.
-/// - `conv_transpose2d`, pools, `resize`, `softmax`, `argmax`, `unary`: `[x]` -> `[y]`.
+/// - `resize`: `[x]`, or `[x, like]` when its target is `like` (the output takes `like`'s height and width).
+/// - `conv_transpose2d`, pools, `softmax`, `argmax`, `unary`: `[x]` -> `[y]`.
 /// - `max_pool2d` with `return_indices`: `[x]` -> `[values, indices]`.
 /// - `max_unpool2d`: `[values, indices]` -> `[y]`.
 /// - `binary`: `[a, b]` -> `[y]`; `concat`: `[x0, x1, ...]` -> `[y]`.
@@ -374,7 +375,12 @@ fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
             }
             vec![f32(params.output_shape(values)?)]
         }
-        Op::Resize { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::Resize { params } => {
+            expect_inputs(ins, params.inputs())?;
+            let x = f32_input(ins[0], "input")?;
+            let like = ins.get(1).map(|i| i.shape);
+            vec![f32(params.resolve(like)?.output_shape(x)?)]
+        }
         Op::Softmax => vec![f32(ops::Softmax.output_shape(single(ins)?)?)],
         Op::Argmax => vec![TensorInfo {
             shape: ops::Argmax.output_shape(single(ins)?)?,

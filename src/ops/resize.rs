@@ -23,6 +23,9 @@ pub enum ResizeTarget {
     /// Scale factors (h, w): the output is `floor(in * factor)` and, as in PyTorch with
     /// `recompute_scale_factor=None`, the source coordinate uses `1 / factor`.
     Scale([f64; 2]),
+    /// The (h, w) of the node's second input (`"like"`): upsampling logits to the input's size, or one feature map
+    /// to another's, whatever size the graph is run at. Resolved with [`Resize::resolve`] once shapes are known.
+    Like,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,11 +35,41 @@ pub struct Resize {
 }
 
 impl Resize {
+    /// How many inputs a resize node takes: two (the map and the tensor whose size it takes) for
+    /// [`ResizeTarget::Like`], else one.
+    pub fn inputs(&self) -> usize {
+        match self.target {
+            ResizeTarget::Like => 2,
+            _ => 1,
+        }
+    }
+
+    /// This resize with a [`ResizeTarget::Like`] target replaced by the size of `like`; other targets unchanged.
+    pub fn resolve(&self, like: Option<Shape>) -> Result<Resize> {
+        match (self.target, like) {
+            (ResizeTarget::Like, Some(s)) => Ok(Resize {
+                mode: self.mode,
+                target: ResizeTarget::Size([s.h, s.w]),
+            }),
+            (ResizeTarget::Like, None) => Err(Error::params(
+                "resize",
+                "target \"like\" needs a second input whose size to take",
+            )),
+            _ => Ok(*self),
+        }
+    }
+
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {
         const OP: &str = "resize";
         positive(OP, "input size", &[input.n, input.c, input.h, input.w])?;
         let [h, w] = match self.target {
             ResizeTarget::Size(size) => size,
+            ResizeTarget::Like => {
+                return Err(Error::params(
+                    OP,
+                    "target \"like\" takes its size from a second input; resolve it first",
+                ))
+            }
             ResizeTarget::Scale(factors) => {
                 if factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
                     return Err(Error::params(
@@ -72,7 +105,7 @@ impl Resize {
                     }
                 }
                 (_, ResizeTarget::Scale(f)) => (1.0 / f[i]) as f32,
-                (_, ResizeTarget::Size(_)) => len_in as f32 / len_out as f32,
+                (_, ResizeTarget::Size(_) | ResizeTarget::Like) => len_in as f32 / len_out as f32,
             }
         };
         [axis(0, input.h, output.h), axis(1, input.w, output.w)]

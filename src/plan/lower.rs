@@ -124,7 +124,15 @@ pub(crate) fn lower(
                 },
             ]
         }
-        Op::Resize { params } => single(resize::resize(gpu, label, params, x())?),
+        Op::Resize { params } => {
+            let like = node.inputs.get(1).map(shape);
+            vec![Call {
+                kernel: resize::resize(gpu, label, &params.resolve(like)?, x())?,
+                outputs: node.outputs.clone(),
+                // The size source is only read for its shape.
+                inputs: vec![Bind::Tensor(node.inputs[0].clone())],
+            }]
+        }
         Op::Softmax => single(softmax::softmax(gpu, label, &crate::ops::Softmax, x())?),
         Op::Argmax => single(softmax::argmax(gpu, label, &crate::ops::Argmax, x())?),
         Op::Binary { params } => single(elementwise::binary(

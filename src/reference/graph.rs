@@ -68,7 +68,10 @@ pub fn run_graph(
                 };
                 vec![Output::F32(super::max_unpool2d(params, x()?, indices)?)]
             }
-            Op::Resize { params } => vec![Output::F32(super::resize(params, x()?)?)],
+            Op::Resize { params } => {
+                let like = node.inputs.get(1).map(|n| values[n].shape());
+                vec![Output::F32(super::resize(&params.resolve(like)?, x()?)?)]
+            }
             Op::Softmax => vec![Output::F32(super::softmax(x()?)?)],
             Op::Argmax => {
                 let x = x()?;

@@ -1,5 +1,6 @@
 //! The atrous command-line tool.
 
+use atrous::models;
 use atrous::weights::Weights;
 use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
 use clap::{Parser, Subcommand};
@@ -23,10 +24,13 @@ struct Cli {
 enum Command {
     /// Run a model on tensors: reads f32 NCHW inputs from a safetensors file, writes every graph output.
     Run {
-        /// A model in atrous's portable format (docs/model-format.md).
+        /// A model in atrous's portable format (docs/model-format.md), or a PyTorch state_dict in safetensors
+        /// (tools/export.py) of one of the zoo's architectures.
         #[arg(long)]
         model: PathBuf,
-        /// The architecture, for weights without an atrous graph (see `atrous run --help`).
+        /// The architecture of a state_dict: deeplabv3_resnet50, deeplabv3_resnet101,
+        /// deeplabv3_mobilenet_v3_large, fcn_resnet50, fcn_resnet101, lraspp_mobilenet_v3_large, unet. Default: the
+        /// file's metadata "architecture", else detected from the tensor names.
         #[arg(long)]
         arch: Option<String>,
         /// A safetensors file holding the tensor `input` (or one tensor per graph input, by name).
@@ -92,13 +96,32 @@ fn main() -> ExitCode {
 mod bench;
 mod segment;
 
+/// A model in the portable format (metadata key `atrous`), or a PyTorch state_dict built by the zoo: the
+/// architecture from `--arch`, else the file's metadata `architecture`, else the key names.
 fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
-    if let Some(arch) = arch {
-        return Err(Error::Model(format!(
-            "--arch {arch}: unknown architecture; this build runs models in atrous's portable format only (omit --arch)"
-        )));
+    let weights = Weights::open(path)?;
+    if weights
+        .metadata()
+        .is_some_and(|m| m.contains_key(atrous::model::METADATA_KEY))
+    {
+        drop(weights);
+        let model = Model::load(path)?;
+        if let (Some(arch), Some(built)) = (arch, model.info.architecture.as_deref()) {
+            if arch != built {
+                return Err(Error::File {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "--arch {arch}: this atrous model was built as {built}; omit --arch"
+                    ),
+                });
+            }
+        }
+        return Ok(model);
     }
-    Model::load(path)
+    models::build(weights, arch).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {

@@ -1,0 +1,287 @@
+//! The model zoo: graphs built from PyTorch state_dicts (safetensors) by their key names, with channel widths and
+//! class counts read from the tensors' shapes.
+//!
+//! - torchvision: `deeplabv3_resnet50`, `deeplabv3_resnet101`, `deeplabv3_mobilenet_v3_large`, `fcn_resnet50`,
+//!   `fcn_resnet101`, `lraspp_mobilenet_v3_large` ([`torchvision`], on the [`resnet`] and [`mobilenetv3`]
+//!   backbones). Auxiliary heads are ignored.
+//! - milesial/Pytorch-UNet: `unet`, transposed or bilinear upsampling, told apart by its keys ([`unet`]).
+//!
+//! Every graph has one input `input` (NCHW) and one output `out`: the logits at the input's resolution.
+//! Block counts are read from the keys too, so shallow variants (as in the test fixtures) build with the same code.
+
+pub mod mobilenetv3;
+pub mod resnet;
+pub mod torchvision;
+pub mod unet;
+
+use crate::error::{Error, Result};
+use crate::graph::{BatchNormNames, ConvWeightNames, GraphBuilder, Op};
+use crate::model::Model;
+use crate::ops::{Activation, Conv2d, Padding2d};
+use crate::weights::{Prefixed, Weights};
+
+/// The architectures [`build`] knows.
+pub const ARCHITECTURES: &[&str] = &[
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "lraspp_mobilenet_v3_large",
+    "unet",
+];
+
+/// The safetensors metadata key naming the architecture (written by tools/export.py).
+pub const ARCHITECTURE_KEY: &str = "architecture";
+
+/// Builds a model from a state_dict: the architecture is `arch`, else the file's metadata `architecture`, else
+/// detected from the key names. Labels in the metadata (`labels`, a JSON list) are kept.
+pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
+    let from_metadata = weights
+        .metadata()
+        .and_then(|m| m.get(ARCHITECTURE_KEY))
+        .cloned();
+    let arch = match arch.map(str::to_string).or(from_metadata) {
+        Some(a) => a,
+        None => detect(&weights)?,
+    };
+    let labels: Vec<String> = weights
+        .metadata()
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    let mut model = match arch.as_str() {
+        "deeplabv3_resnet50"
+        | "deeplabv3_resnet101"
+        | "fcn_resnet50"
+        | "fcn_resnet101"
+        | "deeplabv3_mobilenet_v3_large"
+        | "lraspp_mobilenet_v3_large" => torchvision::build(weights, &arch)?,
+        "unet" => unet::build(weights)?,
+        other => {
+            return Err(Error::Model(format!(
+                "unknown architecture {other:?}; supported: {}",
+                ARCHITECTURES.join(", ")
+            )))
+        }
+    };
+    if !labels.is_empty() {
+        model.info.labels = labels;
+    }
+    check_shapes(&model)?;
+    Ok(model)
+}
+
+/// The architecture a state_dict's key names fit, or an error listing the supported ones and what was found.
+pub fn detect(weights: &Weights) -> Result<String> {
+    let has = |name: &str| weights.contains(name);
+    let resnet_depth = || {
+        let blocks = (0..)
+            .take_while(|i| has(&format!("backbone.layer3.{i}.conv1.weight")))
+            .count();
+        if blocks >= 23 {
+            "resnet101"
+        } else {
+            "resnet50"
+        }
+    };
+    let arch = if has("backbone.conv1.weight") && has("classifier.0.convs.0.0.weight") {
+        format!("deeplabv3_{}", resnet_depth())
+    } else if has("backbone.conv1.weight") && has("classifier.0.weight") {
+        format!("fcn_{}", resnet_depth())
+    } else if has("backbone.0.0.weight") && has("classifier.0.convs.0.0.weight") {
+        "deeplabv3_mobilenet_v3_large".into()
+    } else if has("backbone.0.0.weight") && has("classifier.cbr.0.weight") {
+        "lraspp_mobilenet_v3_large".into()
+    } else if has("inc.double_conv.0.weight") && has("outc.conv.weight") {
+        "unet".into()
+    } else {
+        let names = weights.names();
+        let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+        return Err(Error::Model(format!(
+            "cannot tell the architecture from the tensor names (found {} tensors: {}{}); supported: {}. Name it \
+             with --arch, or in the safetensors metadata key {ARCHITECTURE_KEY:?}",
+            names.len(),
+            shown.join(", "),
+            if names.len() > shown.len() { ", ..." } else { "" },
+            ARCHITECTURES.join(", ")
+        )));
+    };
+    Ok(arch)
+}
+
+/// Checks, from the shapes alone, that every weight a conv node names exists with the shape it needs; errors name
+/// the node, the tensor and both shapes.
+pub fn check_shapes(model: &Model) -> Result<()> {
+    for node in &model.graph.nodes {
+        let (shape, channels) = match &node.op {
+            Op::Conv2d { params, .. } => (params.weight_shape(), params.out_channels),
+            Op::ConvTranspose2d { params, .. } => (params.weight_shape(), params.out_channels),
+            _ => continue,
+        };
+        let names = node.op.weight_names().expect("conv ops have weights");
+        let mut wanted = vec![(names.weight.as_str(), shape.to_vec())];
+        wanted.extend(names.bias.iter().map(|b| (b.as_str(), vec![channels])));
+        if let Some(bn) = &names.batch_norm {
+            for n in [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var] {
+                wanted.push((n.as_str(), vec![channels]));
+            }
+        }
+        for (name, want) in wanted {
+            match model.weights.shape(name) {
+                None => {
+                    return Err(Error::Model(format!(
+                        "node {:?}: weight tensor {name:?} is missing{}",
+                        node.name,
+                        model
+                            .weights
+                            .path()
+                            .map_or(String::new(), |p| format!(" in {}", p.display()))
+                    )))
+                }
+                Some(got) if got != want => {
+                    return Err(Error::Model(format!(
+                        "node {:?}: weight tensor {name:?} has shape {got:?}, expected {want:?}",
+                        node.name
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A graph under construction from a state_dict, with helpers that read shapes from its key names.
+#[derive(Default)]
+pub struct Net {
+    pub b: GraphBuilder,
+}
+
+/// How a convolution is applied: stride, padding, dilation, groups.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub stride: usize,
+    /// Symmetric padding; `usize::MAX` (the default) means `(k - 1) / 2 * dilation`, PyTorch's "same" for odd k.
+    pub padding: usize,
+    pub dilation: usize,
+    /// Depthwise: groups = output channels = input channels.
+    pub depthwise: bool,
+    /// The architecture has a bias here: `<conv>.bias` must exist (without this flag it is used when present).
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// Stride 1, "same" padding for the kernel read from the weights, no dilation.
+    pub const fn same() -> Self {
+        ConvSpec {
+            stride: 1,
+            padding: usize::MAX,
+            dilation: 1,
+            depthwise: false,
+            bias: false,
+        }
+    }
+
+    pub const fn with_bias(mut self) -> Self {
+        self.bias = true;
+        self
+    }
+
+    pub const fn stride(mut self, s: usize) -> Self {
+        self.stride = s;
+        self
+    }
+
+    pub const fn dilation(mut self, d: usize) -> Self {
+        self.dilation = d;
+        self
+    }
+
+    pub const fn padding(mut self, p: usize) -> Self {
+        self.padding = p;
+        self
+    }
+
+    pub const fn depthwise(mut self) -> Self {
+        self.depthwise = true;
+        self
+    }
+}
+
+impl Net {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A 4-D conv weight's shape `[out, in/groups, kh, kw]`; errors name the tensor.
+    pub fn conv_shape(&self, p: &Prefixed, what: &str) -> Result<[usize; 4]> {
+        let shape = p.shape(what)?;
+        match shape[..] {
+            [o, i, kh, kw] => Ok([o, i, kh, kw]),
+            _ => Err(Error::Model(format!(
+                "weight tensor {:?} has shape {shape:?}; expected a 4-D convolution weight",
+                p.name(what)
+            ))),
+        }
+    }
+
+    /// A convolution whose weight is `conv.weight` (and `conv.bias` when present), followed by the batch-norm under
+    /// `bn` (folded into the conv), then `act` as a separate node (the plan fuses it). Returns the output tensor.
+    pub fn conv(
+        &mut self,
+        name: &str,
+        x: &str,
+        conv: &Prefixed,
+        bn: Option<(&Prefixed, f64)>,
+        spec: ConvSpec,
+        act: Activation,
+    ) -> Result<String> {
+        let [out, in_per_group, kh, kw] = self.conv_shape(conv, "weight")?;
+        let groups = if spec.depthwise { out } else { 1 };
+        if spec.depthwise && in_per_group != 1 {
+            return Err(Error::Model(format!(
+                "weight tensor {:?} has shape {:?}; a depthwise convolution needs [C, 1, kh, kw]",
+                conv.name("weight"),
+                [out, in_per_group, kh, kw]
+            )));
+        }
+        let padding = if spec.padding == usize::MAX {
+            Padding2d::symmetric((kh - 1) / 2 * spec.dilation, (kw - 1) / 2 * spec.dilation)
+        } else {
+            Padding2d::uniform(spec.padding)
+        };
+        let params = Conv2d {
+            stride: [spec.stride; 2],
+            padding,
+            dilation: [spec.dilation; 2],
+            groups,
+            ..Conv2d::new(in_per_group * groups, out, [kh, kw])
+        };
+        let weights = ConvWeightNames {
+            weight: conv.name("weight"),
+            bias: (spec.bias || conv.contains("bias")).then(|| conv.name("bias")),
+            batch_norm: bn.map(|(p, eps)| BatchNormNames::torch(&bare(p), eps)),
+        };
+        let y = self.b.conv2d_named(name, x, None, params, weights);
+        Ok(self.act(&y, act))
+    }
+
+    /// `act(x)` as a separate node named `<x>.<act>`, or `x` itself for no activation.
+    pub fn act(&mut self, x: &str, act: Activation) -> String {
+        match act {
+            Activation::None => x.to_string(),
+            a => self.b.activation(&format!("{x}.{}", a.name()), x, a),
+        }
+    }
+
+    /// The graph with output `out`, without weights: the caller moves in the weights this net borrowed.
+    pub fn finish(self, out: &str) -> Result<Model> {
+        self.b.finish(&[out])
+    }
+}
+
+/// `Prefixed::name("")` yields `prefix.`; batch-norm names want the bare prefix.
+pub fn bare(p: &Prefixed) -> String {
+    p.name("").trim_end_matches('.').to_string()
+}
