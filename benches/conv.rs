@@ -1,7 +1,9 @@
 //! conv2d alone on the four shapes of issue 6: one submit and wait per iteration, batch 1, f32.
 //!
 //!     cargo bench --bench conv                 # criterion; throughput in Gelem/s = GFLOP/s
-//!     ATROUS_BENCH_NAIVE=1 cargo bench --bench conv   # also time the naive kernel (slow: tens of seconds)
+//!     ATROUS_BENCH_PATHS=naive,4x4,8x8 cargo bench --bench conv   # also time these paths, median of 3 only
+//!                                                              # (naive is slow: tens of seconds a run)
+//!     ATROUS_BENCH_ONLY=res_ cargo bench --bench conv -- res_      # only shapes whose name contains res_
 //!
 //! FLOPs count every tap, padding included (2 * N * Cout * Hout * Wout * Cin * Kh * Kw), as the burn peer does.
 //! Besides criterion's figures, each shape prints the median of 3 timed runs in GFLOP/s (the peer's method).
@@ -131,12 +133,24 @@ fn median_gflops(gpu: &Gpu, prepared: &Prepared, flops: u64) -> f64 {
 fn bench(c: &mut Criterion) {
     let gpu = Gpu::new().expect("no GPU adapter");
     println!("adapter: {}", gpu.describe());
-    let naive = std::env::var("ATROUS_BENCH_NAIVE").is_ok_and(|v| v == "1");
+    let extra: Vec<Path> = std::env::var("ATROUS_BENCH_PATHS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('x') {
+            Some((c, p)) => Path::Tiled {
+                channels: c.parse().expect("ATROUS_BENCH_PATHS: CxP"),
+                pixels: p.parse().expect("ATROUS_BENCH_PATHS: CxP"),
+            },
+            None => Path::Naive,
+        })
+        .collect();
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(500));
     group.measurement_time(std::time::Duration::from_secs(3));
-    for b in shapes() {
+    let only = std::env::var("ATROUS_BENCH_ONLY").unwrap_or_default();
+    for b in shapes().into_iter().filter(|b| b.name.contains(&only)) {
         let flops = flops(&b);
         let path = conv2d::choose(&b.conv, b.input);
         let prepared = prepare(&gpu, &b, path);
@@ -145,12 +159,12 @@ fn bench(c: &mut Criterion) {
             b.name,
             median_gflops(&gpu, &prepared, flops)
         );
-        if naive {
-            let slow = prepare(&gpu, &b, Path::Naive);
+        for &other in &extra {
+            let prepared = prepare(&gpu, &b, other);
             println!(
-                "{}: Naive: median of 3: {:.2} GFLOP/s",
+                "{}: {other:?}: median of 3: {:.2} GFLOP/s",
                 b.name,
-                median_gflops(&gpu, &slow, flops)
+                median_gflops(&gpu, &prepared, flops)
             );
         }
         group.throughput(Throughput::Elements(flops));

@@ -16,12 +16,13 @@ HEADER = """\
 //
 // Entry point conv2d_t{C}x{P}: each thread computes C output channels (C / 4 vec4 accumulators) for P output pixels.
 // The P pixels are strided by the workgroup width in the flattened (n, y, x) output index, so neighbouring threads
-// read neighbouring inputs. Workgroup x (plus z * groups_x) picks a block of 64 * P pixels, workgroup y a block of C
-// output channels, so every thread of a workgroup reads the same weights.
+// read neighbouring inputs. Workgroup x picks a block of C output channels, so every thread of a workgroup reads the
+// same weights, and workgroup y (plus z * groups_y) a block of 64 * P pixels: consecutive workgroups share inputs.
 //
 // Weights are packed by the host (conv2d::fold) as vec4 over output channels: [ceil(c_out / 4)][k_h][k_w][c_in],
-// zero-padded past c_out. The reduction runs over taps (ky, kx) outside and input channels inside; a tap that lies
-// in padding for every pixel of the thread is skipped, and padded reads are zeroed with select.
+// zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
+// channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
+// zeroed with select.
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -29,8 +30,11 @@ struct TParams {
     k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
     pad_left: u32, dil_h: u32, dil_w: u32, dest_c: u32,
     dest_offset: u32, activation: u32, has_residual: u32, c_out4: u32,
-    groups_x: u32,
+    groups_y: u32,
 }
+
+// Input channels per pass over the taps: the rows the taps of one chunk read stay in cache (CPU drivers).
+const CHUNK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: TParams;
 @group(0) @binding(1) var<storage, read_write> output: array<f32>;
@@ -65,8 +69,8 @@ def entry(c, px):
     a("    let hw = p.h_out * p.w_out;")
     a("    let total = p.n * hw;")
     a("    let plane = p.h_in * p.w_in;")
-    a(f"    let q0 = (wid.z * p.groups_x + wid.x) * {64 * px}u + lid.x;")
-    a(f"    let cb = wid.y * {v}u;")
+    a(f"    let q0 = (wid.z * p.groups_y + wid.y) * {64 * px}u + lid.x;")
+    a(f"    let cb = wid.x * {v}u;")
     for k in V:
         a(f"    let wb{k} = min(cb + {k}u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;")
     for j in J:
@@ -79,6 +83,8 @@ def entry(c, px):
     for k in V:
         for j in J:
             a(f"    var a{k}_{j} = vec4<f32>(0.0);")
+    a("    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {")
+    a("    let c1 = min(c0 + CHUNK, p.c_in);")
     a("    for (var ky = 0u; ky < p.k_h; ky++) {")
     a("        let dy = i32(ky * p.dil_h);")
     for j in J:
@@ -99,9 +105,9 @@ def entry(c, px):
         a(f"            let i{j} = select(0u, base{j} + u32(y{j}) * p.w_in + u32(x{j}), m{j});")
     a("            let tap = (ky * p.k_w + kx) * p.c_in;")
     for k in V:
-        a(f"            var w{k}i = wb{k} + tap;")
-    a("            var off = 0u;")
-    a("            for (var ci = 0u; ci < p.c_in; ci++) {")
+        a(f"            var w{k}i = wb{k} + tap + c0;")
+    a("            var off = c0 * plane;")
+    a("            for (var ci = c0; ci < c1; ci++) {")
     for k in V:
         a(f"                let w{k} = weight[w{k}i];")
         a(f"                w{k}i++;")
@@ -113,6 +119,7 @@ def entry(c, px):
     a("                off += plane;")
     a("            }")
     a("        }")
+    a("    }")
     a("    }")
     for k in V:
         for comp, name in enumerate("xyzw"):

@@ -5,12 +5,13 @@
 //
 // Entry point conv2d_t{C}x{P}: each thread computes C output channels (C / 4 vec4 accumulators) for P output pixels.
 // The P pixels are strided by the workgroup width in the flattened (n, y, x) output index, so neighbouring threads
-// read neighbouring inputs. Workgroup x (plus z * groups_x) picks a block of 64 * P pixels, workgroup y a block of C
-// output channels, so every thread of a workgroup reads the same weights.
+// read neighbouring inputs. Workgroup x picks a block of C output channels, so every thread of a workgroup reads the
+// same weights, and workgroup y (plus z * groups_y) a block of 64 * P pixels: consecutive workgroups share inputs.
 //
 // Weights are packed by the host (conv2d::fold) as vec4 over output channels: [ceil(c_out / 4)][k_h][k_w][c_in],
-// zero-padded past c_out. The reduction runs over taps (ky, kx) outside and input channels inside; a tap that lies
-// in padding for every pixel of the thread is skipped, and padded reads are zeroed with select.
+// zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
+// channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
+// zeroed with select.
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -18,8 +19,11 @@ struct TParams {
     k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
     pad_left: u32, dil_h: u32, dil_w: u32, dest_c: u32,
     dest_offset: u32, activation: u32, has_residual: u32, c_out4: u32,
-    groups_x: u32,
+    groups_y: u32,
 }
+
+// Input channels per pass over the taps: the rows the taps of one chunk read stay in cache (CPU drivers).
+const CHUNK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: TParams;
 @group(0) @binding(1) var<storage, read_write> output: array<f32>;
@@ -46,8 +50,8 @@ fn conv2d_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let hw = p.h_out * p.w_out;
     let total = p.n * hw;
     let plane = p.h_in * p.w_in;
-    let q0 = (wid.z * p.groups_x + wid.x) * 256u + lid.x;
-    let cb = wid.y * 1u;
+    let q0 = (wid.z * p.groups_y + wid.y) * 256u + lid.x;
+    let cb = wid.x * 1u;
     let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let ok0 = q0 < total;
     let r0 = q0 % hw;
@@ -76,6 +80,8 @@ fn conv2d_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a0_1 = vec4<f32>(0.0);
     var a0_2 = vec4<f32>(0.0);
     var a0_3 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
     for (var ky = 0u; ky < p.k_h; ky++) {
         let dy = i32(ky * p.dil_h);
         let y0 = iy0 + dy;
@@ -107,9 +113,9 @@ fn conv2d_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let i2 = select(0u, base2 + u32(y2) * p.w_in + u32(x2), m2);
             let i3 = select(0u, base3 + u32(y3) * p.w_in + u32(x3), m3);
             let tap = (ky * p.k_w + kx) * p.c_in;
-            var w0i = wb0 + tap;
-            var off = 0u;
-            for (var ci = 0u; ci < p.c_in; ci++) {
+            var w0i = wb0 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
                 let w0 = weight[w0i];
                 w0i++;
                 let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
@@ -123,6 +129,7 @@ fn conv2d_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                 off += plane;
             }
         }
+    }
     }
     let co0x = (cb + 0u) * 4u + 0u;
     if co0x < p.c_out {
@@ -159,8 +166,8 @@ fn conv2d_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let hw = p.h_out * p.w_out;
     let total = p.n * hw;
     let plane = p.h_in * p.w_in;
-    let q0 = (wid.z * p.groups_x + wid.x) * 256u + lid.x;
-    let cb = wid.y * 2u;
+    let q0 = (wid.z * p.groups_y + wid.y) * 256u + lid.x;
+    let cb = wid.x * 2u;
     let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let wb1 = min(cb + 1u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let ok0 = q0 < total;
@@ -194,6 +201,8 @@ fn conv2d_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a1_1 = vec4<f32>(0.0);
     var a1_2 = vec4<f32>(0.0);
     var a1_3 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
     for (var ky = 0u; ky < p.k_h; ky++) {
         let dy = i32(ky * p.dil_h);
         let y0 = iy0 + dy;
@@ -225,10 +234,10 @@ fn conv2d_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let i2 = select(0u, base2 + u32(y2) * p.w_in + u32(x2), m2);
             let i3 = select(0u, base3 + u32(y3) * p.w_in + u32(x3), m3);
             let tap = (ky * p.k_w + kx) * p.c_in;
-            var w0i = wb0 + tap;
-            var w1i = wb1 + tap;
-            var off = 0u;
-            for (var ci = 0u; ci < p.c_in; ci++) {
+            var w0i = wb0 + tap + c0;
+            var w1i = wb1 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
                 let w0 = weight[w0i];
                 w0i++;
                 let w1 = weight[w1i];
@@ -248,6 +257,7 @@ fn conv2d_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                 off += plane;
             }
         }
+    }
     }
     let co0x = (cb + 0u) * 4u + 0u;
     if co0x < p.c_out {
@@ -312,8 +322,8 @@ fn conv2d_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let hw = p.h_out * p.w_out;
     let total = p.n * hw;
     let plane = p.h_in * p.w_in;
-    let q0 = (wid.z * p.groups_x + wid.x) * 512u + lid.x;
-    let cb = wid.y * 1u;
+    let q0 = (wid.z * p.groups_y + wid.y) * 512u + lid.x;
+    let cb = wid.x * 1u;
     let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let ok0 = q0 < total;
     let r0 = q0 % hw;
@@ -370,6 +380,8 @@ fn conv2d_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a0_5 = vec4<f32>(0.0);
     var a0_6 = vec4<f32>(0.0);
     var a0_7 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
     for (var ky = 0u; ky < p.k_h; ky++) {
         let dy = i32(ky * p.dil_h);
         let y0 = iy0 + dy;
@@ -421,9 +433,9 @@ fn conv2d_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let i6 = select(0u, base6 + u32(y6) * p.w_in + u32(x6), m6);
             let i7 = select(0u, base7 + u32(y7) * p.w_in + u32(x7), m7);
             let tap = (ky * p.k_w + kx) * p.c_in;
-            var w0i = wb0 + tap;
-            var off = 0u;
-            for (var ci = 0u; ci < p.c_in; ci++) {
+            var w0i = wb0 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
                 let w0 = weight[w0i];
                 w0i++;
                 let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
@@ -445,6 +457,7 @@ fn conv2d_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                 off += plane;
             }
         }
+    }
     }
     let co0x = (cb + 0u) * 4u + 0u;
     if co0x < p.c_out {
@@ -497,8 +510,8 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let hw = p.h_out * p.w_out;
     let total = p.n * hw;
     let plane = p.h_in * p.w_in;
-    let q0 = (wid.z * p.groups_x + wid.x) * 512u + lid.x;
-    let cb = wid.y * 2u;
+    let q0 = (wid.z * p.groups_y + wid.y) * 512u + lid.x;
+    let cb = wid.x * 2u;
     let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let wb1 = min(cb + 1u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
     let ok0 = q0 < total;
@@ -564,6 +577,8 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a1_5 = vec4<f32>(0.0);
     var a1_6 = vec4<f32>(0.0);
     var a1_7 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
     for (var ky = 0u; ky < p.k_h; ky++) {
         let dy = i32(ky * p.dil_h);
         let y0 = iy0 + dy;
@@ -615,10 +630,10 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let i6 = select(0u, base6 + u32(y6) * p.w_in + u32(x6), m6);
             let i7 = select(0u, base7 + u32(y7) * p.w_in + u32(x7), m7);
             let tap = (ky * p.k_w + kx) * p.c_in;
-            var w0i = wb0 + tap;
-            var w1i = wb1 + tap;
-            var off = 0u;
-            for (var ci = 0u; ci < p.c_in; ci++) {
+            var w0i = wb0 + tap + c0;
+            var w1i = wb1 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
                 let w0 = weight[w0i];
                 w0i++;
                 let w1 = weight[w1i];
@@ -650,6 +665,7 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                 off += plane;
             }
         }
+    }
     }
     let co0x = (cb + 0u) * 4u + 0u;
     if co0x < p.c_out {

@@ -219,7 +219,7 @@ struct TiledParams {
     activation: u32,
     has_residual: u32,
     c_out4: u32,
-    groups_x: u32,
+    groups_y: u32,
 }
 
 fn tiled(
@@ -235,8 +235,8 @@ fn tiled(
     let max = gpu.limits().max_compute_workgroups_per_dimension;
     let pixel_groups =
         (input.n * dest.h * dest.w).div_ceil(WORKGROUP_SIZE as usize * pixels as usize);
-    let groups_x = u(pixel_groups).clamp(1, max);
-    let groups_z = u(pixel_groups).div_ceil(groups_x).max(1);
+    let groups_y = u(pixel_groups).clamp(1, max);
+    let groups_z = u(pixel_groups).div_ceil(groups_y).max(1);
     let params = TiledParams {
         n: u(input.n),
         c_in: u(input.c),
@@ -258,7 +258,7 @@ fn tiled(
         activation: p.activation.code(),
         has_residual: p.residual as u32,
         c_out4: u(p.out_channels.div_ceil(4)),
-        groups_x,
+        groups_y,
     };
     let entry = match (channels, pixels) {
         (4, 4) => "conv2d_t4x4",
@@ -276,7 +276,7 @@ fn tiled(
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Groups([groups_x, u(p.out_channels).div_ceil(channels), groups_z]),
+            dispatch: Dispatch::Groups([u(p.out_channels).div_ceil(channels), groups_y, groups_z]),
             outputs,
             inputs,
         },
