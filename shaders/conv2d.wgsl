@@ -65,3 +65,58 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let dest = ((b * p.dest_c + p.dest_offset + co) * p.h_out + oy) * p.w_out + ox;
     output[dest] = activate(v, p.activation);
 }
+
+// Depthwise convolution (groups == c_in == c_out), same parameters and weights as `conv2d`. Each thread computes 4
+// consecutive output pixels of one row of one channel, sharing each weight load and row check among them.
+@compute @workgroup_size(WG)
+fn conv2d_depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wid, nwg, lid);
+    let tiles_w = (p.w_out + 3u) / 4u;
+    if i >= p.n * p.c_out * p.h_out * tiles_w {
+        return;
+    }
+    let ox0 = (i % tiles_w) * 4u;
+    let oy = (i / tiles_w) % p.h_out;
+    // b * c_out + co, and c_in == c_out
+    let bc = i / (tiles_w * p.h_out);
+    let co = bc % p.c_out;
+    let in_plane = bc * p.h_in * p.w_in;
+    let y0 = i32(oy * p.stride_h) - i32(p.pad_top);
+    let x0 = i32(ox0 * p.stride_w) - i32(p.pad_left);
+    let sx = vec4<i32>(0, 1, 2, 3) * i32(p.stride_w);
+    let w_in = i32(p.w_in);
+
+    var acc = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        let y = y0 + i32(ky * p.dil_h);
+        if y < 0 || y >= i32(p.h_in) {
+            continue;
+        }
+        let row = in_plane + u32(y) * p.w_in;
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let xs = vec4<i32>(x0 + i32(kx * p.dil_w)) + sx;
+            let ok = xs >= vec4<i32>(0) & xs < vec4<i32>(w_in);
+            let at = vec4<u32>(clamp(xs, vec4<i32>(0), vec4<i32>(w_in - 1))) + vec4<u32>(row);
+            let v = vec4<f32>(input[at.x], input[at.y], input[at.z], input[at.w]);
+            let w = weight[(co * p.k_h + ky) * p.k_w + kx];
+            acc = fma(select(vec4<f32>(0.0), v, ok), vec4<f32>(w), acc);
+        }
+    }
+
+    let hw = p.h_out * p.w_out;
+    let b = bc / p.c_out;
+    let out_row = ((b * p.dest_c + p.dest_offset + co) * p.h_out + oy) * p.w_out;
+    let res_row = (bc * p.h_out + oy) * p.w_out;
+    for (var j = 0u; j < 4u; j++) {
+        let ox = ox0 + j;
+        if ox >= p.w_out {
+            break;
+        }
+        var v = acc[j] + bias[co];
+        if p.has_residual != 0u {
+            v += residual[res_row + ox];
+        }
+        output[out_row + ox] = activate(v, p.activation);
+    }
+}

@@ -2,7 +2,7 @@
 
 mod common;
 
-use atrous::kernels::conv2d;
+use atrous::kernels::conv2d::{self, Path};
 use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
 use atrous::{reference, Shape, Tensor};
 use common::*;
@@ -102,6 +102,11 @@ fn weights(
 
 /// Runs one conv on the GPU into a poisoned destination and compares with the reference.
 fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
+    check_on(gpu, name, case, seed, None)
+}
+
+/// [`check`] on a given kernel path (`None`: the one `conv2d::conv2d` picks).
+fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<Path>) {
     let mut rng = rng(seed);
     let p = &case.conv;
     let x = random_tensor(&mut rng, case.input);
@@ -111,8 +116,22 @@ fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
     let residual = p.residual.then(|| random_tensor(&mut rng, result_shape));
     let mut want = reference::conv2d(p, &x, &w, residual.as_ref()).unwrap();
 
-    let kernel = conv2d::conv2d(gpu, name, p, case.input).unwrap();
-    let gw = conv2d::upload_weights(gpu, name, p, &w).unwrap();
+    let (kernel, gw) = match path {
+        None => (
+            conv2d::conv2d(gpu, name, p, case.input).unwrap(),
+            conv2d::upload_weights(gpu, name, p, &w).unwrap(),
+        ),
+        Some(path) => {
+            let (weight, bias) = conv2d::fold_for(p, &w, path).unwrap();
+            (
+                conv2d::conv2d_on(gpu, name, p, case.input, path).unwrap(),
+                conv2d::Conv2dWeights {
+                    weight: gpu.upload_f32("weight", &weight).unwrap(),
+                    bias: gpu.upload_f32("bias", &bias).unwrap(),
+                },
+            )
+        }
+    };
     let gx = upload(gpu, "x", &x);
     // The destination's other channels must survive: start from known values, poison only our channels.
     let mut initial = random_tensor(&mut rng, dest);
@@ -198,6 +217,68 @@ fn conv2d_should_write_at_channel_offset() {
         batch_norm: false,
     };
     check(&gpu, "offset 3 of 11", &case, 7);
+}
+
+/// Every tile shape and the naive kernel on the edges of their tiles: widths and pixel counts not divisible by the
+/// tile, output channels not divisible by 4 or 8, channel-offset destinations, residuals, batches, padding taps.
+#[test]
+fn every_conv2d_path_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    let mut paths = vec![Path::Naive];
+    paths.extend(
+        conv2d::TILES
+            .iter()
+            .map(|&(channels, pixels)| Path::Tiled { channels, pixels }),
+    );
+    let cases = [
+        // 65 x 65 output: 4225 pixels, one past a multiple of 64 * 4 and 64 * 8
+        (Shape::new(1, 3, 65, 65), conv(3, 5, 3, 1, 1, 1, 1)),
+        // batch 3, 13 output channels, dilation and stride
+        (Shape::new(3, 6, 17, 19), conv(6, 13, 3, 2, 4, 2, 1)),
+        // ASPP-like: dilation larger than the map, most taps in padding
+        (Shape::new(1, 8, 9, 11), conv(8, 12, 3, 1, 12, 12, 1)),
+        // 1x1, one output channel
+        (Shape::new(2, 9, 7, 5), conv(9, 1, 1, 1, 0, 1, 1)),
+    ];
+    for (i, (input, base)) in cases.into_iter().enumerate() {
+        check_variants(&gpu, i, input, &base, &paths);
+    }
+    // depthwise: widths not divisible by 4, stride and dilation, batch
+    let depthwise = [
+        (Shape::new(2, 7, 11, 13), conv(7, 7, 3, 2, 1, 1, 7)),
+        (Shape::new(1, 5, 10, 9), conv(5, 5, 5, 1, 4, 2, 5)),
+        (Shape::new(1, 3, 6, 5), conv(3, 3, 3, 1, 3, 3, 3)),
+    ];
+    for (i, (input, base)) in depthwise.into_iter().enumerate() {
+        check_variants(&gpu, 10 + i, input, &base, &[Path::Depthwise]);
+    }
+}
+
+fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, paths: &[Path]) {
+    {
+        for (v, variant) in ["plain", "offset+residual"].into_iter().enumerate() {
+            let conv = match v {
+                0 => base.clone(),
+                _ => Conv2d {
+                    residual: true,
+                    activation: Activation::Relu6,
+                    out_channel_offset: 2,
+                    out_channels_total: Some(base.out_channels + 5),
+                    ..base.clone()
+                },
+            };
+            let case = Case {
+                input,
+                conv,
+                bias: true,
+                batch_norm: v == 1,
+            };
+            for &path in paths {
+                let name = format!("case {i} {variant} {path:?}: {input}");
+                check_on(gpu, &name, &case, 200 + i as u64, Some(path));
+            }
+        }
+    }
 }
 
 #[test]

@@ -32,6 +32,7 @@ macro_rules! shader {
 }
 
 pub(crate) const CONV2D: Shader = shader!("conv2d");
+pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
 pub(crate) const POOL: Shader = shader!("pool");
@@ -42,6 +43,7 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 /// Every shader program, for validation without a GPU.
 pub const SHADERS: &[Shader] = &[
     CONV2D,
+    CONV2D_TILED,
     CONV_TRANSPOSE2D,
     ELEMENTWISE,
     POOL,
