@@ -153,3 +153,42 @@ fn smp_pspnet_batch2_should_match_pytorch() {
 fn smp_deeplabv3plus_should_match_pytorch() {
     check_fixture("deeplabv3plus", "smp_deeplabv3plus");
 }
+
+#[test]
+fn smp_deeplabv3_resnet50_dilated_should_match_pytorch() {
+    check_fixture("deeplabv3_r50", "smp_deeplabv3");
+}
+
+/// smp 0.4 and older named DeepLabV3's decoder `decoder.0` (ASPP), `decoder.1` (conv), `decoder.2` (BN): the same
+/// weights under those names, as a bare state_dict, give the same logits.
+#[test]
+fn smp_deeplabv3_v04_names_should_match_pytorch() {
+    let gpu = gpu_or_skip!();
+    let dir = fixture("deeplabv3");
+    let io = Weights::open(dir.join("io.safetensors")).unwrap();
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "expected");
+    let src = Weights::open(dir.join("model.safetensors")).unwrap();
+    let mut old = Weights::new();
+    for name in src.names() {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let t = src.get(&name).unwrap();
+        let renamed = name
+            .replace("decoder.aspp.", "decoder.0.")
+            .replace("decoder.conv.", "decoder.1.")
+            .replace("decoder.bn.", "decoder.2.");
+        old.insert(&renamed, t.shape, t.data).unwrap();
+    }
+    assert!(old.contains("decoder.0.convs.0.0.weight"));
+    assert_eq!(models::detect(&old).unwrap(), "smp_deeplabv3");
+    let model = models::build(old, None).unwrap();
+    let got = Engine::new(gpu, model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap()["out"]
+        .to_f32();
+    let (err, agree) = compare(&got, &want);
+    assert!(err <= 1e-3, "max abs logit error {err}");
+    assert!(agree >= 0.999, "argmax agreement {agree}");
+}

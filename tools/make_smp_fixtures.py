@@ -16,29 +16,29 @@ OUT = "tests/fixtures/smp"
 SHRINK = 8
 
 
-def narrow(n):
-    return max(1, n // SHRINK)
+def narrow(n, k=None):
+    return max(1, n // (k or SHRINK))
 
 
-def shrink(module, keep_out):
+def shrink(module, keep_out, k=None):
     """Replaces every conv / transposed conv / batch-norm with one SHRINK times narrower (input channels 3 and the
     head's class count are kept), so the state_dict keeps smp's key layout with small shapes."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Conv2d):
-            cin = child.in_channels if child.in_channels == 3 else narrow(child.in_channels)
-            cout = child.out_channels if child is keep_out else narrow(child.out_channels)
+            cin = child.in_channels if child.in_channels == 3 else narrow(child.in_channels, k)
+            cout = child.out_channels if child is keep_out else narrow(child.out_channels, k)
             groups = 1 if child.groups == 1 else cin
             new = nn.Conv2d(cin, cout, child.kernel_size, child.stride, child.padding, child.dilation, groups,
                             child.bias is not None)
             setattr(module, name, new)
         elif isinstance(child, nn.ConvTranspose2d):
-            new = nn.ConvTranspose2d(narrow(child.in_channels), narrow(child.out_channels), child.kernel_size,
+            new = nn.ConvTranspose2d(narrow(child.in_channels, k), narrow(child.out_channels, k), child.kernel_size,
                                      child.stride, child.padding, child.output_padding, 1, child.bias is not None)
             setattr(module, name, new)
         elif isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, nn.BatchNorm2d(narrow(child.num_features)))
+            setattr(module, name, nn.BatchNorm2d(narrow(child.num_features, k)))
         else:
-            shrink(child, keep_out)
+            shrink(child, keep_out, k)
 
 
 def randomize(model):
@@ -58,11 +58,20 @@ def randomize(model):
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
 
-def make(name, model, shape):
+def tame_residuals(model):
+    """Bottleneck stacks grow the residual stream block after block; a smaller last BN scale keeps logits O(10)."""
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if name.endswith("bn3"):
+                m.weight.mul_(0.2)
+
+
+def make(name, model, shape, k=None):
     torch.manual_seed(1)
     head = model.segmentation_head[0]
-    shrink(model, head)
+    shrink(model, head, k)
     randomize(model)
+    tame_residuals(model)
     model.eval()
     x = torch.randn(*shape)
     with torch.no_grad():
@@ -82,6 +91,9 @@ def main():
     make("deeplabv3", smp.DeepLabV3(**enc, classes=4), (1, 3, 40, 56))
     make("linknet", smp.Linknet(**enc, classes=3), (1, 3, 64, 96))
     make("pspnet", smp.PSPNet(**enc, classes=3), (2, 3, 48, 72))
+    # Bottleneck encoder, dilated (every conv of layer3/layer4 at stride 1), rates small enough to reach real pixels.
+    make("deeplabv3_r50", smp.DeepLabV3(encoder_name="resnet50", encoder_weights=None, classes=3,
+                                        decoder_atrous_rates=(1, 2, 3)), (1, 3, 72, 88), k=32)
     make("deeplabv3plus", smp.DeepLabV3Plus(**enc, classes=5), (1, 3, 64, 80))
 
 
