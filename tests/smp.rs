@@ -91,10 +91,24 @@ fn smp_unet_depth5_should_match_pytorch() {
     check_fixture("unet_d5", "smp_unet");
 }
 
+/// A bare state_dict (no config.json) is recognised by its keys, and a Unet's depth read from its decoder blocks.
 #[test]
-fn smp_state_dict_alone_should_be_detected_as_unet() {
+fn smp_state_dict_alone_should_be_detected_and_built() {
     let w = Weights::open(fixture("unet_d5").join("model.safetensors")).unwrap();
     assert_eq!(models::detect(&w).unwrap(), "smp_unet");
+    let gpu = gpu_or_skip!();
+    let dir = fixture("unet");
+    let io = Weights::open(dir.join("io.safetensors")).unwrap();
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "expected");
+    let model = models::build(Weights::open(dir.join("model.safetensors")).unwrap(), None).unwrap();
+    assert_eq!(model.info.architecture.as_deref(), Some("smp_unet"));
+    let got = Engine::new(gpu, model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap()["out"]
+        .to_f32();
+    let (err, agree) = compare(&got, &want);
+    assert!(err <= 1e-3 && agree >= 0.999, "{err} {agree}");
 }
 
 #[test]

@@ -79,7 +79,8 @@ pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
         "unet" => unet::build(weights)?,
         a if smp::class_of(a).is_some() || a == "smp_fpn" => {
             let class = smp::class_of(a).unwrap_or("FPN");
-            smp::build(weights, &smp::SmpConfig::defaults(class)?)?
+            let cfg = smp::config_from_keys(&weights, class)?;
+            smp::build(weights, &cfg)?
         }
         other => {
             return Err(Error::Model(format!(

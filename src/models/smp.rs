@@ -131,9 +131,7 @@ impl SmpConfig {
                 "smp Unet with decoder_attention_type {a} is not supported (only null)"
             )));
         }
-        if v.get("aux_params").is_some_and(|a| !a.is_null()) {
-            // The classification head is not part of the segmentation output: ignored.
-        }
+        // `aux_params` (a classification head) is not part of the segmentation output: ignored.
         Ok(cfg)
     }
 
@@ -144,6 +142,26 @@ impl SmpConfig {
             .find(|c| c.0 == self.class)
             .map_or("smp", |c| c.1)
     }
+}
+
+/// smp's defaults for `class`, with the encoder depth of a Unet or Linknet read from its decoder's block count:
+/// what a bare state_dict (no `config.json`) is built with.
+pub fn config_from_keys(weights: &Weights, class: &str) -> Result<SmpConfig> {
+    let mut cfg = SmpConfig::defaults(class)?;
+    let block = match class {
+        "Unet" => Some("conv1.0.weight"),
+        "Linknet" => Some("block.0.0.weight"),
+        _ => None,
+    };
+    if let Some(block) = block {
+        let n = (0..)
+            .take_while(|i| weights.contains(&format!("decoder.blocks.{i}.{block}")))
+            .count();
+        if n > 0 {
+            cfg.encoder_depth = n;
+        }
+    }
+    Ok(cfg)
 }
 
 /// The smp class for an atrous architecture name (`smp_unet` -> `Unet`).
