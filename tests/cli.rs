@@ -299,3 +299,38 @@ fn run_on_a_state_dict_should_build_it_by_architecture_and_match_pytorch() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_on_an_smp_save_pretrained_folder_should_match_pytorch() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("smp");
+    let output = dir.join("out.safetensors");
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smp/pspnet");
+    let io = folder.join("io.safetensors");
+    let out = atrous(&[
+        "run",
+        "--model",
+        folder.to_str().unwrap(),
+        "--input",
+        io.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "atrous run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = Weights::open(&output).unwrap().get("out").unwrap();
+    let want = Weights::open(&io).unwrap().get("expected").unwrap();
+    assert_eq!(got.shape, want.shape);
+    let err = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+    assert!(err <= 1e-3, "max abs error {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

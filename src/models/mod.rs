@@ -5,12 +5,15 @@
 //!   `fcn_resnet101`, `lraspp_mobilenet_v3_large` ([`torchvision`], on the [`resnet`] and [`mobilenetv3`]
 //!   backbones). Auxiliary heads are ignored.
 //! - milesial/Pytorch-UNet: `unet`, transposed or bilinear upsampling, told apart by its keys ([`unet`]).
+//! - segmentation_models_pytorch on ResNet encoders: `smp_unet`, `smp_deeplabv3`, `smp_deeplabv3plus`,
+//!   `smp_linknet`, `smp_pspnet` ([`smp`]); `save_pretrained` folders open with [`open`].
 //!
 //! Every graph has one input `input` (NCHW) and one output `out`: the logits at the input's resolution.
 //! Block counts are read from the keys too, so shallow variants (as in the test fixtures) build with the same code.
 
 pub mod mobilenetv3;
 pub mod resnet;
+pub mod smp;
 pub mod torchvision;
 pub mod unet;
 
@@ -29,7 +32,23 @@ pub const ARCHITECTURES: &[&str] = &[
     "fcn_resnet101",
     "lraspp_mobilenet_v3_large",
     "unet",
+    "smp_unet",
+    "smp_deeplabv3",
+    "smp_deeplabv3plus",
+    "smp_linknet",
+    "smp_pspnet",
 ];
+
+/// Opens a model file or an smp `save_pretrained` folder (`config.json` + `model.safetensors`) and builds it
+/// with [`build`]; `arch` is ignored for folders, whose `config.json` names the class.
+pub fn open(path: &std::path::Path, arch: Option<&str>) -> Result<Model> {
+    if path.is_dir() {
+        let model = smp::open_dir(path)?;
+        check_shapes(&model)?;
+        return Ok(model);
+    }
+    build(Weights::open(path)?, arch)
+}
 
 /// The safetensors metadata key naming the architecture (written by tools/export.py).
 pub const ARCHITECTURE_KEY: &str = "architecture";
@@ -58,6 +77,11 @@ pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
         | "deeplabv3_mobilenet_v3_large"
         | "lraspp_mobilenet_v3_large" => torchvision::build(weights, &arch)?,
         "unet" => unet::build(weights)?,
+        a if smp::class_of(a).is_some() || a == "smp_fpn" => {
+            let class = smp::class_of(a).unwrap_or("FPN");
+            let cfg = smp::config_from_keys(&weights, class)?;
+            smp::build(weights, &cfg)?
+        }
         other => {
             return Err(Error::Model(format!(
                 "unknown architecture {other:?}; supported: {}",
@@ -85,6 +109,11 @@ pub fn detect(weights: &Weights) -> Result<String> {
             "resnet50"
         }
     };
+    if has("encoder.conv1.weight") || weights.names().iter().any(|n| n.starts_with("encoder.")) {
+        if let Some(arch) = smp::detect(weights) {
+            return arch;
+        }
+    }
     let arch = if has("backbone.conv1.weight") && has("classifier.0.convs.0.0.weight") {
         format!("deeplabv3_{}", resnet_depth())
     } else if has("backbone.conv1.weight") && has("classifier.0.weight") {

@@ -22,6 +22,39 @@ pub fn resnet(
     x: &str,
     replace_stride_with_dilation: [bool; 3],
 ) -> Result<ResNetFeatures> {
+    let f = resnet_stages(
+        net,
+        p,
+        x,
+        Dilation::Torchvision(replace_stride_with_dilation),
+        5,
+    )?;
+    Ok(ResNetFeatures {
+        layer3: f[3].clone(),
+        layer4: f[4].clone(),
+    })
+}
+
+/// How a ResNet trades strides for dilation.
+#[derive(Clone, Copy, Debug)]
+pub enum Dilation {
+    /// torchvision's `replace_stride_with_dilation` for layers 2-4: the first block of a dilated layer keeps the
+    /// previous dilation.
+    Torchvision([bool; 3]),
+    /// smp's `make_dilated(output_stride)`: every conv of a stage whose stride exceeds the output stride (block 0
+    /// and its downsample too) gets stride 1 and dilation `stage_stride / output_stride`. 32 means none.
+    Smp { output_stride: usize },
+}
+
+/// The ResNet's features `[relu(bn1) (stride 2), layer1 (4), layer2 (8), layer3 (16), layer4 (32)]`, the first
+/// `depth` of them (smp's `encoder_depth`; layers past it are absent from smp's state_dicts).
+pub fn resnet_stages(
+    net: &mut Net,
+    p: &Prefixed,
+    x: &str,
+    dilation_mode: Dilation,
+    depth: usize,
+) -> Result<Vec<String>> {
     let stem = net.conv(
         &p.name("conv1"),
         x,
@@ -30,6 +63,7 @@ pub fn resnet(
         ConvSpec::same().stride(2),
         Activation::Relu,
     )?;
+    let mut taps = vec![stem.clone()];
     let mut y = net.b.max_pool2d(
         &p.name("maxpool"),
         &stem,
@@ -40,8 +74,7 @@ pub fn resnet(
         },
     );
     let mut dilation = 1;
-    let mut taps = Vec::new();
-    for layer in 1..=4 {
+    for layer in 1..depth.min(5) {
         let lp = p.pp(format!("layer{layer}"));
         let blocks = (0..)
             .take_while(|i| lp.contains(&format!("{i}.conv1.weight")))
@@ -54,13 +87,26 @@ pub fn resnet(
         }
         let mut stride = if layer == 1 { 1 } else { 2 };
         let previous_dilation = dilation;
-        if layer > 1 && replace_stride_with_dilation[layer - 2] {
-            dilation *= stride;
-            stride = 1;
+        let mut first_dilation = previous_dilation;
+        match dilation_mode {
+            Dilation::Torchvision(replace) => {
+                if layer > 1 && replace[layer - 2] {
+                    dilation *= stride;
+                    stride = 1;
+                }
+            }
+            Dilation::Smp { output_stride } => {
+                let stage_stride = 2usize << layer;
+                if stage_stride > output_stride {
+                    dilation = stage_stride / output_stride;
+                    first_dilation = dilation;
+                    stride = 1;
+                }
+            }
         }
         for i in 0..blocks {
             let (s, d) = if i == 0 {
-                (stride, previous_dilation)
+                (stride, first_dilation)
             } else {
                 (1, dilation)
             };
@@ -68,10 +114,7 @@ pub fn resnet(
         }
         taps.push(y.clone());
     }
-    Ok(ResNetFeatures {
-        layer3: taps[2].clone(),
-        layer4: taps[3].clone(),
-    })
+    Ok(taps)
 }
 
 /// One Bottleneck or BasicBlock: `relu(convs(x) + identity)`, with `downsample.{0,1}` when present.
@@ -122,6 +165,7 @@ fn block(net: &mut Net, p: &Prefixed, x: &str, stride: usize, dilation: usize) -
         )?
     };
     let identity = if p.contains("downsample.0.weight") {
+        // A 1x1 conv: dilation changes nothing, padding stays 0.
         net.conv(
             &p.name("downsample"),
             x,

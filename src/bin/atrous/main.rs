@@ -99,6 +99,12 @@ mod segment;
 /// A model in the portable format (metadata key `atrous`), or a PyTorch state_dict built by the zoo: the
 /// architecture from `--arch`, else the file's metadata `architecture`, else the key names.
 fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
+    if path.is_dir() {
+        return models::open(path, arch).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        });
+    }
     let weights = Weights::open(path)?;
     if weights
         .metadata()

@@ -1,0 +1,208 @@
+//! segmentation_models_pytorch against PyTorch: each fixture in tests/fixtures/smp (written by
+//! tools/make_smp_fixtures.py: an smp `save_pretrained` folder of a narrow random-weight model, plus
+//! `io.safetensors` with an input and PyTorch's logits), opened as a folder; and the errors for what is unsupported.
+
+mod common;
+
+use atrous::models;
+use atrous::weights::Weights;
+use atrous::{Engine, Shape, Tensor};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/smp")
+        .join(name)
+}
+
+fn tensor(w: &Weights, name: &str) -> Tensor {
+    let t = w.get(name).unwrap();
+    let [n, c, h, wd] = t.shape[..] else {
+        panic!("{name}: shape {:?}", t.shape)
+    };
+    Tensor::new(Shape::new(n, c, h, wd), t.data).unwrap()
+}
+
+/// Max |got - want| and the fraction of pixels whose argmax over channels agrees.
+fn compare(got: &Tensor, want: &Tensor) -> (f32, f64) {
+    assert_eq!(got.shape, want.shape);
+    let max_err = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0f32, |m, e| if e.is_nan() { f32::NAN } else { m.max(e) });
+    let s = want.shape;
+    let plane = s.h * s.w;
+    let argmax = |t: &Tensor, n: usize, p: usize| {
+        (0..s.c)
+            .map(|c| t.data[(n * s.c + c) * plane + p])
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (c, v)| {
+                if v > best.1 {
+                    (c, v)
+                } else {
+                    best
+                }
+            })
+            .0
+    };
+    let mut same = 0usize;
+    for n in 0..s.n {
+        for p in 0..plane {
+            same += usize::from(argmax(got, n, p) == argmax(want, n, p));
+        }
+    }
+    (max_err, same as f64 / (s.n * plane) as f64)
+}
+
+/// Opens `name`'s folder, runs its input and checks PyTorch's logits: max abs error <= 1e-3, argmax agreement
+/// >= 99.9%.
+fn check_fixture(name: &str, arch: &str) {
+    let gpu = gpu_or_skip!();
+    let dir = fixture(name);
+    let io = Weights::open(dir.join("io.safetensors")).unwrap();
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "expected");
+    let model = models::open(&dir, None).unwrap();
+    assert_eq!(model.info.architecture.as_deref(), Some(arch));
+    assert_eq!(model.graph.outputs, ["out"]);
+    let got = Engine::new(gpu, model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap()["out"]
+        .to_f32();
+    let (err, agree) = compare(&got, &want);
+    eprintln!(
+        "{name}: input {}, max abs logit error {err:.3e}, argmax agreement {:.4}%",
+        x.shape,
+        agree * 100.0
+    );
+    assert!(err <= 1e-3, "{name}: max abs logit error {err}");
+    assert!(agree >= 0.999, "{name}: argmax agreement {agree}");
+}
+
+#[test]
+fn smp_unet_depth4_batch2_should_match_pytorch() {
+    check_fixture("unet", "smp_unet");
+}
+
+#[test]
+fn smp_unet_depth5_should_match_pytorch() {
+    check_fixture("unet_d5", "smp_unet");
+}
+
+/// A bare state_dict (no config.json) is recognised by its keys, and a Unet's depth read from its decoder blocks.
+#[test]
+fn smp_state_dict_alone_should_be_detected_and_built() {
+    let w = Weights::open(fixture("unet_d5").join("model.safetensors")).unwrap();
+    assert_eq!(models::detect(&w).unwrap(), "smp_unet");
+    let gpu = gpu_or_skip!();
+    let dir = fixture("unet");
+    let io = Weights::open(dir.join("io.safetensors")).unwrap();
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "expected");
+    let model = models::build(Weights::open(dir.join("model.safetensors")).unwrap(), None).unwrap();
+    assert_eq!(model.info.architecture.as_deref(), Some("smp_unet"));
+    let got = Engine::new(gpu, model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap()["out"]
+        .to_f32();
+    let (err, agree) = compare(&got, &want);
+    assert!(err <= 1e-3 && agree >= 0.999, "{err} {agree}");
+}
+
+#[test]
+fn smp_unsupported_encoder_should_be_named() {
+    let dir = std::env::temp_dir().join(format!("atrous-smp-encoder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("unet_d5");
+    let config = std::fs::read_to_string(src.join("config.json"))
+        .unwrap()
+        .replace("\"resnet18\"", "\"efficientnet-b0\"");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let err = match models::open(&dir, None) {
+        Ok(_) => panic!("must fail"),
+        Err(e) => e.to_string(),
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(err.contains("efficientnet-b0"), "{err}");
+    assert!(err.contains("resnet34"), "{err}");
+}
+
+#[test]
+fn smp_fpn_should_name_the_missing_group_norm() {
+    let dir = std::env::temp_dir().join(format!("atrous-smp-fpn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("unet_d5");
+    let config = std::fs::read_to_string(src.join("config.json"))
+        .unwrap()
+        .replace("\"Unet\"", "\"FPN\"");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let err = match models::open(&dir, None) {
+        Ok(_) => panic!("must fail"),
+        Err(e) => e.to_string(),
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(err.contains("GroupNorm"), "{err}");
+}
+
+#[test]
+fn smp_deeplabv3_should_match_pytorch() {
+    check_fixture("deeplabv3", "smp_deeplabv3");
+}
+
+#[test]
+fn smp_linknet_should_match_pytorch() {
+    check_fixture("linknet", "smp_linknet");
+}
+
+#[test]
+fn smp_pspnet_batch2_should_match_pytorch() {
+    check_fixture("pspnet", "smp_pspnet");
+}
+
+#[test]
+fn smp_deeplabv3plus_should_match_pytorch() {
+    check_fixture("deeplabv3plus", "smp_deeplabv3plus");
+}
+
+#[test]
+fn smp_deeplabv3_resnet50_dilated_should_match_pytorch() {
+    check_fixture("deeplabv3_r50", "smp_deeplabv3");
+}
+
+/// smp 0.4 and older named DeepLabV3's decoder `decoder.0` (ASPP), `decoder.1` (conv), `decoder.2` (BN): the same
+/// weights under those names, as a bare state_dict, give the same logits.
+#[test]
+fn smp_deeplabv3_v04_names_should_match_pytorch() {
+    let gpu = gpu_or_skip!();
+    let dir = fixture("deeplabv3");
+    let io = Weights::open(dir.join("io.safetensors")).unwrap();
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "expected");
+    let src = Weights::open(dir.join("model.safetensors")).unwrap();
+    let mut old = Weights::new();
+    for name in src.names() {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let t = src.get(&name).unwrap();
+        let renamed = name
+            .replace("decoder.aspp.", "decoder.0.")
+            .replace("decoder.conv.", "decoder.1.")
+            .replace("decoder.bn.", "decoder.2.");
+        old.insert(&renamed, t.shape, t.data).unwrap();
+    }
+    assert!(old.contains("decoder.0.convs.0.0.weight"));
+    assert_eq!(models::detect(&old).unwrap(), "smp_deeplabv3");
+    let model = models::build(old, None).unwrap();
+    let got = Engine::new(gpu, model)
+        .run(&[("input", &x)], &["out"])
+        .unwrap()["out"]
+        .to_f32();
+    let (err, agree) = compare(&got, &want);
+    assert!(err <= 1e-3, "max abs logit error {err}");
+    assert!(agree >= 0.999, "argmax agreement {agree}");
+}
