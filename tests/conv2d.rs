@@ -3,6 +3,7 @@
 mod common;
 
 use atrous::kernels::conv2d::{self, Path};
+use atrous::kernels::upload_folded;
 use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
 use atrous::{reference, Shape, Tensor};
 use common::*;
@@ -121,16 +122,10 @@ fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<
             conv2d::conv2d(gpu, name, p, case.input).unwrap(),
             conv2d::upload_weights(gpu, name, p, &w).unwrap(),
         ),
-        Some(path) => {
-            let (weight, bias) = conv2d::fold_for(p, &w, path).unwrap();
-            (
-                conv2d::conv2d_on(gpu, name, p, case.input, path).unwrap(),
-                conv2d::Conv2dWeights {
-                    weight: gpu.upload_f32("weight", &weight).unwrap(),
-                    bias: gpu.upload_f32("bias", &bias).unwrap(),
-                },
-            )
-        }
+        Some(path) => (
+            conv2d::conv2d_on(gpu, name, p, case.input, path).unwrap(),
+            upload_folded(gpu, name, conv2d::fold_for(p, &w, path).unwrap()).unwrap(),
+        ),
     };
     let gx = upload(gpu, "x", &x);
     // The destination's other channels must survive: start from known values, poison only our channels.

@@ -1,17 +1,11 @@
 //! conv_transpose2d: transposed convolution in gather form with a fused epilogue (shaders/conv_transpose2d.wgsl).
 
+use super::FoldedWeights;
 use super::CONV_TRANSPOSE2D;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
 use crate::ops::{ConvTranspose2d, ConvWeights};
 use crate::tensor::Shape;
-
-/// Transposed-conv weights as the kernel reads them: PyTorch's layout with batch-norm folded in.
-#[derive(Debug)]
-pub struct ConvTranspose2dWeights {
-    pub weight: wgpu::Buffer,
-    pub bias: wgpu::Buffer,
-}
 
 /// Folds bias and batch-norm into `(weight, bias)` in f64, so the kernel's epilogue is `acc + bias`.
 ///
@@ -45,12 +39,8 @@ pub fn upload_weights(
     label: &str,
     p: &ConvTranspose2d,
     w: &ConvWeights,
-) -> Result<ConvTranspose2dWeights> {
-    let (weight, bias) = fold(p, w)?;
-    Ok(ConvTranspose2dWeights {
-        weight: gpu.upload_f32(&format!("{label}.weight"), &weight)?,
-        bias: gpu.upload_f32(&format!("{label}.bias"), &bias)?,
-    })
+) -> Result<FoldedWeights> {
+    super::upload_folded(gpu, label, fold(p, w)?)
 }
 
 #[repr(C)]

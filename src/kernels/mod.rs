@@ -12,7 +12,28 @@ pub mod preprocess;
 pub mod resize;
 pub mod softmax;
 
-use crate::gpu::Shader;
+use crate::error::Result;
+use crate::gpu::{Gpu, Shader};
+
+/// Convolution weights on the GPU as a conv kernel binds them (`weight`, `bias`): batch-norm folded in, in the
+/// layout that kernel's `fold` produced.
+#[derive(Debug)]
+pub struct FoldedWeights {
+    pub weight: wgpu::Buffer,
+    pub bias: wgpu::Buffer,
+}
+
+/// Uploads the `(weight, bias)` a conv family's `fold` returned.
+pub fn upload_folded(
+    gpu: &Gpu,
+    label: &str,
+    (weight, bias): (Vec<f32>, Vec<f32>),
+) -> Result<FoldedWeights> {
+    Ok(FoldedWeights {
+        weight: gpu.upload_f32(&format!("{label}.weight"), &weight)?,
+        bias: gpu.upload_f32(&format!("{label}.bias"), &bias)?,
+    })
+}
 
 macro_rules! shader {
     ($name:literal) => {

@@ -57,11 +57,7 @@ pub(crate) fn lower(
             let kernel = conv2d::conv2d(gpu, label, params, x())?.with_flops(params.flops(x()));
             let (w, b) = weights.get_or_upload(names, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
-                let (w, b) = conv2d::fold(params, &host)?;
-                Ok((
-                    gpu.upload_f32(&format!("{label}.weight"), &w)?,
-                    gpu.upload_f32(&format!("{label}.bias"), &b)?,
-                ))
+                conv2d::upload_weights(gpu, label, params, &host)
             })?;
             let residual = match params.residual {
                 true => Bind::Tensor(node.inputs[1].clone()),
@@ -87,11 +83,7 @@ pub(crate) fn lower(
                 .with_flops(params.flops(x()));
             let (w, b) = weights.get_or_upload(names, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
-                let (w, b) = conv_transpose2d::fold(params, &host)?;
-                Ok((
-                    gpu.upload_f32(&format!("{label}.weight"), &w)?,
-                    gpu.upload_f32(&format!("{label}.bias"), &b)?,
-                ))
+                conv_transpose2d::upload_weights(gpu, label, params, &host)
             })?;
             let inputs = vec![
                 Bind::Tensor(node.inputs[0].clone()),

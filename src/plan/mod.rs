@@ -54,15 +54,15 @@ impl WeightCache {
     pub(crate) fn get_or_upload(
         &self,
         names: &ConvWeightNames,
-        upload: impl FnOnce() -> Result<(wgpu::Buffer, wgpu::Buffer)>,
+        upload: impl FnOnce() -> Result<crate::kernels::FoldedWeights>,
     ) -> Result<Uploaded> {
         let key = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
         let mut uploads = self.uploads.lock().expect("weight cache poisoned");
         if let Some(u) = uploads.get(&key) {
             return Ok(u.clone());
         }
-        let (w, b) = upload()?;
-        let u = (Arc::new(w), Arc::new(b));
+        let folded = upload()?;
+        let u = (Arc::new(folded.weight), Arc::new(folded.bias));
         uploads.insert(key, u.clone());
         Ok(u)
     }
