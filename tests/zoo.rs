@@ -7,53 +7,13 @@ mod common;
 use atrous::models;
 use atrous::weights::Weights;
 use atrous::{Engine, Model, Shape, Tensor};
+use common::{compare, tensor};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/zoo")
         .join(format!("{name}.safetensors"))
-}
-
-fn tensor(w: &Weights, name: &str) -> Tensor {
-    let t = w.get(name).unwrap();
-    let [n, c, h, wd] = t.shape[..] else {
-        panic!("{name}: shape {:?}", t.shape)
-    };
-    Tensor::new(Shape::new(n, c, h, wd), t.data).unwrap()
-}
-
-/// Max |got - want| and the fraction of pixels whose argmax over channels agrees.
-fn compare(got: &Tensor, want: &Tensor) -> (f32, f64) {
-    assert_eq!(got.shape, want.shape);
-    let max_err = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0.0f32, |m, e| if e.is_nan() { f32::NAN } else { m.max(e) });
-    let s = want.shape;
-    let plane = s.h * s.w;
-    let argmax = |t: &Tensor, n: usize, p: usize| {
-        (0..s.c)
-            .map(|c| t.data[(n * s.c + c) * plane + p])
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (c, v)| {
-                if v > best.1 {
-                    (c, v)
-                } else {
-                    best
-                }
-            })
-            .0
-    };
-    let mut same = 0usize;
-    for n in 0..s.n {
-        for p in 0..plane {
-            same += usize::from(argmax(got, n, p) == argmax(want, n, p));
-        }
-    }
-    (max_err, same as f64 / (s.n * plane) as f64)
 }
 
 /// Builds `name`'s fixture from its state_dict (architecture from the metadata), runs it, and checks it against
