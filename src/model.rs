@@ -170,7 +170,8 @@ impl Model {
         self.weights.save_only(path, names, metadata)
     }
 
-    /// Checks that every weight a node names exists with the shape its parameters need.
+    /// Checks that every weight a node names exists with the shape its parameters need, from the file's header
+    /// alone (no tensor data is read); errors name the node, the tensor and both shapes.
     pub fn check_weights(&self) -> Result<()> {
         for node in &self.graph.nodes {
             let (shape, channels) = match &node.op {
@@ -179,9 +180,18 @@ impl Model {
                 _ => continue,
             };
             let names = node.op.weight_names().expect("conv ops have weights");
-            self.conv_weights(names, shape, channels).map_err(|e| {
-                Error::Model(format!("node {:?} ({}): {e}", node.name, node.op.name()))
-            })?;
+            let mut wanted = vec![(names.weight.as_str(), shape.to_vec())];
+            wanted.extend(names.bias.iter().map(|b| (b.as_str(), vec![channels])));
+            if let Some(bn) = &names.batch_norm {
+                for n in [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var] {
+                    wanted.push((n.as_str(), vec![channels]));
+                }
+            }
+            for (name, want) in wanted {
+                self.weights.check(name, &want).map_err(|e| {
+                    Error::Model(format!("node {:?} ({}): {e}", node.name, node.op.name()))
+                })?;
+            }
         }
         Ok(())
     }

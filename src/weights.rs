@@ -128,17 +128,44 @@ impl Weights {
             .map(|i| i.shape.clone())
     }
 
+    /// Checks that `name` exists with `expected` shape in a readable dtype, without converting its data; the error
+    /// names the tensor and both shapes.
+    pub fn check(&self, name: &str, expected: &[usize]) -> Result<()> {
+        let (shape, dtype) = match (self.owned.get(name), &self.file) {
+            (Some(t), _) => (t.shape.as_slice(), Dtype::F32),
+            (None, Some(f)) => match f.metadata.info(name) {
+                Some(info) => (info.shape.as_slice(), info.dtype),
+                None => return Err(self.missing(name)),
+            },
+            (None, None) => return Err(self.missing(name)),
+        };
+        if shape != expected {
+            return Err(Error::Model(format!(
+                "weight tensor {name:?} has shape {shape:?}, expected {expected:?}{}",
+                self.where_()
+            )));
+        }
+        if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(Error::Model(format!(
+                "weight tensor {name:?} has dtype {dtype:?}; atrous reads F32, F16 and BF16"
+            )));
+        }
+        Ok(())
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::Model(format!(
+            "weight tensor {name:?} is missing{}",
+            self.where_()
+        ))
+    }
+
     /// A tensor converted to f32; the error names a missing tensor.
     pub fn get(&self, name: &str) -> Result<HostTensor> {
         if let Some(t) = self.owned.get(name) {
             return Ok(t.clone());
         }
-        let missing = || {
-            Error::Model(format!(
-                "weight tensor {name:?} is missing{}",
-                self.where_()
-            ))
-        };
+        let missing = || self.missing(name);
         let file = self.file.as_ref().ok_or_else(missing)?;
         let info = file.metadata.info(name).ok_or_else(missing)?;
         let (start, end) = info.data_offsets;
@@ -271,11 +298,8 @@ impl<'a> Prefixed<'a> {
     /// The shape of `name`; the error names the full tensor name.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let full = self.name(name);
-        self.weights.shape(&full).ok_or_else(|| {
-            Error::Model(format!(
-                "weight tensor {full:?} is missing{}",
-                self.weights.where_()
-            ))
-        })
+        self.weights
+            .shape(&full)
+            .ok_or_else(|| self.weights.missing(&full))
     }
 }

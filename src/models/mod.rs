@@ -18,7 +18,7 @@ pub mod torchvision;
 pub mod unet;
 
 use crate::error::{Error, Result};
-use crate::graph::{BatchNormNames, ConvWeightNames, GraphBuilder, Op};
+use crate::graph::{BatchNormNames, ConvWeightNames, GraphBuilder};
 use crate::model::Model;
 use crate::ops::{Activation, Conv2d, Padding2d};
 use crate::weights::{Prefixed, Weights};
@@ -44,7 +44,7 @@ pub const ARCHITECTURES: &[&str] = &[
 pub fn open(path: &std::path::Path, arch: Option<&str>) -> Result<Model> {
     if path.is_dir() {
         let model = smp::open_dir(path)?;
-        check_shapes(&model)?;
+        model.check_weights()?;
         return Ok(model);
     }
     build(Weights::open(path)?, arch)
@@ -92,7 +92,7 @@ pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
     if !labels.is_empty() {
         model.info.labels = labels;
     }
-    check_shapes(&model)?;
+    model.check_weights()?;
     Ok(model)
 }
 
@@ -137,48 +137,6 @@ pub fn detect(weights: &Weights) -> Result<String> {
         )));
     };
     Ok(arch)
-}
-
-/// Checks, from the shapes alone, that every weight a conv node names exists with the shape it needs; errors name
-/// the node, the tensor and both shapes.
-pub fn check_shapes(model: &Model) -> Result<()> {
-    for node in &model.graph.nodes {
-        let (shape, channels) = match &node.op {
-            Op::Conv2d { params, .. } => (params.weight_shape(), params.out_channels),
-            Op::ConvTranspose2d { params, .. } => (params.weight_shape(), params.out_channels),
-            _ => continue,
-        };
-        let names = node.op.weight_names().expect("conv ops have weights");
-        let mut wanted = vec![(names.weight.as_str(), shape.to_vec())];
-        wanted.extend(names.bias.iter().map(|b| (b.as_str(), vec![channels])));
-        if let Some(bn) = &names.batch_norm {
-            for n in [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var] {
-                wanted.push((n.as_str(), vec![channels]));
-            }
-        }
-        for (name, want) in wanted {
-            match model.weights.shape(name) {
-                None => {
-                    return Err(Error::Model(format!(
-                        "node {:?}: weight tensor {name:?} is missing{}",
-                        node.name,
-                        model
-                            .weights
-                            .path()
-                            .map_or(String::new(), |p| format!(" in {}", p.display()))
-                    )))
-                }
-                Some(got) if got != want => {
-                    return Err(Error::Model(format!(
-                        "node {:?}: weight tensor {name:?} has shape {got:?}, expected {want:?}",
-                        node.name
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A graph under construction from a state_dict, with helpers that read shapes from its key names.
