@@ -175,12 +175,15 @@ impl Model {
     pub fn check_weights(&self) -> Result<()> {
         for node in &self.graph.nodes {
             let (shape, channels) = match &node.op {
-                Op::Conv2d { params, .. } => (params.weight_shape(), params.out_channels),
-                Op::ConvTranspose2d { params, .. } => (params.weight_shape(), params.out_channels),
+                Op::Conv2d { params, .. } => (params.weight_shape().to_vec(), params.out_channels),
+                Op::ConvTranspose2d { params, .. } => {
+                    (params.weight_shape().to_vec(), params.out_channels)
+                }
+                Op::GroupNorm { params, .. } => (vec![params.channels], params.channels),
                 _ => continue,
             };
-            let names = node.op.weight_names().expect("conv ops have weights");
-            let mut wanted = vec![(names.weight.as_str(), shape.to_vec())];
+            let names = node.op.weight_names().expect("these ops have weights");
+            let mut wanted = vec![(names.weight.as_str(), shape)];
             wanted.extend(names.bias.iter().map(|b| (b.as_str(), vec![channels])));
             if let Some(bn) = &names.batch_norm {
                 for n in [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var] {
@@ -194,6 +197,22 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// Reads a group norm's per-channel scale and shift, checking their shapes.
+    pub fn affine_weights(
+        &self,
+        names: &ConvWeightNames,
+        channels: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let bias = names
+            .bias
+            .as_deref()
+            .ok_or_else(|| Error::Model(format!("{:?} has no bias tensor named", names.weight)))?;
+        Ok((
+            self.weights.get_shaped(&names.weight, &[channels])?,
+            self.weights.get_shaped(bias, &[channels])?,
+        ))
     }
 
     /// Reads a convolution's weights, checking every shape.

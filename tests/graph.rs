@@ -5,7 +5,7 @@ mod common;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{
     Activation, AvgPool2d, BatchNorm, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights,
-    MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
+    GroupNorm, MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
 };
 use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
 use atrous::{reference, Engine, Gpu, Model, Shape, Tensor};
@@ -283,6 +283,67 @@ fn deeplab_like_graph_should_match_cpu_executor() {
         &deeplab_like(1),
         Shape::new(1, 3, 19, 23),
         2,
+    );
+}
+
+/// FPN's segmentation block: conv, group norm, ReLU (fused into the norm), bilinear x2, added to a lateral conv.
+fn group_norm_block(seed: u64) -> Model {
+    let mut r = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let p = conv(3, 8, 3, 1, 1);
+    let w = conv_weights(&mut r, p.weight_shape(), 8, false, false);
+    let y = b.conv2d("conv", &x, p, w).unwrap();
+    let gamma = random_vec(&mut r, 8).iter().map(|v| v + 1.5).collect();
+    let y = b
+        .group_norm("gn", &y, GroupNorm::new(4, 8), gamma, random_vec(&mut r, 8))
+        .unwrap();
+    let y = b.activation("gn.relu", &y, Activation::Relu);
+    let up = b.resize(
+        "up",
+        &y,
+        Resize {
+            mode: ResizeMode::Bilinear {
+                align_corners: true,
+            },
+            target: ResizeTarget::Scale([2.0, 2.0]),
+        },
+    );
+    let pooled = b.resize(
+        "lateral.in",
+        &x,
+        Resize {
+            mode: ResizeMode::Nearest,
+            target: ResizeTarget::Scale([2.0, 2.0]),
+        },
+    );
+    let lp = conv(3, 8, 1, 0, 1);
+    let lw = conv_weights(&mut r, lp.weight_shape(), 8, true, false);
+    let lateral = b.conv2d("lateral", &pooled, lp, lw).unwrap();
+    b.add("out", &up, &lateral);
+    b.finish(&["out"]).unwrap()
+}
+
+#[test]
+fn group_norm_graph_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    let model = group_norm_block(21);
+    check_model(
+        &gpu,
+        "group norm block",
+        &model,
+        Shape::new(2, 3, 11, 14),
+        22,
+    );
+    let fused = compile(&gpu, &model, Shape::new(1, 3, 8, 8), true);
+    let labels: Vec<String> = fused
+        .kernels()
+        .iter()
+        .map(|k| k.label().to_string())
+        .collect();
+    assert!(
+        !labels.iter().any(|l| l.contains("gn.relu")),
+        "the ReLU should run in the group norm: {labels:?}"
     );
 }
 

@@ -144,6 +144,39 @@ impl GraphBuilder {
         self.single(name, Op::ConvTranspose2d { params, weights }, &[x])
     }
 
+    /// A group norm with its per-channel scale and shift given as host data (stored as `<name>.weight`,
+    /// `<name>.bias`).
+    pub fn group_norm(
+        &mut self,
+        name: &str,
+        x: &str,
+        params: ops::GroupNorm,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<String> {
+        let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
+        self.weights.insert(&w, vec![params.channels], weight)?;
+        self.weights.insert(&b, vec![params.channels], bias)?;
+        Ok(self.group_norm_named(name, x, params, &w, &b))
+    }
+
+    /// A group norm whose scale and shift are stored under `weight` and `bias`.
+    pub fn group_norm_named(
+        &mut self,
+        name: &str,
+        x: &str,
+        params: ops::GroupNorm,
+        weight: &str,
+        bias: &str,
+    ) -> String {
+        let weights = ConvWeightNames {
+            weight: weight.to_string(),
+            bias: Some(bias.to_string()),
+            batch_norm: None,
+        };
+        self.single(name, Op::GroupNorm { params, weights }, &[x])
+    }
+
     pub fn max_pool2d(&mut self, name: &str, x: &str, mut params: ops::MaxPool2d) -> String {
         params.return_indices = false;
         self.single(name, Op::MaxPool2d { params }, &[x])

@@ -47,7 +47,7 @@ impl BatchNormNames {
 /// What a node computes. Inputs and outputs are listed on the [`Node`]:
 /// - `conv2d`: inputs `[x]`, or `[x, residual]` when `params.residual`; output `[y]`.
 /// - `resize`: `[x]`, or `[x, like]` when its target is `like` (the output takes `like`'s height and width).
-/// - `conv_transpose2d`, pools, `softmax`, `argmax`, `unary`: `[x]` -> `[y]`.
+/// - `conv_transpose2d`, pools, `softmax`, `argmax`, `unary`, `group_norm`: `[x]` -> `[y]`.
 /// - `max_pool2d` with `return_indices`: `[x]` -> `[values, indices]`.
 /// - `max_unpool2d`: `[values, indices]` -> `[y]`.
 /// - `binary`: `[a, b]` -> `[y]`; `concat`: `[x0, x1, ...]` -> `[y]`.
@@ -86,6 +86,11 @@ pub enum Op {
     Unary {
         params: ops::Unary,
     },
+    /// `weights.weight` and `weights.bias` name the per-channel scale and shift (`[channels]` each); no batch norm.
+    GroupNorm {
+        params: ops::GroupNorm,
+        weights: ConvWeightNames,
+    },
 }
 
 impl Op {
@@ -103,13 +108,16 @@ impl Op {
             Op::Concat => "concat",
             Op::Binary { .. } => "binary",
             Op::Unary { .. } => "unary",
+            Op::GroupNorm { .. } => "group_norm",
         }
     }
 
     /// The weight tensor names this op reads.
     pub fn weight_names(&self) -> Option<&ConvWeightNames> {
         match self {
-            Op::Conv2d { weights, .. } | Op::ConvTranspose2d { weights, .. } => Some(weights),
+            Op::Conv2d { weights, .. }
+            | Op::ConvTranspose2d { weights, .. }
+            | Op::GroupNorm { weights, .. } => Some(weights),
             _ => None,
         }
     }
@@ -401,5 +409,13 @@ fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
             )?)]
         }
         Op::Unary { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::GroupNorm { params, weights } => {
+            if weights.bias.is_none() || weights.batch_norm.is_some() {
+                return Err(Error::Model(
+                    "group_norm names a weight and a bias, and no batch norm".into(),
+                ));
+            }
+            vec![f32(params.output_shape(single(ins)?)?)]
+        }
     })
 }

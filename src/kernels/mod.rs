@@ -7,6 +7,7 @@
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
+pub mod norm;
 pub mod pool;
 pub mod preprocess;
 pub mod resize;
@@ -56,6 +57,7 @@ pub(crate) const CONV2D: Shader = shader!("conv2d");
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
+pub(crate) const NORM: Shader = shader!("norm");
 pub(crate) const POOL: Shader = shader!("pool");
 pub(crate) const PREPROCESS: Shader = shader!("preprocess");
 pub(crate) const RESIZE: Shader = shader!("resize");
@@ -67,6 +69,7 @@ pub const SHADERS: &[Shader] = &[
     CONV2D_TILED,
     CONV_TRANSPOSE2D,
     ELEMENTWISE,
+    NORM,
     POOL,
     PREPROCESS,
     RESIZE,

@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod norm;
 mod pool;
 mod preprocess;
 mod resize;
@@ -10,6 +11,7 @@ mod softmax;
 
 pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
 pub use elementwise::{Binary, BinaryOp, Concat, Unary};
+pub use norm::GroupNorm;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
 pub use resize::{Resize, ResizeMode, ResizeTarget};

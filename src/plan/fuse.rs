@@ -1,5 +1,5 @@
-//! Graph rewrites that move work into convolution epilogues: a following activation, a residual add, and writing
-//! straight into a concatenation's output at a channel offset. Each rewrite keeps the graph's results exactly.
+//! Graph rewrites that move work into convolution epilogues: a following activation (into group norms too), a
+//! residual add, and writing straight into a concatenation's output at a channel offset. Each rewrite keeps the graph's results exactly.
 
 use crate::graph::{Graph, Node, Op, TensorInfo};
 use crate::ops::{Activation, BinaryOp};
@@ -114,24 +114,46 @@ fn fuse_residual_adds(
     }
 }
 
-/// `act(conv(x))` -> conv with that activation.
+/// Whether `op` applies an epilogue activation that is still free to take one.
+fn takes_activation(op: &Op) -> bool {
+    match op {
+        Op::Conv2d { params, .. } => {
+            params.out_channels_total.is_none() && params.activation == Activation::None
+        }
+        Op::GroupNorm { params, .. } => params.activation == Activation::None,
+        _ => false,
+    }
+}
+
+fn set_activation(op: &mut Op, activation: Activation) {
+    match op {
+        Op::Conv2d { params, .. } => params.activation = activation,
+        Op::GroupNorm { params, .. } => params.activation = activation,
+        _ => {}
+    }
+}
+
+/// `act(conv(x))` -> conv with that activation; `act(group_norm(x))` likewise.
 fn fuse_activations(nodes: &mut Vec<Node>, outputs: &[String]) {
     let mut i = 0;
     while i < nodes.len() {
         let fused = match &nodes[i].op {
             Op::Unary { params } => {
                 let readers = readers(nodes, outputs);
-                sole_conv_producer(nodes, &readers, &nodes[i].inputs[0])
-                    .filter(|&c| matches!(&nodes[c].op, Op::Conv2d { params, .. } if params.activation == Activation::None))
+                let input = &nodes[i].inputs[0];
+                let producer = nodes
+                    .iter()
+                    .position(|n| n.outputs.len() == 1 && &n.outputs[0] == input)
+                    .filter(|_| readers.get(input) == Some(&1));
+                producer
+                    .filter(|&c| takes_activation(&nodes[c].op))
                     .map(|c| (c, params.activation))
             }
             _ => None,
         };
         match fused {
             Some((c, activation)) => {
-                if let Op::Conv2d { params, .. } = &mut nodes[c].op {
-                    params.activation = activation;
-                }
+                set_activation(&mut nodes[c].op, activation);
                 nodes[c].outputs = nodes[i].outputs.clone();
                 nodes.remove(i);
             }

@@ -4,7 +4,7 @@ use super::WeightCache;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel};
 use crate::graph::{Node, Op, TensorInfo};
-use crate::kernels::{conv2d, conv_transpose2d, elementwise, pool, resize, softmax};
+use crate::kernels::{conv2d, conv_transpose2d, elementwise, norm, pool, resize, softmax};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,6 +94,25 @@ pub(crate) fn lower(
                 kernel,
                 outputs: node.outputs.clone(),
                 inputs,
+            }]
+        }
+        Op::GroupNorm {
+            params,
+            weights: names,
+        } => {
+            let kernel = norm::group_norm(gpu, label, params, x())?;
+            let (w, b) = weights.get_or_upload(names, || {
+                let (w, b) = model.affine_weights(names, params.channels)?;
+                norm::upload_weights(gpu, label, params, w, b)
+            })?;
+            vec![Call {
+                kernel,
+                outputs: node.outputs.clone(),
+                inputs: vec![
+                    Bind::Tensor(node.inputs[0].clone()),
+                    Bind::Weight(w),
+                    Bind::Weight(b),
+                ],
             }]
         }
         Op::MaxPool2d { params } => single(pool::max_pool2d(gpu, label, params, x())?),

@@ -88,6 +88,10 @@ pub fn run_graph(
             }
             Op::Binary { params } => vec![Output::F32(super::binary(params, x()?, f32_input(1)?)?)],
             Op::Unary { params } => vec![Output::F32(super::unary(params, x()?)?)],
+            Op::GroupNorm { params, weights } => {
+                let (w, b) = model.affine_weights(weights, params.channels)?;
+                vec![Output::F32(super::group_norm(params, x()?, &w, &b)?)]
+            }
         };
         for (name, value) in node.outputs.iter().zip(outs) {
             values.insert(name.clone(), value);

@@ -4,6 +4,7 @@
 mod conv;
 mod elementwise;
 mod graph;
+mod norm;
 mod pool;
 mod preprocess;
 mod resize;
@@ -12,6 +13,7 @@ mod softmax;
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{binary, concat, unary};
 pub use graph::run_graph;
+pub use norm::group_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
