@@ -90,8 +90,25 @@ fn smp_unsupported_encoder_should_be_named() {
     assert!(err.contains("resnet34"), "{err}");
 }
 
+/// A ResNeXt encoder: grouped 3x3 convolutions, the group count read from the weights.
 #[test]
-fn smp_fpn_should_name_the_missing_group_norm() {
+fn smp_unet_resnext_should_match_pytorch() {
+    check_fixture("unet_resnext", "smp_unet");
+}
+
+#[test]
+fn smp_fpn_should_match_pytorch() {
+    check_fixture("fpn", "smp_fpn");
+}
+
+/// `decoder_merge_policy="cat"`, bilinear top-down upsampling, encoder depth 4 (output twice the input's size).
+#[test]
+fn smp_fpn_cat_bilinear_depth4_should_match_pytorch() {
+    check_fixture("fpn_cat", "smp_fpn");
+}
+
+#[test]
+fn smp_fpn_on_other_weights_should_name_the_missing_tensor() {
     let dir = std::env::temp_dir().join(format!("atrous-smp-fpn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = fixture("unet_d5");
@@ -105,7 +122,29 @@ fn smp_fpn_should_name_the_missing_group_norm() {
         Err(e) => e.to_string(),
     };
     std::fs::remove_dir_all(&dir).ok();
-    assert!(err.contains("GroupNorm"), "{err}");
+    assert!(err.contains("decoder.p5.weight"), "{err}");
+}
+
+#[test]
+fn smp_fpn_unsupported_options_should_be_named() {
+    let src = fixture("fpn");
+    let config = std::fs::read_to_string(src.join("config.json")).unwrap();
+    for (from, to, named) in [
+        ("\"add\"", "\"max\"", "decoder_merge_policy"),
+        ("\"nearest\"", "\"bicubic\"", "decoder_interpolation"),
+    ] {
+        assert!(config.contains(from), "{from} not in {config}");
+        let cfg = models::smp::SmpConfig::from_json(&config.replace(from, to)).unwrap();
+        let w = Weights::open(src.join("model.safetensors")).unwrap();
+        let err = match models::smp::build(w, &cfg) {
+            Ok(_) => panic!("{to} must fail"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(named) && err.contains(to.trim_matches('"')),
+            "{err}"
+        );
+    }
 }
 
 #[test]

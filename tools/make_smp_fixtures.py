@@ -2,10 +2,11 @@
 SHRINK after construction, random weights and batch-norm statistics), each saved with smp's save_pretrained into
 <name>/ plus <name>/io.safetensors holding `input` and PyTorch's `expected` logits.
 
-Run from the repository root: python tools/make_smp_fixtures.py
+Run from the repository root: python tools/make_smp_fixtures.py [NAME...] (all fixtures when no name is given)
 """
 
 import os
+import sys
 
 import segmentation_models_pytorch as smp
 import torch
@@ -27,7 +28,8 @@ def shrink(module, keep_out, k=None):
         if isinstance(child, nn.Conv2d):
             cin = child.in_channels if child.in_channels == 3 else narrow(child.in_channels, k)
             cout = child.out_channels if child is keep_out else narrow(child.out_channels, k)
-            groups = 1 if child.groups == 1 else cin
+            # Depthwise stays depthwise; a grouped conv (ResNeXt) keeps channels / group and loses groups.
+            groups = cin if child.groups == child.in_channels > 1 else max(1, child.groups // (k or SHRINK))
             new = nn.Conv2d(cin, cout, child.kernel_size, child.stride, child.padding, child.dilation, groups,
                             child.bias is not None)
             setattr(module, name, new)
@@ -37,6 +39,9 @@ def shrink(module, keep_out, k=None):
             setattr(module, name, new)
         elif isinstance(child, nn.BatchNorm2d):
             setattr(module, name, nn.BatchNorm2d(narrow(child.num_features, k)))
+        elif isinstance(child, nn.GroupNorm):
+            # smp hard-codes 32 groups: the narrowed width must stay a multiple of it.
+            setattr(module, name, nn.GroupNorm(child.num_groups, narrow(child.num_channels, k)))
         else:
             shrink(child, keep_out, k)
 
@@ -51,6 +56,9 @@ def randomize(model):
                 m.bias.copy_(torch.randn(n, generator=g) * 0.2)
                 m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
                 m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            elif isinstance(m, nn.GroupNorm):
+                m.weight.copy_(torch.rand(m.num_channels, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_channels, generator=g) * 0.2)
             elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 fan_in = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.weight.shape[0] * m.weight[0, 0].numel()
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
@@ -66,18 +74,25 @@ def tame_residuals(model):
                 m.weight.mul_(0.2)
 
 
-def make(name, model, shape, k=None):
+def make_one(name, model, shape, k=None, half=False):
+    """With `half`, the weights are rounded to f16 before PyTorch runs (in f32) and saved as f16: half the bytes,
+    the same reference, and atrous's f16 weight reading on the path."""
     torch.manual_seed(1)
     head = model.segmentation_head[0]
     shrink(model, head, k)
     randomize(model)
     tame_residuals(model)
     model.eval()
+    if half:
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     x = torch.randn(*shape)
     with torch.no_grad():
         y = model(x)
     d = os.path.join(OUT, name)
-    model.save_pretrained(d)
+    (model.half() if half else model).save_pretrained(d)
     os.remove(os.path.join(d, "README.md"))
     save_file({"input": x.contiguous(), "expected": y.contiguous()}, os.path.join(d, "io.safetensors"))
     size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
@@ -86,6 +101,12 @@ def make(name, model, shape, k=None):
 
 def main():
     enc = dict(encoder_name="resnet18", encoder_weights=None, in_channels=3)
+    wanted = set(sys.argv[1:])
+
+    def make(name, *args, **kwargs):
+        if not wanted or name in wanted:
+            make_one(name, *args, **kwargs)
+
     make("unet", smp.Unet(**enc, classes=3, encoder_depth=4, decoder_channels=(128, 64, 32, 16)), (2, 3, 48, 80))
     make("unet_d5", smp.Unet(**enc, classes=2), (1, 3, 64, 96))
     make("deeplabv3", smp.DeepLabV3(**enc, classes=4), (1, 3, 40, 56))
@@ -95,6 +116,15 @@ def main():
     make("deeplabv3_r50", smp.DeepLabV3(encoder_name="resnet50", encoder_weights=None, classes=3,
                                         decoder_atrous_rates=(1, 2, 3)), (1, 3, 72, 88), k=32)
     make("deeplabv3plus", smp.DeepLabV3Plus(**enc, classes=5), (1, 3, 64, 80))
+    # ResNeXt: grouped 3x3s (32 groups narrow to 2).
+    make("unet_resnext", smp.Unet(encoder_name="resnext50_32x4d", encoder_weights=None, classes=2, encoder_depth=4,
+                                  decoder_channels=(64, 32, 16, 16)), (1, 3, 48, 64), k=16, half=True)
+    # Segmentation channels 512 narrow to 64: GroupNorm(32, 64), two channels a group. At depth 4, smp's FPN still
+    # takes the last four features (strides 2-16), so its output is twice the input's size.
+    make("fpn", smp.FPN(**enc, classes=3, decoder_segmentation_channels=512), (1, 3, 64, 96),
+         half=True)
+    make("fpn_cat", smp.FPN(**enc, classes=2, encoder_depth=4, decoder_segmentation_channels=512,
+                            decoder_merge_policy="cat", decoder_interpolation="bilinear"), (1, 3, 48, 80), half=True)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@
 //!   backbones). Auxiliary heads are ignored.
 //! - milesial/Pytorch-UNet: `unet`, transposed or bilinear upsampling, told apart by its keys ([`unet`]).
 //! - segmentation_models_pytorch on ResNet encoders: `smp_unet`, `smp_deeplabv3`, `smp_deeplabv3plus`,
-//!   `smp_linknet`, `smp_pspnet` ([`smp`]); `save_pretrained` folders open with [`open`].
+//!   `smp_linknet`, `smp_pspnet`, `smp_fpn` ([`smp`], [`fpn`]); `save_pretrained` folders open with [`open`].
 //!
 //! Every graph has one input `input` (NCHW) and one output `out`: the logits at the input's resolution.
 //! Block counts are read from the keys too, so shallow variants (as in the test fixtures) build with the same code.
 
+pub mod fpn;
 pub mod mobilenetv3;
 pub mod resnet;
 pub mod smp;
@@ -20,7 +21,7 @@ pub mod unet;
 use crate::error::{Error, Result};
 use crate::graph::{BatchNormNames, ConvWeightNames, GraphBuilder};
 use crate::model::Model;
-use crate::ops::{Activation, Conv2d, Padding2d};
+use crate::ops::{Activation, Conv2d, GroupNorm, Padding2d};
 use crate::weights::{Prefixed, Weights};
 
 /// The architectures [`build`] knows.
@@ -37,6 +38,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "smp_deeplabv3plus",
     "smp_linknet",
     "smp_pspnet",
+    "smp_fpn",
 ];
 
 /// Opens a model file or an smp `save_pretrained` folder (`config.json` + `model.safetensors`) and builds it
@@ -77,8 +79,8 @@ pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
         | "deeplabv3_mobilenet_v3_large"
         | "lraspp_mobilenet_v3_large" => torchvision::build(weights, &arch)?,
         "unet" => unet::build(weights)?,
-        a if smp::class_of(a).is_some() || a == "smp_fpn" => {
-            let class = smp::class_of(a).unwrap_or("FPN");
+        a if smp::class_of(a).is_some() => {
+            let class = smp::class_of(a).expect("an smp architecture");
             let cfg = smp::config_from_keys(&weights, class)?;
             smp::build(weights, &cfg)?
         }
@@ -154,6 +156,8 @@ pub struct ConvSpec {
     pub dilation: usize,
     /// Depthwise: groups = output channels = input channels.
     pub depthwise: bool,
+    /// Groups of a grouped (not depthwise) convolution, e.g. ResNeXt's 3x3; 1 for a plain one.
+    pub groups: usize,
     /// The architecture has a bias here: `<conv>.bias` must exist (without this flag it is used when present).
     pub bias: bool,
 }
@@ -166,6 +170,7 @@ impl ConvSpec {
             padding: usize::MAX,
             dilation: 1,
             depthwise: false,
+            groups: 1,
             bias: false,
         }
     }
@@ -187,6 +192,11 @@ impl ConvSpec {
 
     pub const fn padding(mut self, p: usize) -> Self {
         self.padding = p;
+        self
+    }
+
+    pub const fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
         self
     }
 
@@ -225,7 +235,14 @@ impl Net {
         act: Activation,
     ) -> Result<String> {
         let [out, in_per_group, kh, kw] = self.conv_shape(conv, "weight")?;
-        let groups = if spec.depthwise { out } else { 1 };
+        let groups = if spec.depthwise { out } else { spec.groups };
+        if groups == 0 || out % groups != 0 {
+            return Err(Error::Model(format!(
+                "weight tensor {:?} has shape {:?}: {out} output channels do not split into {groups} groups",
+                conv.name("weight"),
+                [out, in_per_group, kh, kw]
+            )));
+        }
         if spec.depthwise && in_per_group != 1 {
             return Err(Error::Model(format!(
                 "weight tensor {:?} has shape {:?}; a depthwise convolution needs [C, 1, kh, kw]",
@@ -251,6 +268,35 @@ impl Net {
             batch_norm: bn.map(|(p, eps)| BatchNormNames::torch(&bare(p), eps)),
         };
         let y = self.b.conv2d_named(name, x, None, params, weights);
+        Ok(self.act(&y, act))
+    }
+
+    /// PyTorch's `GroupNorm(groups, C)` under `norm` (`weight`, `bias`; C read from the weight), then `act` (fused
+    /// by the plan).
+    pub fn group_norm(
+        &mut self,
+        name: &str,
+        x: &str,
+        norm: &Prefixed,
+        groups: usize,
+        act: Activation,
+    ) -> Result<String> {
+        let channels = match norm.shape("weight")?[..] {
+            [c] if c % groups == 0 => c,
+            ref shape => {
+                return Err(Error::Model(format!(
+                    "weight tensor {:?} has shape {shape:?}; expected [C] with C a multiple of {groups} groups",
+                    norm.name("weight")
+                )))
+            }
+        };
+        let y = self.b.group_norm_named(
+            name,
+            x,
+            GroupNorm::new(groups, channels),
+            &norm.name("weight"),
+            &norm.name("bias"),
+        );
         Ok(self.act(&y, act))
     }
 

@@ -1,5 +1,6 @@
 //! torchvision's ResNet as a segmentation backbone (`backbone.conv1`, `backbone.layer1.0.conv1`, ...): Bottleneck
-//! ("v1.5", stride on the 3x3) or BasicBlock, told apart by `conv3`; block counts and widths from the keys.
+//! ("v1.5", stride on the 3x3) or BasicBlock, told apart by `conv3`; block counts and widths from the keys. ResNeXt
+//! is the same network with a grouped 3x3, its group count read from the weight shapes.
 
 use super::{ConvSpec, Net};
 use crate::error::{Error, Result};
@@ -122,6 +123,16 @@ fn block(net: &mut Net, p: &Prefixed, x: &str, stride: usize, dilation: usize) -
     let bn = |i: usize| p.pp(format!("bn{i}"));
     let bottleneck = p.contains("conv3.weight");
     let y = if bottleneck {
+        // ResNeXt: conv2's weight is [width, width / groups, 3, 3] on conv1's `width` outputs.
+        let width = net.conv_shape(&p.pp("conv1"), "weight")?[0];
+        let per_group = net.conv_shape(&p.pp("conv2"), "weight")?[1];
+        if per_group == 0 || width % per_group != 0 {
+            return Err(Error::Model(format!(
+                "weight tensor {:?} takes {per_group} input channels a group; {:?} gives {width}",
+                p.name("conv2.weight"),
+                p.name("conv1.weight")
+            )));
+        }
         let y = net.conv(
             &p.name("conv1"),
             x,
@@ -135,7 +146,10 @@ fn block(net: &mut Net, p: &Prefixed, x: &str, stride: usize, dilation: usize) -
             &y,
             &p.pp("conv2"),
             Some((&bn(2), BN_EPS)),
-            ConvSpec::same().stride(stride).dilation(dilation),
+            ConvSpec::same()
+                .stride(stride)
+                .dilation(dilation)
+                .groups(width / per_group),
             Activation::Relu,
         )?;
         net.conv(

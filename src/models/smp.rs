@@ -1,9 +1,9 @@
-//! segmentation_models_pytorch (smp) on its ResNet encoders (`encoder.conv1`, `encoder.layer1.0.conv1`, ...):
-//! Unet, DeepLabV3, DeepLabV3Plus, Linknet and PSPNet, `forward = segmentation_head(decoder(encoder(x)))`.
+//! segmentation_models_pytorch (smp) on its ResNet and ResNeXt encoders (`encoder.conv1`, `encoder.layer1.0.conv1`, ...):
+//! Unet, DeepLabV3, DeepLabV3Plus, Linknet, PSPNet and FPN ([`super::fpn`]),
+//! `forward = segmentation_head(decoder(encoder(x)))`.
 //!
 //! smp's `save_pretrained` folders (`config.json` with `_model_class`, `model.safetensors`) are read by [`open_dir`];
-//! a bare state_dict is built with smp's defaults for the class (see [`SmpConfig::defaults`]). FPN is refused: its
-//! decoder needs GroupNorm, which atrous has no op for.
+//! a bare state_dict is built with smp's defaults for the class (see [`SmpConfig::defaults`]).
 
 use super::resnet::{resnet_stages, Dilation};
 use super::{ConvSpec, Net};
@@ -16,8 +16,20 @@ use std::path::Path;
 
 const BN_EPS: f64 = 1e-5;
 
-/// The smp ResNet encoders atrous builds.
-pub const ENCODERS: &[&str] = &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"];
+/// The smp ResNet and ResNeXt encoders atrous builds.
+pub const ENCODERS: &[&str] = &[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x4d",
+    "resnext101_32x8d",
+    "resnext101_32x16d",
+    "resnext101_32x32d",
+    "resnext101_32x48d",
+];
 
 /// smp's model classes (`_model_class`) and atrous's architecture names for them.
 pub const CLASSES: &[(&str, &str)] = &[
@@ -26,6 +38,7 @@ pub const CLASSES: &[(&str, &str)] = &[
     ("DeepLabV3Plus", "smp_deeplabv3plus"),
     ("Linknet", "smp_linknet"),
     ("PSPNet", "smp_pspnet"),
+    ("FPN", "smp_fpn"),
 ];
 
 const ALIGNED: ResizeMode = ResizeMode::Bilinear {
@@ -45,8 +58,10 @@ pub struct SmpConfig {
     pub atrous_rates: [usize; 3],
     /// `upsampling` of the segmentation head (1: none).
     pub upsampling: usize,
-    /// Unet's `decoder_interpolation`.
+    /// `decoder_interpolation` (Unet's upsampling, FPN's top-down path).
     pub interpolation: String,
+    /// FPN's `decoder_merge_policy`: `add` or `cat`.
+    pub merge_policy: String,
 }
 
 impl SmpConfig {
@@ -57,21 +72,11 @@ impl SmpConfig {
             "DeepLabV3" => (5, 8, 8),
             "DeepLabV3Plus" => (5, 16, 4),
             "PSPNet" => (3, 32, 8),
-            "FPN" => {
-                return Err(Error::Model(
-                    "smp FPN is not supported: its decoder's seg_blocks use GroupNorm, an op atrous does not \
-                     implement"
-                        .into(),
-                ))
-            }
+            "FPN" => (5, 32, 4),
             other => {
                 return Err(Error::Model(format!(
                     "smp model class {other:?} is not supported; supported: {}",
-                    CLASSES
-                        .iter()
-                        .map(|c| c.0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    CLASSES.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
                 )))
             }
         };
@@ -83,6 +88,7 @@ impl SmpConfig {
             atrous_rates: [12, 24, 36],
             upsampling: up,
             interpolation: "nearest".into(),
+            merge_policy: "add".into(),
         })
     }
 
@@ -125,6 +131,9 @@ impl SmpConfig {
         }
         if let Some(i) = v.get("decoder_interpolation").and_then(|x| x.as_str()) {
             cfg.interpolation = i.to_string();
+        }
+        if let Some(m) = v.get("decoder_merge_policy").and_then(|x| x.as_str()) {
+            cfg.merge_policy = m.to_string();
         }
         if let Some(a) = v.get("decoder_attention_type").filter(|a| !a.is_null()) {
             return Err(Error::Model(format!(
@@ -212,7 +221,7 @@ pub fn build(weights: Weights, cfg: &SmpConfig) -> Result<Model> {
     if let Some(e) = &cfg.encoder {
         if !ENCODERS.contains(&e.as_str()) {
             return Err(Error::Model(format!(
-                "smp encoder {e:?} is not supported; atrous builds smp's ResNet encoders: {}",
+                "smp encoder {e:?} is not supported; atrous builds smp's ResNet and ResNeXt encoders: {}",
                 ENCODERS.join(", ")
             )));
         }
@@ -256,6 +265,13 @@ pub fn build(weights: Weights, cfg: &SmpConfig) -> Result<Model> {
             "DeepLabV3Plus" => deeplabv3plus(&mut net, &dec, &feats, cfg)?,
             "Linknet" => linknet(&mut net, &dec, &feats)?,
             "PSPNet" => pspnet(&mut net, &dec, &feats)?,
+            "FPN" => super::fpn::decoder(
+                &mut net,
+                &dec,
+                &feats,
+                &cfg.merge_policy,
+                &cfg.interpolation,
+            )?,
             other => {
                 return Err(SmpConfig::defaults(other)
                     .err()
