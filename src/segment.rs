@@ -8,7 +8,7 @@ use crate::image_io::default_palette;
 use crate::kernels::{preprocess, resize, softmax};
 use crate::model::{InputSize, Model, PreprocessSpec};
 use crate::ops::{ImageLayout, Preprocess, Resize, ResizeMode, ResizeTarget, Softmax};
-use crate::plan::{Plan, Readback};
+use crate::plan::{Plan, Readback, Upload};
 use crate::tensor::{Shape, Tensor};
 use image::RgbaImage;
 use std::collections::HashMap;
@@ -158,6 +158,7 @@ impl Segmenter {
         let pixels = (width * height) as u64;
         let mut readbacks = vec![Readback {
             source: &pipeline.classes,
+            offset: 0,
             staging: &pipeline.classes_staging,
             bytes: 4 * pixels,
         }];
@@ -165,6 +166,7 @@ impl Segmenter {
             let source = p.softmax.as_ref().unwrap_or(&pipeline.resized);
             readbacks.push(Readback {
                 source,
+                offset: 0,
                 staging: &p.staging,
                 bytes: p.staging.size(),
             });
@@ -172,7 +174,11 @@ impl Segmenter {
         let before: Vec<&BoundKernel> = pipeline.before.iter().collect();
         let after: Vec<&BoundKernel> = pipeline.after.iter().collect();
         let data = pipeline.plan.submit(
-            &[(&pipeline.image, image.as_raw())],
+            &[Upload {
+                target: &pipeline.image,
+                offset: 0,
+                bytes: image.as_raw(),
+            }],
             &before,
             &after,
             &readbacks,

@@ -4,39 +4,51 @@ mod common;
 
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Activation, Conv2d, ConvWeights, Padding2d};
-use atrous::plan::memory::{lower_bound, plan, Lifetime};
+use atrous::plan::memory::{self, lower_bound, plan, Lifetime, MemoryPlan};
 use atrous::plan::{Plan, PlanOptions, WeightCache};
 use atrous::{reference, Shape};
 use common::*;
 use rand::Rng;
 use std::collections::HashMap;
 
-fn check_plan(lifetimes: &[Lifetime]) {
-    let p = plan(lifetimes);
-    for i in 0..lifetimes.len() {
+/// Checks every rule of a plan: each tensor inside its buffer at an aligned offset, no two live tensors
+/// overlapping in one buffer, no conflicting pair in one buffer, and no less memory than the lower bound.
+fn check_plan(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
+    let p = plan(lifetimes, conflicts, align);
+    for (i, l) in lifetimes.iter().enumerate() {
+        let at = p.placement[i];
         assert!(
-            p.buffer_bytes[p.assignment[i]] >= lifetimes[i].bytes,
-            "tensor {i} does not fit its buffer"
+            at.offset % align == 0 && at.offset + l.bytes <= p.buffer_bytes[at.buffer],
+            "tensor {i} {l:?} at {at:?} does not fit buffer of {} bytes",
+            p.buffer_bytes[at.buffer]
         );
-        for j in i + 1..lifetimes.len() {
-            if p.assignment[i] == p.assignment[j] {
+        for (j, m) in lifetimes.iter().enumerate().skip(i + 1) {
+            let other = p.placement[j];
+            let bytes_overlap =
+                at.offset < other.offset + m.bytes && other.offset < at.offset + l.bytes;
+            if at.buffer == other.buffer && bytes_overlap {
                 assert!(
-                    !lifetimes[i].overlaps(&lifetimes[j]),
-                    "tensors {i} {:?} and {j} {:?} share buffer {} while both live",
-                    lifetimes[i],
-                    lifetimes[j],
-                    p.assignment[i]
+                    !l.overlaps(m),
+                    "tensors {i} {l:?} and {j} {m:?} share bytes of buffer {} while both live",
+                    at.buffer
                 );
             }
         }
     }
+    for &(a, b) in conflicts {
+        assert_ne!(
+            p.placement[a].buffer, p.placement[b].buffer,
+            "conflicting tensors {a} and {b} share a buffer"
+        );
+    }
     assert!(p.planned_bytes() >= lower_bound(lifetimes));
+    p
 }
 
 #[test]
-fn random_lifetimes_should_never_share_a_live_buffer() {
+fn random_lifetimes_should_never_share_live_bytes_or_conflicting_buffers() {
     let mut rng = rng(1);
-    for _ in 0..300 {
+    for round in 0..300 {
         let steps = rng.random_range(1..40);
         let n = rng.random_range(1..60);
         let lifetimes: Vec<Lifetime> = (0..n)
@@ -50,12 +62,27 @@ fn random_lifetimes_should_never_share_a_live_buffer() {
                 }
             })
             .collect();
-        check_plan(&lifetimes);
+        // Conflicts only join tensors live together, as a dispatch's inputs and outputs are.
+        let conflicts: Vec<(usize, usize)> = (0..n * 2)
+            .map(|_| (rng.random_range(0..n), rng.random_range(0..n)))
+            .filter(|&(a, b)| a != b && lifetimes[a].overlaps(&lifetimes[b]))
+            .collect();
+        let align = [4, 256][round % 2];
+        check_plan(&lifetimes, &conflicts, align);
+        // Each strategy alone must be valid too, not only the one that wins.
+        for p in [
+            memory::whole_buffers(&lifetimes),
+            memory::arenas(&lifetimes, &conflicts, align),
+        ] {
+            for &(a, b) in &conflicts {
+                assert_ne!(p.placement[a].buffer, p.placement[b].buffer);
+            }
+        }
     }
 }
 
 #[test]
-fn a_chain_should_need_two_buffers() {
+fn a_chain_should_need_two_buffers_of_its_size() {
     let lifetimes: Vec<Lifetime> = (0..10)
         .map(|i| Lifetime {
             bytes: 400,
@@ -63,9 +90,29 @@ fn a_chain_should_need_two_buffers() {
             last: i + 1,
         })
         .collect();
-    let p = plan(&lifetimes);
+    // Each step reads tensor i and writes tensor i + 1.
+    let conflicts: Vec<(usize, usize)> = (0..9).map(|i| (i, i + 1)).collect();
+    let p = check_plan(&lifetimes, &conflicts, 4);
     assert_eq!(p.buffer_bytes.len(), 2);
     assert_eq!(p.planned_bytes(), lower_bound(&lifetimes));
+}
+
+/// Two branches read one tensor and are read together (ASPP): whole buffers give each branch its own buffer, while
+/// an arena holds both beside each other where the first, larger tensor was.
+#[test]
+fn arenas_should_pack_live_branches_beside_each_other() {
+    let l = |bytes, first, last| Lifetime { bytes, first, last };
+    let lifetimes = vec![
+        l(1000, 0, 1),
+        l(100, 1, 3),
+        l(600, 2, 4),
+        l(600, 3, 4),
+        l(100, 4, 5),
+    ];
+    let conflicts = vec![(0, 1), (1, 2), (1, 3), (2, 4), (3, 4)];
+    let p = check_plan(&lifetimes, &conflicts, 4);
+    assert_eq!(memory::whole_buffers(&lifetimes).planned_bytes(), 1700);
+    assert_eq!(p.planned_bytes(), lower_bound(&lifetimes), "{p:?}");
 }
 
 /// Random DAGs of convs, adds, concats and activations, run through the fused planner and compared with the CPU:

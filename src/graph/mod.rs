@@ -133,6 +133,16 @@ pub struct Node {
     pub outputs: Vec<String>,
 }
 
+impl Node {
+    /// The inputs whose values the node reads: all but a resize's `like`, which gives only its shape.
+    pub fn data_inputs(&self) -> &[String] {
+        match self.op {
+            Op::Resize { .. } => &self.inputs[..self.inputs.len().min(1)],
+            _ => &self.inputs,
+        }
+    }
+}
+
 /// A graph input: NCHW with a fixed channel count; batch and size are chosen when a plan is compiled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphInput {

@@ -1,9 +1,13 @@
 //! Activation memory planning from tensor lifetimes.
 //!
-//! Every tensor gets a whole buffer to itself for its lifetime and buffers are reused by tensors whose lifetimes do
-//! not overlap. Tensors never share a buffer at different offsets: WebGPU forbids binding one buffer as a
-//! dispatch's output and as its input, and a node's inputs and outputs are live at the same step, so giving each
-//! live tensor its own buffer satisfies that rule by construction.
+//! WebGPU forbids binding one buffer both as a dispatch's output (read-write storage) and as its input (read-only
+//! storage), whatever the ranges. So tensors that meet in a dispatch, one written and one read (a *conflict*), must
+//! live in different buffers; any others may share a buffer, at different offsets while both are live. Two plans
+//! are made and the smaller kept:
+//! - whole buffers: every tensor gets a buffer to itself for its lifetime, reused by tensors that are never live
+//!   together (so conflicts never share one);
+//! - arenas: tensors are coloured into a few arenas so that no conflict shares one, then packed at offsets inside
+//!   each arena by their lifetimes.
 
 /// When a tensor is live: from the step that first writes it to the last step that reads it, inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,11 +23,18 @@ impl Lifetime {
     }
 }
 
-/// Which buffer each tensor lives in, and how large each buffer is.
+/// Where a tensor lives: a buffer and a byte offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub buffer: usize,
+    pub offset: u64,
+}
+
+/// Where each tensor lives, and how large each buffer is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Buffer index per tensor, in the order of the lifetimes given.
-    pub assignment: Vec<usize>,
+    /// Placement per tensor, in the order of the lifetimes given.
+    pub placement: Vec<Placement>,
     pub buffer_bytes: Vec<u64>,
 }
 
@@ -51,29 +62,215 @@ pub fn lower_bound(lifetimes: &[Lifetime]) -> u64 {
     peak as u64
 }
 
-/// Greedy by size: the largest tensors are placed first, each into the smallest existing buffer none of whose
-/// tenants it overlaps, or into a new buffer of its own size.
-pub fn plan(lifetimes: &[Lifetime]) -> MemoryPlan {
-    let mut order: Vec<usize> = (0..lifetimes.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
+/// The smaller of the whole-buffer and the arena plan. `conflicts` are pairs of tensor indices that must not share
+/// a buffer; `align` is the offset alignment of a storage binding (a power of two).
+pub fn plan(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
+    let whole = whole_buffers(lifetimes);
+    let packed = arenas(lifetimes, conflicts, align.max(4));
+    match packed.planned_bytes() < whole.planned_bytes() {
+        true => packed,
+        false => whole,
+    }
+}
+
+/// The smallest of several greedy whole-buffer plans: tensors taken largest first or in order of first use, each
+/// placed into a free buffer (none of whose tenants it overlaps) that already fits it, the smallest such; or, where
+/// growth is allowed and none fits, into the largest free buffer, grown; else into a new buffer of its own size.
+pub fn whole_buffers(lifetimes: &[Lifetime]) -> MemoryPlan {
+    let mut by_size: Vec<usize> = (0..lifetimes.len()).collect();
+    by_size.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
+    let mut by_time: Vec<usize> = (0..lifetimes.len()).collect();
+    by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    [(&by_size, false), (&by_time, false), (&by_time, true)]
+        .into_iter()
+        .map(|(order, grow)| greedy_buffers(lifetimes, order, grow))
+        .min_by_key(MemoryPlan::planned_bytes)
+        .expect("three candidate plans")
+}
+
+fn greedy_buffers(lifetimes: &[Lifetime], order: &[usize], grow: bool) -> MemoryPlan {
     let mut tenants: Vec<Vec<usize>> = Vec::new();
     let mut buffer_bytes: Vec<u64> = Vec::new();
-    let mut assignment = vec![usize::MAX; lifetimes.len()];
-    for i in order {
+    let mut placement = vec![
+        Placement {
+            buffer: usize::MAX,
+            offset: 0
+        };
+        lifetimes.len()
+    ];
+    for &i in order {
         let l = &lifetimes[i];
-        let free = (0..tenants.len())
+        let free: Vec<usize> = (0..tenants.len())
             .filter(|&b| tenants[b].iter().all(|&t| !lifetimes[t].overlaps(l)))
+            .collect();
+        let fitting = free
+            .iter()
+            .copied()
+            .filter(|&b| buffer_bytes[b] >= l.bytes)
             .min_by_key(|&b| buffer_bytes[b]);
-        let b = free.unwrap_or_else(|| {
-            tenants.push(Vec::new());
-            buffer_bytes.push(l.bytes);
-            tenants.len() - 1
-        });
+        let growable = || {
+            free.iter()
+                .copied()
+                .filter(|_| grow)
+                .max_by_key(|&b| buffer_bytes[b])
+        };
+        let b = match fitting.or_else(growable) {
+            Some(b) => {
+                buffer_bytes[b] = buffer_bytes[b].max(l.bytes);
+                b
+            }
+            None => {
+                tenants.push(Vec::new());
+                buffer_bytes.push(l.bytes);
+                tenants.len() - 1
+            }
+        };
         tenants[b].push(i);
-        assignment[i] = b;
+        placement[i].buffer = b;
     }
     MemoryPlan {
-        assignment,
+        placement,
+        buffer_bytes,
+    }
+}
+
+/// The smaller of two arena plans, both taking tensors in order of first use and never putting a conflicting
+/// pair in one arena: [`colour_then_pack`] and [`first_fit`].
+pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
+    let mut neighbours = vec![Vec::new(); lifetimes.len()];
+    for &(a, b) in conflicts {
+        neighbours[a].push(b);
+        neighbours[b].push(a);
+    }
+    let mut by_time: Vec<usize> = (0..lifetimes.len()).collect();
+    by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    let round = |b: u64| b.div_ceil(align) * align;
+    let a = colour_then_pack(lifetimes, &neighbours, &by_time, round);
+    let b = first_fit(lifetimes, &neighbours, &by_time, round);
+    match a.planned_bytes() <= b.planned_bytes() {
+        true => a,
+        false => b,
+    }
+}
+
+const UNPLACED: Placement = Placement {
+    buffer: usize::MAX,
+    offset: 0,
+};
+
+/// The lowest offset at which `size` bytes are free, given the `(start, end)` byte ranges already taken.
+fn lowest_free(mut taken: Vec<(u64, u64)>, size: u64) -> u64 {
+    taken.sort_unstable();
+    let mut offset = 0;
+    for (start, end) in taken {
+        if start >= offset + size {
+            break;
+        }
+        offset = offset.max(end);
+    }
+    offset
+}
+
+/// The byte ranges of `arena` taken by tensors live with `i`.
+fn taken_during(
+    lifetimes: &[Lifetime],
+    placement: &[Placement],
+    tenants: &[usize],
+    i: usize,
+    round: impl Fn(u64) -> u64,
+) -> Vec<(u64, u64)> {
+    tenants
+        .iter()
+        .filter(|&&t| lifetimes[t].overlaps(&lifetimes[i]))
+        .map(|&t| {
+            (
+                placement[t].offset,
+                placement[t].offset + round(lifetimes[t].bytes),
+            )
+        })
+        .collect()
+}
+
+/// Colours each tensor into the allowed arena with the fewest bytes live during its lifetime, then packs every
+/// arena largest tensors first, each at the lowest offset free for its whole lifetime.
+fn colour_then_pack(
+    lifetimes: &[Lifetime],
+    neighbours: &[Vec<usize>],
+    by_time: &[usize],
+    round: impl Fn(u64) -> u64 + Copy,
+) -> MemoryPlan {
+    let mut arena_of = vec![usize::MAX; lifetimes.len()];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for &i in by_time {
+        let live_in = |a: usize| -> u64 {
+            members[a]
+                .iter()
+                .filter(|&&t| lifetimes[t].overlaps(&lifetimes[i]))
+                .map(|&t| lifetimes[t].bytes)
+                .sum()
+        };
+        let allowed = (0..members.len())
+            .filter(|a| !neighbours[i].iter().any(|&j| arena_of[j] == *a))
+            .min_by_key(|&a| live_in(a));
+        let a = allowed.unwrap_or_else(|| {
+            members.push(Vec::new());
+            members.len() - 1
+        });
+        arena_of[i] = a;
+        members[a].push(i);
+    }
+    let mut placement = vec![UNPLACED; lifetimes.len()];
+    let mut buffer_bytes = vec![0u64; members.len()];
+    for (a, tenants) in members.iter_mut().enumerate() {
+        tenants.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
+        for (k, &i) in tenants.iter().enumerate() {
+            let taken = taken_during(lifetimes, &placement, &tenants[..k], i, round);
+            let offset = lowest_free(taken, round(lifetimes[i].bytes));
+            placement[i] = Placement { buffer: a, offset };
+            buffer_bytes[a] = buffer_bytes[a].max(offset + round(lifetimes[i].bytes));
+        }
+    }
+    MemoryPlan {
+        placement,
+        buffer_bytes,
+    }
+}
+
+/// Places each tensor at once where the arenas grow least: the lowest free offset of each allowed arena, or a new
+/// arena (which grows by the whole tensor); ties go to the lower offset.
+fn first_fit(
+    lifetimes: &[Lifetime],
+    neighbours: &[Vec<usize>],
+    by_time: &[usize],
+    round: impl Fn(u64) -> u64 + Copy,
+) -> MemoryPlan {
+    let mut placement = vec![UNPLACED; lifetimes.len()];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut buffer_bytes: Vec<u64> = Vec::new();
+    for &i in by_time {
+        let size = round(lifetimes[i].bytes);
+        let best = (0..members.len())
+            .filter(|&a| !neighbours[i].iter().any(|&j| placement[j].buffer == a))
+            .map(|a| {
+                let taken = taken_during(lifetimes, &placement, &members[a], i, round);
+                let offset = lowest_free(taken, size);
+                ((offset + size).saturating_sub(buffer_bytes[a]), offset, a)
+            })
+            .min();
+        let (a, offset) = match best {
+            Some((growth, offset, a)) if growth < size => (a, offset),
+            _ => {
+                members.push(Vec::new());
+                buffer_bytes.push(0);
+                (members.len() - 1, 0)
+            }
+        };
+        placement[i] = Placement { buffer: a, offset };
+        buffer_bytes[a] = buffer_bytes[a].max(offset + size);
+        members[a].push(i);
+    }
+    MemoryPlan {
+        placement,
         buffer_bytes,
     }
 }

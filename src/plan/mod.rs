@@ -14,7 +14,7 @@ use crate::graph::{ConvWeightNames, DType, TensorInfo};
 use crate::model::Model;
 use crate::tensor::{Shape, Tensor};
 use lower::Bind;
-use memory::Lifetime;
+use memory::{Lifetime, Placement};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -114,8 +114,8 @@ pub struct Plan {
     gpu: Arc<Gpu>,
     kernels: Vec<BoundKernel>,
     buffers: Vec<wgpu::Buffer>,
-    inputs: HashMap<String, (Shape, usize)>,
-    outputs: HashMap<String, (TensorInfo, usize)>,
+    inputs: HashMap<String, (Shape, Placement)>,
+    outputs: HashMap<String, (TensorInfo, Placement)>,
     staging: HashMap<String, wgpu::Buffer>,
     memory: MemoryReport,
     run_lock: Mutex<()>,
@@ -151,7 +151,7 @@ impl Plan {
         let mut lifetimes: HashMap<String, (usize, usize)> =
             names.iter().map(|n| (n.clone(), (0, 0))).collect();
         for (k, node) in schedule.nodes.iter().enumerate() {
-            for input in &node.inputs {
+            for input in node.data_inputs() {
                 if let Some(l) = lifetimes.get_mut(input) {
                     l.1 = l.1.max(k + 1);
                 }
@@ -179,7 +179,25 @@ impl Plan {
                 }
             })
             .collect();
-        let memory_plan = memory::plan(&spans);
+        // A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other.
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let mut conflicts = Vec::new();
+        for node in &schedule.nodes {
+            for (k, out) in node.outputs.iter().enumerate() {
+                let written = node.outputs[k + 1..].iter();
+                for other in node.data_inputs().iter().chain(written) {
+                    if other != out {
+                        conflicts.push((index[out.as_str()], index[other.as_str()]));
+                    }
+                }
+            }
+        }
+        let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
+        let memory_plan = memory::plan(&spans, &conflicts, align);
         for (i, name) in names.iter().enumerate() {
             gpu.check_storage_size(
                 &format!("tensor {name:?} ({})", infos[name].shape),
@@ -204,16 +222,12 @@ impl Plan {
             .enumerate()
             .map(|(i, &bytes)| gpu.storage_buffer(&format!("activations {i}"), bytes))
             .collect::<Result<Vec<_>>>()?;
-        let buffer_of: HashMap<&str, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), memory_plan.assignment[i]))
-            .collect();
+        let place = |name: &str| memory_plan.placement[index[name]];
         let binding = |name: &str| {
             let bytes = infos[name].shape.bytes().max(4);
             wgpu::BufferBinding {
-                buffer: &buffers[buffer_of[name]],
-                offset: 0,
+                buffer: &buffers[place(name).buffer],
+                offset: place(name).offset,
                 size: wgpu::BufferSize::new(bytes),
             }
         };
@@ -238,7 +252,7 @@ impl Plan {
             .map(|i| {
                 (
                     i.name.clone(),
-                    (infos[&i.name].shape, buffer_of[i.name.as_str()]),
+                    (infos[&i.name].shape, place(i.name.as_str())),
                 )
             })
             .collect();
@@ -246,7 +260,7 @@ impl Plan {
         let mut staging = HashMap::new();
         for name in &graph.outputs {
             let info = infos[name];
-            outputs.insert(name.clone(), (info, buffer_of[name.as_str()]));
+            outputs.insert(name.clone(), (info, place(name.as_str())));
             let buffer = gpu.scoped(
                 || format!("allocating the readback buffer of {name:?}"),
                 || {
@@ -329,21 +343,24 @@ impl Plan {
                 )));
             }
         }
-        let uploads: Vec<(&wgpu::Buffer, &[u8])> = inputs
+        let uploads: Vec<Upload> = inputs
             .iter()
             .map(|&(name, t)| {
-                (
-                    &self.buffers[self.inputs[name].1],
-                    bytemuck::cast_slice(&t.data),
-                )
+                let at = self.inputs[name].1;
+                Upload {
+                    target: &self.buffers[at.buffer],
+                    offset: at.offset,
+                    bytes: bytemuck::cast_slice(&t.data),
+                }
             })
             .collect();
         let readbacks: Vec<Readback> = outputs
             .iter()
             .map(|&name| {
-                let (info, buffer) = self.outputs[name];
+                let (info, at) = self.outputs[name];
                 Readback {
-                    source: &self.buffers[buffer],
+                    source: &self.buffers[at.buffer],
+                    offset: at.offset,
                     staging: &self.staging[name],
                     bytes: info.shape.bytes(),
                 }
@@ -371,14 +388,14 @@ impl Plan {
     /// The buffer region of a graph input or output, for kernels recorded around the plan's own (see
     /// [`Plan::submit`]).
     pub fn binding(&self, tensor: &str) -> Option<wgpu::BufferBinding<'_>> {
-        let (shape, buffer) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
-            (Some(&(shape, buffer)), _) => (shape, buffer),
-            (None, Some(&(info, buffer))) => (info.shape, buffer),
+        let (shape, at) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
+            (Some(&(shape, at)), _) => (shape, at),
+            (None, Some(&(info, at))) => (info.shape, at),
             (None, None) => return None,
         };
         Some(wgpu::BufferBinding {
-            buffer: &self.buffers[buffer],
-            offset: 0,
+            buffer: &self.buffers[at.buffer],
+            offset: at.offset,
             size: wgpu::BufferSize::new(shape.bytes().max(4)),
         })
     }
@@ -388,7 +405,7 @@ impl Plan {
     /// `before` may write the plan's inputs and `after` read its outputs (through [`Plan::binding`]).
     pub fn submit(
         &self,
-        uploads: &[(&wgpu::Buffer, &[u8])],
+        uploads: &[Upload<'_>],
         before: &[&BoundKernel],
         after: &[&BoundKernel],
         readbacks: &[Readback<'_>],
@@ -401,8 +418,8 @@ impl Plan {
         gpu.scoped(
             || "recording and submitting the plan".to_string(),
             || {
-                for (buffer, bytes) in uploads {
-                    gpu.queue.write_buffer(buffer, 0, bytes);
+                for u in uploads {
+                    gpu.queue.write_buffer(u.target, u.offset, u.bytes);
                 }
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
                 {
@@ -417,7 +434,7 @@ impl Plan {
                     }
                 }
                 for r in readbacks {
-                    encoder.copy_buffer_to_buffer(r.source, 0, r.staging, 0, r.bytes);
+                    encoder.copy_buffer_to_buffer(r.source, r.offset, r.staging, 0, r.bytes);
                 }
                 gpu.queue.submit([encoder.finish()]);
             },
@@ -452,9 +469,17 @@ impl Plan {
     }
 }
 
-/// A copy after the kernels of [`Plan::submit`]: `bytes` from the start of `source` into `staging`.
+/// A write before the kernels of [`Plan::submit`]: `bytes` into `target` at `offset`.
+pub struct Upload<'a> {
+    pub target: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+/// A copy after the kernels of [`Plan::submit`]: `bytes` from `source` at `offset` into `staging`.
 pub struct Readback<'a> {
     pub source: &'a wgpu::Buffer,
+    pub offset: u64,
     /// A buffer with `MAP_READ | COPY_DST` usage.
     pub staging: &'a wgpu::Buffer,
     pub bytes: u64,

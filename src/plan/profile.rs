@@ -71,9 +71,10 @@ impl Plan {
                     mapped_at_creation: false,
                 });
                 for &(name, t) in inputs {
+                    let at = self.inputs[name].1;
                     gpu.queue.write_buffer(
-                        &self.buffers[self.inputs[name].1],
-                        0,
+                        &self.buffers[at.buffer],
+                        at.offset,
                         bytemuck::cast_slice(&t.data),
                     );
                 }
