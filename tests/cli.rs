@@ -334,3 +334,31 @@ fn run_on_an_smp_save_pretrained_folder_should_match_pytorch() {
     assert!(err <= 1e-3, "max abs error {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_plan_only_should_report_memory_without_running() {
+    if gpu().is_none() {
+        return;
+    }
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smp/fpn");
+    let out = atrous(&[
+        "bench",
+        "--model",
+        fixture,
+        "--size",
+        "64x96",
+        "--plan-only",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["input"], serde_json::json!([1, 3, 64, 96]));
+    let planned = report["memory"]["planned_bytes"].as_u64().unwrap();
+    let bound = report["memory"]["lower_bound_bytes"].as_u64().unwrap();
+    assert!(planned >= bound && bound > 0, "{report}");
+    assert!(report.get("latency_ms").is_none(), "{report}");
+}

@@ -30,6 +30,9 @@ pub struct BenchArgs {
     iters: usize,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Compile the plan and report its dispatches and activation memory without running it.
+    #[arg(long)]
+    plan_only: bool,
     /// Compile without epilogue fusion.
     #[arg(long)]
     no_fuse: bool,
@@ -144,6 +147,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
+    if args.plan_only {
+        let m = plan.memory();
+        match args.json {
+            true => println!(
+                "{}",
+                serde_json::json!({
+                    "model": name, "adapter": adapter, "input": shape.dims(), "dispatches": plan.dispatches(),
+                    "memory": { "planned_bytes": m.planned_bytes, "lower_bound_bytes": m.lower_bound_bytes, "buffers": m.buffers },
+                })
+            ),
+            false => print!("{name} on {adapter}\n{}", plan_summary(&plan, shape)),
+        }
+        return Ok(());
+    }
     let x = Tensor {
         shape,
         data: (0..shape.numel())
@@ -178,6 +195,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         false => print!("{}", report.text()),
     }
     Ok(())
+}
+
+/// One line: the input, the dispatch count and the planned activation memory against its lower bound.
+fn plan_summary(plan: &Plan, shape: Shape) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let m = plan.memory();
+    format!(
+        "input {shape}, {} dispatches, activation memory {:.1} MiB planned in {} buffers (lower bound {:.1} MiB, {:.2}x)\n",
+        plan.dispatches(),
+        mib(m.planned_bytes),
+        m.buffers,
+        mib(m.lower_bound_bytes),
+        m.planned_bytes as f64 / m.lower_bound_bytes.max(1) as f64
+    )
 }
 
 struct Report<'a> {
@@ -215,19 +246,9 @@ impl Report<'_> {
     }
 
     fn text(&self) -> String {
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let m = self.plan.memory();
         let med = median(&self.times);
         let mut t = format!("{} on {}\n", self.name, self.adapter);
-        t += &format!(
-            "input {}, {} dispatches, activation memory {:.1} MiB planned in {} buffers (lower bound {:.1} MiB, {:.2}x)\n",
-            self.shape,
-            self.plan.dispatches(),
-            mib(m.planned_bytes),
-            m.buffers,
-            mib(m.lower_bound_bytes),
-            m.planned_bytes as f64 / m.lower_bound_bytes.max(1) as f64
-        );
+        t += &plan_summary(self.plan, self.shape);
         t += &format!(
             "latency over {} runs (upload, one submit, readback): median {:.2} ms, min {:.2}, max {:.2}; {:.2} images/s; {:.2} GFLOP at {:.2} GFLOP/s\n",
             self.times.len(),
