@@ -74,7 +74,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 
 /// The buffers and the bound kernel of one shape on one path; kept alive together.
 struct Prepared {
-    bound: BoundKernel,
+    bound: Vec<BoundKernel>,
     _buffers: (GpuTensor, GpuTensor, wgpu::Buffer, wgpu::Buffer),
 }
 
@@ -101,13 +101,14 @@ fn prepare(gpu: &Gpu, b: &Bench, path: Path) -> Prepared {
     let bound = kernel
         .bind(
             gpu,
-            &[out.binding()],
-            &[
+            out.binding(),
+            [
                 x.binding(),
                 weight.as_entire_buffer_binding(),
                 bias.as_entire_buffer_binding(),
                 gpu.placeholder(),
             ],
+            None,
         )
         .unwrap();
     Prepared {
@@ -118,11 +119,11 @@ fn prepare(gpu: &Gpu, b: &Bench, path: Path) -> Prepared {
 
 /// Median of 3 timed runs after one warm-up, in GFLOP/s.
 fn median_gflops(gpu: &Gpu, prepared: &Prepared, flops: u64) -> f64 {
-    gpu.run(&[&prepared.bound]).unwrap();
+    gpu.run(&prepared.bound.iter().collect::<Vec<_>>()).unwrap();
     let mut times: Vec<f64> = (0..3)
         .map(|_| {
             let t = Instant::now();
-            gpu.run(&[&prepared.bound]).unwrap();
+            gpu.run(&prepared.bound.iter().collect::<Vec<_>>()).unwrap();
             t.elapsed().as_secs_f64()
         })
         .collect();
@@ -152,7 +153,7 @@ fn bench(c: &mut Criterion) {
     let only = std::env::var("ATROUS_BENCH_ONLY").unwrap_or_default();
     for b in shapes().into_iter().filter(|b| b.name.contains(&only)) {
         let flops = flops(&b);
-        let path = conv2d::choose(&b.conv, b.input);
+        let path = conv2d::choose(&b.conv, b.input, gpu.parallelism());
         let prepared = prepare(&gpu, &b, path);
         println!(
             "{}: {path:?}: median of 3: {:.2} GFLOP/s",
@@ -169,7 +170,7 @@ fn bench(c: &mut Criterion) {
         }
         group.throughput(Throughput::Elements(flops));
         group.bench_function(b.name, |bencher| {
-            bencher.iter(|| gpu.run(&[&prepared.bound]).unwrap())
+            bencher.iter(|| gpu.run(&prepared.bound.iter().collect::<Vec<_>>()).unwrap())
         });
     }
     group.finish();
