@@ -1,128 +1,204 @@
-//! conv2d alone on the four shapes of issue 6: one submit and wait per iteration, batch 1, f32.
+//! Convolutions alone, one submit and wait per iteration, batch 1, f32: groups `conv2d` (by path), `depthwise` and
+//! `conv_transpose2d`, on shapes from DeepLabV3-ResNet50 at 520 x 520 (65 x 65 features, output stride 8),
+//! DeepLabV3+ at output stride 16 (33 x 33 ASPP), MobileNetV3-Large and UNet at 256 x 256.
 //!
-//!     cargo bench --bench conv                 # criterion; throughput in Gelem/s = GFLOP/s
-//!     ATROUS_BENCH_PATHS=naive,4x4,8x8 cargo bench --bench conv   # also time these paths, median of 3 only
-//!                                                              # (naive is slow: tens of seconds a run)
-//!     ATROUS_BENCH_ONLY=res_ cargo bench --bench conv -- res_      # only shapes whose name contains res_
+//!     cargo bench --bench conv                                  # criterion; Gelem/s = GFLOP/s
+//!     ATROUS_BENCH_PATHS=chosen,8x8,split4 cargo bench --bench conv -- conv2d/   # paths side by side
+//!     ATROUS_BENCH_ONLY=2048x65 cargo bench --bench conv        # only the ASPP shapes at 65 x 65
+//!     ATROUS_BENCH_MEDIAN3=1 cargo bench --bench conv           # also the burn peer's median of 3 runs
 //!
-//! FLOPs count every tap, padding included (2 * N * Cout * Hout * Wout * Cin * Kh * Kw), as the burn peer does.
-//! Besides criterion's figures, each shape prints the median of 3 timed runs in GFLOP/s (the peer's method).
+//! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
+//! `CxP` (tiled), `splitS` (split-K in S slices on the chosen tile), `splitCxPxS`. Names: op, input NxCxHxW, output
+//! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
+//! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
 
-use atrous::gpu::{BoundKernel, GpuTensor, TensorData};
+mod common;
+
+use atrous::gpu::BoundKernel;
 use atrous::kernels::conv2d::{self, Path};
-use atrous::ops::{Conv2d, ConvWeights, Padding2d};
+use atrous::kernels::conv_transpose2d;
+use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
 use atrous::{Gpu, Shape};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use common::{bind_random, dims, Bound};
+use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Instant;
 
-struct Bench {
-    name: &'static str,
+struct Case {
     input: Shape,
     conv: Conv2d,
 }
 
-fn shapes() -> Vec<Bench> {
-    let conv = |cin, cout, k, pad: usize, dil| Conv2d {
-        padding: Padding2d::uniform(pad),
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, dil: usize, groups: usize) -> Conv2d {
+    Conv2d {
+        stride: [stride, stride],
+        padding: Padding2d::uniform(dil * (k - 1) / 2),
         dilation: [dil, dil],
+        groups,
         ..Conv2d::new(cin, cout, [k, k])
-    };
-    vec![
-        Bench {
-            name: "aspp_2048to256_3x3_d12_65x65",
-            input: Shape::new(1, 2048, 65, 65),
-            conv: conv(2048, 256, 3, 12, 12),
-        },
-        Bench {
-            name: "res_256to256_3x3_65x65",
-            input: Shape::new(1, 256, 65, 65),
-            conv: conv(256, 256, 3, 1, 1),
-        },
-        Bench {
-            name: "res_1024to256_1x1_65x65",
-            input: Shape::new(1, 1024, 65, 65),
-            conv: conv(1024, 256, 1, 0, 1),
-        },
-        Bench {
-            name: "unet_64to64_3x3_256x256",
-            input: Shape::new(1, 64, 256, 256),
-            conv: conv(64, 64, 3, 1, 1),
-        },
-    ]
-}
-
-fn flops(b: &Bench) -> u64 {
-    let out = b.conv.output_shape(b.input).unwrap();
-    let [co, ci, kh, kw] = b.conv.weight_shape();
-    2 * (out.n * co * out.h * out.w * ci * kh * kw) as u64
-}
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// The buffers and the bound kernel of one shape on one path; kept alive together.
-struct Prepared {
-    bound: BoundKernel,
-    _buffers: (GpuTensor, GpuTensor, wgpu::Buffer, wgpu::Buffer),
-}
-
-fn prepare(gpu: &Gpu, b: &Bench, path: Path) -> Prepared {
-    let p = &b.conv;
-    let w = ConvWeights {
-        weight: values(p.weight_shape().iter().product(), 1)
-            .into_iter()
-            .map(|v| v * 0.05)
-            .collect(),
-        bias: Some(values(p.out_channels, 2)),
-        batch_norm: None,
-    };
-    let (weight, bias) = conv2d::fold_for(p, &w, path).unwrap();
-    let weight = gpu.upload_f32("weight", &weight).unwrap();
-    let bias = gpu.upload_f32("bias", &bias).unwrap();
-    let x = gpu
-        .upload("x", b.input, TensorData::F32(&values(b.input.numel(), 3)))
-        .unwrap();
-    let out = gpu
-        .tensor("out", p.output_shape(b.input).unwrap(), false)
-        .unwrap();
-    let kernel = conv2d::conv2d_on(gpu, b.name, p, b.input, path).unwrap();
-    let bound = kernel
-        .bind(
-            gpu,
-            &[out.binding()],
-            &[
-                x.binding(),
-                weight.as_entire_buffer_binding(),
-                bias.as_entire_buffer_binding(),
-                gpu.placeholder(),
-            ],
-        )
-        .unwrap();
-    Prepared {
-        bound,
-        _buffers: (x, out, weight, bias),
     }
 }
 
-/// Median of 3 timed runs after one warm-up, in GFLOP/s.
-fn median_gflops(gpu: &Gpu, prepared: &Prepared, flops: u64) -> f64 {
-    gpu.run(&[&prepared.bound]).unwrap();
+fn case(n: usize, c: usize, s: usize, conv: Conv2d) -> Case {
+    Case {
+        input: Shape::new(n, c, s, s),
+        conv,
+    }
+}
+
+fn name(op: &str, c: &Case) -> String {
+    let p = &c.conv;
+    let mut name = format!(
+        "{op}_{}_to{}_k{}x{}",
+        dims(c.input),
+        p.out_channels,
+        p.kernel[0],
+        p.kernel[1]
+    );
+    for (tag, v) in [("s", p.stride[0]), ("d", p.dilation[0]), ("g", p.groups)] {
+        if v != 1 {
+            name += &format!("_{tag}{v}");
+        }
+    }
+    name
+}
+
+/// Dense convs. The first four are BENCHMARKS.md's (issue 6) shapes.
+fn conv2d_cases() -> Vec<Case> {
+    let mut cases = vec![
+        // DeepLabV3-ResNet50 at 520: ASPP 3x3 branch, layer3-like 3x3, bottleneck 1x1
+        case(1, 2048, 65, conv(2048, 256, 3, 1, 12, 1)),
+        case(1, 256, 65, conv(256, 256, 3, 1, 1, 1)),
+        case(1, 1024, 65, conv(1024, 256, 1, 1, 1, 1)),
+        // UNet at 256: the first double conv
+        case(1, 64, 256, conv(64, 64, 3, 1, 1, 1)),
+        // ASPP at output stride 16 (DeepLabV3+ at 520): the split-K candidate
+        case(1, 2048, 33, conv(2048, 256, 3, 1, 12, 1)),
+        // ResNet stem, ASPP 1x1 branch, MobileNetV3 squeeze-excitation 1x1s on 1x1 maps
+        case(1, 3, 520, conv(3, 64, 7, 2, 1, 1)),
+        case(1, 2048, 65, conv(2048, 256, 1, 1, 1, 1)),
+        case(1, 960, 1, conv(960, 240, 1, 1, 1, 1)),
+        case(1, 240, 1, conv(240, 960, 1, 1, 1, 1)),
+    ];
+    if common::full() {
+        // The other ASPP rates: ~4-5 s a run each on lavapipe.
+        cases.push(case(1, 2048, 65, conv(2048, 256, 3, 1, 24, 1)));
+        cases.push(case(1, 2048, 65, conv(2048, 256, 3, 1, 36, 1)));
+    }
+    cases
+}
+
+/// MobileNetV3-Large depthwise convs (DeepLabV3-MobileNetV3 at 520, dilated last stage).
+fn depthwise_cases() -> Vec<Case> {
+    vec![
+        case(1, 64, 260, conv(64, 64, 3, 2, 1, 64)),
+        case(1, 72, 130, conv(72, 72, 5, 2, 1, 72)),
+        case(1, 120, 65, conv(120, 120, 5, 1, 1, 120)),
+        case(1, 960, 33, conv(960, 960, 5, 1, 2, 960)),
+    ]
+}
+
+fn parse_path(text: &str, chosen: Path) -> Path {
+    let tile = |s: &str| -> Option<(u32, u32)> {
+        let (c, p) = s.split_once('x')?;
+        Some((c.parse().ok()?, p.parse().ok()?))
+    };
+    let chosen_tile = match chosen {
+        Path::Tiled { channels, pixels }
+        | Path::SplitK {
+            channels, pixels, ..
+        } => (channels, pixels),
+        _ => (8, 8),
+    };
+    fn bad<T>(text: &str) -> T {
+        panic!("ATROUS_BENCH_PATHS: unknown path {text:?}")
+    }
+    match text {
+        "chosen" => chosen,
+        "naive" => Path::Naive,
+        "depthwise" => Path::Depthwise,
+        _ => match text.strip_prefix("split") {
+            Some(rest) => {
+                let ((channels, pixels), splits) = match rest.rsplit_once('x') {
+                    Some((t, s)) => (tile(t).unwrap_or_else(|| bad(text)), s),
+                    None => (chosen_tile, rest),
+                };
+                let splits = splits.parse().unwrap_or_else(|_| bad(text));
+                Path::SplitK {
+                    channels,
+                    pixels,
+                    splits,
+                }
+            }
+            None => {
+                let (channels, pixels) = tile(text).unwrap_or_else(|| bad(text));
+                Path::Tiled { channels, pixels }
+            }
+        },
+    }
+}
+
+fn path_name(path: Path) -> String {
+    match path {
+        Path::Naive => "naive".into(),
+        Path::Depthwise => "depthwise".into(),
+        Path::Tiled { channels, pixels } => format!("tiled{channels}x{pixels}"),
+        Path::SplitK {
+            channels,
+            pixels,
+            splits,
+        } => format!("split{channels}x{pixels}x{splits}"),
+    }
+}
+
+/// The conv's dispatches on `path` bound to buffers of random values (weights too: the speed does not depend on
+/// them), the split-K scratch included.
+fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
+    let p = &c.conv;
+    let kernels = conv2d::conv2d_on(gpu, "bench", p, c.input, path)
+        .expect("compiling the bench conv")
+        .with_flops(p.flops(c.input));
+    let (output, [input, weight, bias, residual]) = match &kernels {
+        conv2d::Conv2dKernels::Direct(k) => (&k.outputs()[0], [0, 1, 2, 3].map(|i| &k.inputs()[i])),
+        conv2d::Conv2dKernels::SplitK(s) => (
+            &s.reduce.outputs()[0],
+            [
+                &s.partial.inputs()[0],
+                &s.partial.inputs()[1],
+                &s.reduce.inputs()[1],
+                &s.reduce.inputs()[2],
+            ],
+        ),
+    };
+    let mut buffers = vec![gpu.storage_buffer("output", output.bytes).unwrap()];
+    for (i, slot) in [input, weight, bias, residual].into_iter().enumerate() {
+        let words = (slot.bytes as usize / 4).max(1);
+        buffers.push(
+            gpu.upload_f32(slot.name, &common::values(words, i as u64))
+                .unwrap(),
+        );
+    }
+    buffers.push(
+        gpu.storage_buffer("scratch", kernels.scratch_bytes().max(4))
+            .unwrap(),
+    );
+    let b = |i: usize| buffers[i].as_entire_buffer_binding();
+    let scratch = (kernels.scratch_bytes() > 0).then(|| b(5));
+    let bound: Vec<BoundKernel> = kernels
+        .bind(gpu, b(0), [b(1), b(2), b(3), b(4)], scratch)
+        .expect("binding the bench conv");
+    Bound {
+        kernels: bound,
+        buffers,
+    }
+}
+
+/// The burn peer's figure: median of 3 timed runs after one warm-up, in GFLOP/s.
+fn median_of_3(gpu: &Gpu, bound: &Bound, flops: u64) -> f64 {
+    bound.run(gpu);
     let mut times: Vec<f64> = (0..3)
         .map(|_| {
             let t = Instant::now();
-            gpu.run(&[&prepared.bound]).unwrap();
+            bound.run(gpu);
             t.elapsed().as_secs_f64()
         })
         .collect();
@@ -130,50 +206,70 @@ fn median_gflops(gpu: &Gpu, prepared: &Prepared, flops: u64) -> f64 {
     flops as f64 / times[1] / 1e9
 }
 
-fn bench(c: &mut Criterion) {
-    let gpu = Gpu::new().expect("no GPU adapter");
-    println!("adapter: {}", gpu.describe());
-    let extra: Vec<Path> = std::env::var("ATROUS_BENCH_PATHS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| match s.split_once('x') {
-            Some((c, p)) => Path::Tiled {
-                channels: c.parse().expect("ATROUS_BENCH_PATHS: CxP"),
-                pixels: p.parse().expect("ATROUS_BENCH_PATHS: CxP"),
-            },
-            None => Path::Naive,
-        })
-        .collect();
-    let mut group = c.benchmark_group("conv2d");
-    group.sample_size(10);
-    group.warm_up_time(std::time::Duration::from_millis(500));
-    group.measurement_time(std::time::Duration::from_secs(3));
-    let only = std::env::var("ATROUS_BENCH_ONLY").unwrap_or_default();
-    for b in shapes().into_iter().filter(|b| b.name.contains(&only)) {
-        let flops = flops(&b);
-        let path = conv2d::choose(&b.conv, b.input);
-        let prepared = prepare(&gpu, &b, path);
-        println!(
-            "{}: {path:?}: median of 3: {:.2} GFLOP/s",
-            b.name,
-            median_gflops(&gpu, &prepared, flops)
-        );
-        for &other in &extra {
-            let prepared = prepare(&gpu, &b, other);
-            println!(
-                "{}: {other:?}: median of 3: {:.2} GFLOP/s",
-                b.name,
-                median_gflops(&gpu, &prepared, flops)
-            );
+fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, paths: &[String]) {
+    let mut group = common::group(c, group_name);
+    let median3 = std::env::var_os("ATROUS_BENCH_MEDIAN3").is_some();
+    for case in cases {
+        let name = name(group_name, &case);
+        if !common::selected(&name) {
+            continue;
         }
-        group.throughput(Throughput::Elements(flops));
-        group.bench_function(b.name, |bencher| {
-            bencher.iter(|| gpu.run(&[&prepared.bound]).unwrap())
-        });
+        let chosen = conv2d::choose(&case.conv, case.input, gpu.parallelism());
+        let mut done = Vec::new();
+        for text in paths {
+            let path = parse_path(text, chosen);
+            if done.contains(&path) {
+                continue;
+            }
+            done.push(path);
+            let id = format!("{name}/{}", path_name(path));
+            let bound = prepare(gpu, &case, path);
+            if median3 {
+                let gflops = median_of_3(gpu, &bound, case.conv.flops(case.input));
+                eprintln!("{group_name}/{id}: median of 3: {gflops:.2} GFLOP/s");
+            }
+            common::bench(&mut group, gpu, &id, &bound);
+        }
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// UNet's transposed 2x2 stride-2 upsampling convs at 256 x 256 (milesial UNet: up1 and up4).
+fn conv_transpose2d_group(c: &mut Criterion, gpu: &Gpu) {
+    let mut group = common::group(c, "conv_transpose2d");
+    let mut cases = vec![(128, 64, 128)];
+    if common::full() {
+        // up1: 1024 -> 512 from 16 x 16; ~7 s a run on lavapipe (one thread per output, 1024-long reduction)
+        cases.push((1024, 512, 16));
+    }
+    for (cin, cout, side) in cases {
+        let p = ConvTranspose2d::new(cin, cout, [2, 2], [2, 2]);
+        let input = Shape::new(1, cin, side, side);
+        let name = format!("conv_transpose2d_{}_to{cout}_k2x2_s2", dims(input));
+        if !common::selected(&name) {
+            continue;
+        }
+        let kernel = conv_transpose2d::conv_transpose2d(gpu, "bench", &p, input)
+            .expect("compiling the bench transposed conv")
+            .with_flops(p.flops(input));
+        let bound = bind_random(gpu, vec![kernel]);
+        common::bench(&mut group, gpu, &name, &bound);
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let gpu = common::gpu();
+    let paths: Vec<String> = std::env::var("ATROUS_BENCH_PATHS")
+        .unwrap_or_else(|_| "chosen".into())
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    conv_group(c, &gpu, "conv2d", conv2d_cases(), &paths);
+    conv_group(c, &gpu, "depthwise", depthwise_cases(), &["chosen".into()]);
+    conv_transpose2d_group(c, &gpu);
+}
+
+criterion_group!(conv_benches, benches);
+criterion_main!(conv_benches);

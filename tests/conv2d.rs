@@ -3,6 +3,7 @@
 mod common;
 
 use atrous::kernels::conv2d::{self, Path};
+use atrous::kernels::conv2d_split;
 use atrous::kernels::upload_folded;
 use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
 use atrous::{reference, Shape, Tensor};
@@ -135,19 +136,29 @@ fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<
     let out = upload(gpu, "out", &initial);
     let gres = residual.as_ref().map(|r| upload(gpu, "residual", r));
     let res_binding = gres.as_ref().map_or(gpu.placeholder(), |r| r.binding());
+    // Split-K's partial sums must all be written: poison the scratch too.
+    let scratch = (kernel.scratch_bytes() > 0).then(|| {
+        let words = kernel.scratch_bytes() as usize / 4;
+        upload(
+            gpu,
+            "scratch",
+            &Tensor::new(Shape::new(1, 1, 1, words), vec![f32::NAN; words]).unwrap(),
+        )
+    });
     let bound = kernel
         .bind(
             gpu,
-            &[out.binding()],
-            &[
+            out.binding(),
+            [
                 gx.binding(),
                 gw.weight.as_entire_buffer_binding(),
                 gw.bias.as_entire_buffer_binding(),
                 res_binding,
             ],
+            scratch.as_ref().map(|s| s.binding()),
         )
         .unwrap();
-    gpu.run(&[&bound]).unwrap();
+    gpu.run(&bound.iter().collect::<Vec<_>>()).unwrap();
     let got = gpu.read(&out).unwrap();
     if dest.c != p.out_channels {
         let mut full = initial.clone();
@@ -306,4 +317,84 @@ fn conv2d_should_reject_bad_parameters() {
             .expect_err(&format!("{p:?} should be rejected"));
         assert!(err.to_string().starts_with("conv2d"), "{err}");
     }
+}
+
+/// Split-K on every tile against the reference: input channels that are not a multiple of the 16-channel slice
+/// granularity (a short last slice), more slices asked than there are channels (fewer come out), ASPP-like dilation
+/// with most taps in padding, stride, batches, 1x1; plain and with residual, activation and a channel offset.
+#[test]
+fn split_k_conv2d_should_match_reference() {
+    let gpu = gpu_or_skip!();
+    let split = |(channels, pixels), splits| Path::SplitK {
+        channels,
+        pixels,
+        splits,
+    };
+    let cases = [
+        // 40 channels in 3 slices of 16, 16 and 8; 65 x 65 pixels, one past a multiple of 64 * 8
+        (Shape::new(1, 40, 65, 65), conv(40, 13, 3, 1, 1, 1, 1), 3),
+        // ASPP-like: dilation 12 on a 9 x 11 map, batch 2
+        (Shape::new(2, 37, 9, 11), conv(37, 12, 3, 1, 12, 12, 1), 2),
+        // stride and dilation, 8 slices asked of 20 channels: 2 slices of 16 and 4
+        (Shape::new(1, 20, 17, 19), conv(20, 9, 3, 2, 4, 2, 1), 8),
+        // 1x1, one output channel, one slice
+        (Shape::new(2, 9, 7, 5), conv(9, 1, 1, 1, 0, 1, 1), 2),
+    ];
+    for (i, (input, base, splits)) in cases.into_iter().enumerate() {
+        let paths: Vec<Path> = conv2d::TILES.iter().map(|&t| split(t, splits)).collect();
+        check_variants(&gpu, 20 + i, input, &base, &paths);
+    }
+    for (i, activation) in Activation::ALL.into_iter().enumerate() {
+        let conv = Conv2d {
+            activation,
+            residual: true,
+            ..conv(33, 6, 3, 1, 2, 2, 1)
+        };
+        let case = Case {
+            input: Shape::new(1, 33, 9, 11),
+            conv,
+            bias: true,
+            batch_norm: true,
+        };
+        let name = format!("split-K {activation:?} residual");
+        check_on(&gpu, &name, &case, 300 + i as u64, Some(split((8, 4), 3)));
+    }
+}
+
+/// Split-K is chosen only where the tiled dispatch underfills a large device and the reduction is long; never on
+/// a CPU adapter's few cores of lanes.
+#[test]
+fn conv2d_choose_should_split_only_underfilled_long_reductions() {
+    let aspp = conv(2048, 256, 3, 1, 12, 12, 1);
+    let gpu_like = 1 << 16;
+    let cpu_like = 16;
+    let at = |s| Shape::new(1, 2048, s, s);
+    assert!(matches!(
+        conv2d::choose(&aspp, at(33), gpu_like),
+        Path::SplitK { splits, .. } if (2..=conv2d_split::MAX_SPLITS).contains(&splits)
+    ));
+    for size in [9, 33, 65] {
+        assert!(matches!(
+            conv2d::choose(&aspp, at(size), cpu_like),
+            Path::Tiled { .. }
+        ));
+    }
+    // Short reductions stay tiled however small the output: 16 input channels x 3 x 3 taps.
+    let short = conv(16, 256, 3, 1, 1, 1, 1);
+    assert!(matches!(
+        conv2d::choose(&short, Shape::new(1, 16, 9, 9), gpu_like),
+        Path::Tiled { .. }
+    ));
+    // A large output fills the device by itself: UNet's 64 -> 64 at 256 x 256.
+    let unet = conv(64, 64, 3, 1, 1, 1, 1);
+    assert!(matches!(
+        conv2d::choose(&unet, Shape::new(1, 64, 256, 256), gpu_like),
+        Path::Tiled { .. }
+    ));
+    // Grouped convs never split.
+    let dw = conv(512, 512, 3, 1, 1, 1, 512);
+    assert_eq!(
+        conv2d::choose(&dw, Shape::new(1, 512, 9, 9), gpu_like),
+        Path::Depthwise
+    );
 }

@@ -61,8 +61,9 @@ fn binding_a_too_small_buffer_should_be_an_error() {
     let b = gpu.tensor("b", Shape::new(1, 4, 1, 1), false).unwrap();
     let err = kernel.bind(
         &gpu,
-        &[small.binding()],
-        &[x.binding(), w.binding(), b.binding(), gpu.placeholder()],
+        small.binding(),
+        [x.binding(), w.binding(), b.binding(), gpu.placeholder()],
+        None,
     );
     let err = err.unwrap_err().to_string();
     assert!(err.contains("output") && err.contains("conv"), "{err}");
@@ -70,8 +71,9 @@ fn binding_a_too_small_buffer_should_be_an_error() {
     let both = gpu.tensor("both", input, false).unwrap();
     let err = kernel.bind(
         &gpu,
-        &[both.binding()],
-        &[both.binding(), w.binding(), b.binding(), gpu.placeholder()],
+        both.binding(),
+        [both.binding(), w.binding(), b.binding(), gpu.placeholder()],
+        None,
     );
     assert!(err.unwrap_err().to_string().contains("shares its buffer"));
 }

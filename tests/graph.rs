@@ -212,7 +212,10 @@ fn compile(gpu: &Arc<Gpu>, model: &Model, input: Shape, fuse: bool) -> Plan {
         gpu.clone(),
         model,
         &shapes,
-        PlanOptions { fuse },
+        PlanOptions {
+            fuse,
+            ..Default::default()
+        },
         &WeightCache::default(),
     )
     .unwrap()
@@ -538,4 +541,55 @@ fn resize_like_should_follow_the_size_the_graph_runs_at() {
         assert_eq!(out["out"].shape(), input.with_c(4));
         check_model_simple(&gpu, &model, input);
     }
+}
+
+/// A plan compiled as for a device with many more threads than these tiny shapes fill: long-reduction convs run
+/// split-K, with their scratch buffers in the memory plan, fused into residual, activation and concat epilogues.
+#[test]
+fn split_k_convs_in_a_plan_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    let mut weights_rng = rng(11);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 256);
+    let mut add_conv = |b: &mut GraphBuilder, name: &str, x: &str, p: Conv2d, bn: bool| {
+        let w = conv_weights(&mut weights_rng, p.weight_shape(), p.out_channels, true, bn);
+        b.conv2d(name, x, p, w).unwrap()
+    };
+    let a = add_conv(&mut b, "a", &x, conv(256, 16, 3, 2, 2), true);
+    let a = b.activation("a_relu", &a, Activation::Relu);
+    let c = add_conv(&mut b, "c", &x, conv(256, 16, 3, 1, 1), false);
+    let s = b.add("sum", &c, &a);
+    let s = b.activation("sum_relu", &s, Activation::Relu);
+    let cat = b.concat("cat", &[&a, &s]);
+    let out = add_conv(&mut b, "head", &cat, conv(32, 3, 1, 0, 1), false);
+    let model = b.finish(&[&out]).unwrap();
+
+    let input = Shape::new(1, 256, 9, 11);
+    let plan = Plan::compile(
+        gpu.clone(),
+        &model,
+        &HashMap::from([("input".to_string(), input)]),
+        PlanOptions {
+            parallelism: Some(1 << 20),
+            ..Default::default()
+        },
+        &WeightCache::default(),
+    )
+    .unwrap();
+    let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+    let split = labels
+        .iter()
+        .filter(|l| l.contains("split-K reduce"))
+        .count();
+    assert_eq!(
+        split, 2,
+        "both 256-channel convs should run split-K: {labels:?}"
+    );
+    let x = random_tensor(&mut rng(12), input);
+    let want =
+        reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    let got = plan.run(&[("input", &x)], &[&out]).unwrap();
+    assert_outputs_match("split-K plan vs CPU", &got, &want, 1e-4);
+    let m = plan.memory();
+    assert!(m.planned_bytes >= m.lower_bound_bytes, "{m:?}");
 }

@@ -229,6 +229,22 @@ impl Gpu {
         describe(&self.info)
     }
 
+    /// About how many shader threads the adapter runs at once, for kernels that size their grid by it (split-K
+    /// conv2d). wgpu reports no core count, so this is estimated from the device type: a CPU adapter (lavapipe,
+    /// llvmpipe) runs one 8-lane (256-bit) SIMD thread group per core; a GPU keeps tens of thousands of threads
+    /// resident (a 30-SM desktop part about 45 000, a 132-SM H200 about 270 000), taken conservatively as 32 768 for
+    /// a discrete GPU and 8 192 for an integrated or unknown one, so that only clearly underfilled dispatches
+    /// change shape.
+    pub fn parallelism(&self) -> u64 {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => {
+                8 * std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+            }
+            wgpu::DeviceType::DiscreteGpu => 32_768,
+            _ => 8_192,
+        }
+    }
+
     /// A binding for an absent optional input.
     pub fn placeholder(&self) -> wgpu::BufferBinding<'_> {
         self.placeholder.as_entire_buffer_binding()

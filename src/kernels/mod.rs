@@ -5,6 +5,7 @@
 //! so plans of several input sizes can share them.
 
 pub mod conv2d;
+pub mod conv2d_split;
 pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod norm;
@@ -54,6 +55,7 @@ macro_rules! shader {
 }
 
 pub(crate) const CONV2D: Shader = shader!("conv2d");
+pub(crate) const CONV2D_SPLIT: Shader = shader!("conv2d_split");
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
@@ -66,6 +68,7 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 /// Every shader program, for validation without a GPU.
 pub const SHADERS: &[Shader] = &[
     CONV2D,
+    CONV2D_SPLIT,
     CONV2D_TILED,
     CONV_TRANSPOSE2D,
     ELEMENTWISE,

@@ -1,4 +1,5 @@
-//! Lowering: each scheduled node becomes one or more kernels with the tensors and weights they bind.
+//! Lowering: each scheduled node becomes one or more kernels with the tensors, weights and per-node scratch
+//! buffers they bind.
 
 use super::WeightCache;
 use crate::error::{Error, Result};
@@ -17,44 +18,69 @@ pub(crate) enum Bind {
     Weight(Arc<wgpu::Buffer>),
     /// Nothing: an absent optional input.
     Placeholder,
+    /// The node's scratch buffer of this index in [`Lowered::scratch`]: written and read by the node's own kernels
+    /// only, so the memory plan keeps it live for the node's step alone.
+    Scratch(usize),
 }
 
 /// A kernel and what to bind to its outputs and inputs.
 pub(crate) struct Call {
     pub kernel: Kernel,
-    pub outputs: Vec<String>,
+    pub outputs: Vec<Bind>,
     pub inputs: Vec<Bind>,
+}
+
+/// The kernels of one node, in recording order, and the bytes of each scratch buffer they share.
+#[derive(Default)]
+pub(crate) struct Lowered {
+    pub calls: Vec<Call>,
+    pub scratch: Vec<u64>,
 }
 
 fn tensors(names: &[String]) -> Vec<Bind> {
     names.iter().map(|n| Bind::Tensor(n.clone())).collect()
 }
 
-/// The kernels of one node, in recording order.
-pub(crate) fn lower(
-    gpu: &Gpu,
-    model: &Model,
-    weights: &WeightCache,
-    node: &Node,
-    infos: &HashMap<String, TensorInfo>,
-    concat_offsets: &HashMap<String, Vec<usize>>,
-) -> Result<Vec<Call>> {
+/// What lowering reads besides the node.
+pub(crate) struct Context<'a> {
+    pub gpu: &'a Gpu,
+    pub model: &'a Model,
+    pub weights: &'a WeightCache,
+    pub infos: &'a HashMap<String, TensorInfo>,
+    pub concat_offsets: &'a HashMap<String, Vec<usize>>,
+    /// Threads the adapter runs at once, for [`conv2d::choose`].
+    pub parallelism: u64,
+}
+
+/// Lowers one node.
+pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
+    let Context {
+        gpu,
+        model,
+        weights,
+        infos,
+        concat_offsets,
+        parallelism,
+    } = *cx;
     let label = node.name.as_str();
     let shape = |name: &String| infos[name].shape;
     let x = || shape(&node.inputs[0]);
+    let outputs = || tensors(&node.outputs);
     let single = |kernel: Kernel| {
         vec![Call {
             kernel,
-            outputs: node.outputs.clone(),
+            outputs: outputs(),
             inputs: tensors(&node.inputs),
         }]
     };
-    Ok(match &node.op {
+    let calls = match &node.op {
         Op::Conv2d {
             params,
             weights: names,
         } => {
-            let kernel = conv2d::conv2d(gpu, label, params, x())?.with_flops(params.flops(x()));
+            let path = conv2d::choose(params, x(), parallelism);
+            let kernels =
+                conv2d::conv2d_on(gpu, label, params, x(), path)?.with_flops(params.flops(x()));
             let (w, b) = weights.get_or_upload(names, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
                 conv2d::upload_weights(gpu, label, params, &host)
@@ -63,17 +89,33 @@ pub(crate) fn lower(
                 true => Bind::Tensor(node.inputs[1].clone()),
                 false => Bind::Placeholder,
             };
-            let inputs = vec![
-                Bind::Tensor(node.inputs[0].clone()),
-                Bind::Weight(w),
-                Bind::Weight(b),
-                residual,
-            ];
-            vec![Call {
-                kernel,
-                outputs: node.outputs.clone(),
-                inputs,
-            }]
+            let input = Bind::Tensor(node.inputs[0].clone());
+            match kernels {
+                conv2d::Conv2dKernels::Direct(kernel) => vec![Call {
+                    kernel,
+                    outputs: outputs(),
+                    inputs: vec![input, Bind::Weight(w), Bind::Weight(b), residual],
+                }],
+                conv2d::Conv2dKernels::SplitK(split) => {
+                    let scratch = split.scratch_bytes();
+                    let calls = vec![
+                        Call {
+                            kernel: split.partial,
+                            outputs: vec![Bind::Scratch(0)],
+                            inputs: vec![input, Bind::Weight(w)],
+                        },
+                        Call {
+                            kernel: split.reduce,
+                            outputs: outputs(),
+                            inputs: vec![Bind::Scratch(0), Bind::Weight(b), residual],
+                        },
+                    ];
+                    return Ok(Lowered {
+                        calls,
+                        scratch: vec![scratch],
+                    });
+                }
+            }
         }
         Op::ConvTranspose2d {
             params,
@@ -92,7 +134,7 @@ pub(crate) fn lower(
             ];
             vec![Call {
                 kernel,
-                outputs: node.outputs.clone(),
+                outputs: outputs(),
                 inputs,
             }]
         }
@@ -107,7 +149,7 @@ pub(crate) fn lower(
             })?;
             vec![Call {
                 kernel,
-                outputs: node.outputs.clone(),
+                outputs: outputs(),
                 inputs: vec![
                     Bind::Tensor(node.inputs[0].clone()),
                     Bind::Weight(w),
@@ -125,12 +167,12 @@ pub(crate) fn lower(
             vec![
                 Call {
                     kernel: kernels.zero,
-                    outputs: node.outputs.clone(),
+                    outputs: outputs(),
                     inputs: vec![],
                 },
                 Call {
                     kernel: kernels.scatter,
-                    outputs: node.outputs.clone(),
+                    outputs: outputs(),
                     inputs: tensors(&node.inputs),
                 },
             ]
@@ -139,7 +181,7 @@ pub(crate) fn lower(
             let like = node.inputs.get(1).map(shape);
             vec![Call {
                 kernel: resize::resize(gpu, label, &params.resolve(like)?, x())?,
-                outputs: node.outputs.clone(),
+                outputs: outputs(),
                 // The size source is only read for its shape.
                 inputs: vec![Bind::Tensor(node.inputs[0].clone())],
             }]
@@ -165,11 +207,15 @@ pub(crate) fn lower(
                 .map(|(input, &offset)| {
                     Ok(Call {
                         kernel: elementwise::concat_part(gpu, label, shape(input), dest, offset)?,
-                        outputs: node.outputs.clone(),
+                        outputs: outputs(),
                         inputs: vec![Bind::Tensor(input.clone())],
                     })
                 })
                 .collect::<Result<_>>()?
         }
+    };
+    Ok(Lowered {
+        calls,
+        scratch: Vec::new(),
     })
 }

@@ -23,11 +23,18 @@ use std::sync::{Arc, Mutex};
 pub struct PlanOptions {
     /// Fuse activations, residual adds and concatenation into convolution epilogues.
     pub fuse: bool,
+    /// The number of threads the adapter runs at once that kernel choices assume (see
+    /// [`crate::kernels::conv2d::choose`]); `None`: [`Gpu::parallelism`]'s estimate. Set it to see what a plan
+    /// does on a larger (or smaller) device than the estimate says.
+    pub parallelism: Option<u64>,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { fuse: true }
+        PlanOptions {
+            fuse: true,
+            parallelism: None,
+        }
     }
 }
 
@@ -168,7 +175,7 @@ impl Plan {
                 l.1 = end;
             }
         }
-        let spans: Vec<Lifetime> = names
+        let mut spans: Vec<Lifetime> = names
             .iter()
             .map(|n| {
                 let (first, last) = lifetimes[n];
@@ -179,42 +186,69 @@ impl Plan {
                 }
             })
             .collect();
-        // A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other.
-        let index: HashMap<&str, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        let mut conflicts = Vec::new();
-        for node in &schedule.nodes {
-            for (k, out) in node.outputs.iter().enumerate() {
-                let written = node.outputs[k + 1..].iter();
-                for other in node.data_inputs().iter().chain(written) {
-                    if other != out {
-                        conflicts.push((index[out.as_str()], index[other.as_str()]));
-                    }
-                }
-            }
-        }
-        let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
-        let memory_plan = memory::plan(&spans, &conflicts, align);
         for (i, name) in names.iter().enumerate() {
             gpu.check_storage_size(
                 &format!("tensor {name:?} ({})", infos[name].shape),
                 spans[i].bytes,
             )?;
         }
+
+        let context = lower::Context {
+            gpu: &gpu,
+            model,
+            weights,
+            infos: &infos,
+            concat_offsets: &schedule.concat_offsets,
+            parallelism: options.parallelism.unwrap_or_else(|| gpu.parallelism()),
+        };
+        let lowered = schedule
+            .nodes
+            .iter()
+            .map(|node| lower::lower(&context, node))
+            .collect::<Result<Vec<_>>>()?;
+        // A node's scratch buffers (sized and checked by their kernels) live for its step alone, after the tensors.
+        let mut scratch_span = HashMap::new();
+        for (k, node) in lowered.iter().enumerate() {
+            for (i, &bytes) in node.scratch.iter().enumerate() {
+                scratch_span.insert((k, i), spans.len());
+                spans.push(Lifetime {
+                    bytes: bytes.max(4),
+                    first: k + 1,
+                    last: k + 1,
+                });
+            }
+        }
+        // A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other; a
+        // node's scratch is written and read by its own dispatches, beside its inputs and outputs.
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let mut conflicts = Vec::new();
+        for (k, node) in schedule.nodes.iter().enumerate() {
+            for (o, out) in node.outputs.iter().enumerate() {
+                let written = node.outputs[o + 1..].iter();
+                for other in node.data_inputs().iter().chain(written) {
+                    if other != out {
+                        conflicts.push((index[out.as_str()], index[other.as_str()]));
+                    }
+                }
+            }
+            for i in 0..lowered[k].scratch.len() {
+                let scratch = scratch_span[&(k, i)];
+                for t in node.data_inputs().iter().chain(&node.outputs) {
+                    conflicts.push((scratch, index[t.as_str()]));
+                }
+            }
+        }
+        let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
+        let memory_plan = memory::plan(&spans, &conflicts, align);
         let memory = MemoryReport {
             planned_bytes: memory_plan.planned_bytes(),
             lower_bound_bytes: memory::lower_bound(&spans),
             buffers: memory_plan.buffer_bytes.len(),
         };
-
-        let calls = schedule
-            .nodes
-            .iter()
-            .map(|node| lower::lower(&gpu, model, weights, node, &infos, &schedule.concat_offsets))
-            .collect::<Result<Vec<_>>>()?;
 
         let buffers = memory_plan
             .buffer_bytes
@@ -232,18 +266,26 @@ impl Plan {
             }
         };
         let mut kernels = Vec::new();
-        for call in calls.iter().flatten() {
-            let outputs: Vec<_> = call.outputs.iter().map(|n| binding(n)).collect();
-            let inputs: Vec<_> = call
-                .inputs
-                .iter()
-                .map(|b| match b {
-                    Bind::Tensor(n) => binding(n),
-                    Bind::Weight(w) => w.as_entire_buffer_binding(),
-                    Bind::Placeholder => gpu.placeholder(),
-                })
-                .collect();
-            kernels.push(call.kernel.bind(&gpu, &outputs, &inputs)?);
+        for (k, node) in lowered.iter().enumerate() {
+            let resolve = binder(|b: &Bind| match b {
+                Bind::Tensor(n) => binding(n),
+                Bind::Weight(w) => w.as_entire_buffer_binding(),
+                Bind::Placeholder => gpu.placeholder(),
+                Bind::Scratch(i) => {
+                    let span = scratch_span[&(k, *i)];
+                    let at = memory_plan.placement[span];
+                    wgpu::BufferBinding {
+                        buffer: &buffers[at.buffer],
+                        offset: at.offset,
+                        size: wgpu::BufferSize::new(spans[span].bytes),
+                    }
+                }
+            });
+            for call in &node.calls {
+                let outputs: Vec<_> = call.outputs.iter().map(resolve).collect();
+                let inputs: Vec<_> = call.inputs.iter().map(resolve).collect();
+                kernels.push(call.kernel.bind(&gpu, &outputs, &inputs)?);
+            }
         }
 
         let inputs = graph
@@ -467,6 +509,11 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// Ties a binding's lifetime to the [`Bind`] it resolves (closures cannot say so in their signature).
+fn binder<'a, F: Fn(&'a Bind) -> wgpu::BufferBinding<'a>>(f: F) -> F {
+    f
 }
 
 /// A write before the kernels of [`Plan::submit`]: `bytes` into `target` at `offset`.

@@ -144,6 +144,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model,
         PlanOptions {
             fuse: !args.no_fuse,
+            ..Default::default()
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
