@@ -8,7 +8,7 @@
 //! FLOPs count every tap, padding included (2 * N * Cout * Hout * Wout * Cin * Kh * Kw), as the burn peer does.
 //! Besides criterion's figures, each shape prints the median of 3 timed runs in GFLOP/s (the peer's method).
 
-use atrous::gpu::{BoundKernel, GpuTensor, TensorData};
+use atrous::gpu::{BoundKernel, GpuTensor, Precision, TensorData};
 use atrous::kernels::conv2d::{self, Path};
 use atrous::ops::{Conv2d, ConvWeights, Padding2d};
 use atrous::{Gpu, Shape};
@@ -97,7 +97,7 @@ fn prepare(gpu: &Gpu, b: &Bench, path: Path) -> Prepared {
     let out = gpu
         .tensor("out", p.output_shape(b.input).unwrap(), false)
         .unwrap();
-    let kernel = conv2d::conv2d_on(gpu, b.name, p, b.input, path).unwrap();
+    let kernel = conv2d::conv2d_on(gpu, b.name, p, b.input, path, Precision::F32).unwrap();
     let bound = kernel
         .bind(
             gpu,

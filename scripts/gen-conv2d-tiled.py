@@ -23,6 +23,9 @@ HEADER = """\
 // zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
 // channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
 // zeroed with select.
+//
+// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
+// widened to f32 and the accumulators are f32, so f16 storage costs no accuracy in the sums.
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -37,12 +40,12 @@ struct TParams {
 const CHUNK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: TParams;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
+@group(0) @binding(3) var<storage, read> weight: array<elem4>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<elem>;
 
 // Writes one finished value: bias, residual, activation, channel offset.
 fn store(q: u32, co: u32, acc: f32) {
@@ -51,9 +54,9 @@ fn store(q: u32, co: u32, acc: f32) {
     let r = q % hw;
     var v = acc + bias[co];
     if p.has_residual != 0u {
-        v += residual[(b * p.c_out + co) * hw + r];
+        v += f32(residual[(b * p.c_out + co) * hw + r]);
     }
-    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = activate(v, p.activation);
+    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = elem(activate(v, p.activation));
 }
 """
 
@@ -109,10 +112,10 @@ def entry(c, px):
     a("            var off = c0 * plane;")
     a("            for (var ci = c0; ci < c1; ci++) {")
     for k in V:
-        a(f"                let w{k} = weight[w{k}i];")
+        a(f"                let w{k} = vec4<f32>(weight[w{k}i]);")
         a(f"                w{k}i++;")
     for j in J:
-        a(f"                let v{j} = vec4<f32>(select(0.0, input[i{j} + off], m{j}));")
+        a(f"                let v{j} = vec4<f32>(select(0.0, f32(input[i{j} + off]), m{j}));")
     for j in J:
         for k in V:
             a(f"                a{k}_{j} = fma(w{k}, v{j}, a{k}_{j});")

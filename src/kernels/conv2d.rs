@@ -5,7 +5,7 @@
 use super::FoldedWeights;
 use super::{CONV2D, CONV2D_TILED};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot, WORKGROUP_SIZE};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot, WORKGROUP_SIZE};
 use crate::ops::{Conv2d, ConvWeights};
 use crate::tensor::Shape;
 
@@ -102,14 +102,15 @@ pub fn fold_for(p: &Conv2d, w: &ConvWeights, path: Path) -> Result<(Vec<f32>, Ve
     Ok((weight, bias))
 }
 
-/// Folds and uploads conv weights.
+/// Folds and uploads conv weights, the weight in `precision`.
 pub fn upload_weights(
     gpu: &Gpu,
     label: &str,
     p: &Conv2d,
     w: &ConvWeights,
+    precision: Precision,
 ) -> Result<FoldedWeights> {
-    super::upload_folded(gpu, label, fold(p, w)?)
+    super::upload_folded(gpu, label, fold(p, w)?, precision)
 }
 
 #[repr(C)]
@@ -139,16 +140,31 @@ struct Params {
 
 /// The conv2d kernel for `input`. Outputs: `output` (the destination, [`Conv2d::output_shape`]). Inputs: `input`,
 /// `weight`, `bias` (from [`upload_weights`]), `residual` (`N x out_channels x H x W`; bind
-/// [`Gpu::placeholder`] when `p.residual` is false).
-pub fn conv2d(gpu: &Gpu, label: &str, p: &Conv2d, input: Shape) -> Result<Kernel> {
-    conv2d_on(gpu, label, p, input, choose(p, input))
+/// [`Gpu::placeholder`] when `p.residual` is false). Output, input, weight and residual are stored in `precision`,
+/// the bias in f32; sums accumulate in f32.
+pub fn conv2d(
+    gpu: &Gpu,
+    label: &str,
+    p: &Conv2d,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
+    conv2d_on(gpu, label, p, input, choose(p, input), precision)
 }
 
 /// [`conv2d`] on a given path; its weights come from [`fold_for`] with the same path.
-pub fn conv2d_on(gpu: &Gpu, label: &str, p: &Conv2d, input: Shape, path: Path) -> Result<Kernel> {
+pub fn conv2d_on(
+    gpu: &Gpu,
+    label: &str,
+    p: &Conv2d,
+    input: Shape,
+    path: Path,
+    precision: Precision,
+) -> Result<Kernel> {
     let dest = p.output_shape(input)?;
+    let k = Target { dest, precision };
     match path {
-        Path::Naive => naive(gpu, label, p, input, dest, false),
+        Path::Naive => naive(gpu, label, p, input, k, false),
         Path::Depthwise => {
             if !depthwise(p) {
                 return Err(Error::Gpu {
@@ -159,7 +175,7 @@ pub fn conv2d_on(gpu: &Gpu, label: &str, p: &Conv2d, input: Shape, path: Path) -
                     ),
                 });
             }
-            naive(gpu, label, p, input, dest, true)
+            naive(gpu, label, p, input, k, true)
         }
         Path::Tiled { channels, pixels } => {
             if p.groups != 1 || !TILES.contains(&(channels, pixels)) {
@@ -168,20 +184,28 @@ pub fn conv2d_on(gpu: &Gpu, label: &str, p: &Conv2d, input: Shape, path: Path) -
                     message: format!("no tiled kernel for {path:?} with groups {}", p.groups),
                 });
             }
-            tiled(gpu, label, p, input, dest, channels, pixels)
+            tiled(gpu, label, p, input, k, [channels, pixels])
         }
     }
 }
 
-fn slots(p: &Conv2d, input: Shape, dest: Shape, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
-    let result = dest.with_c(p.out_channels);
+/// The destination shape and the storage precision of a conv kernel.
+#[derive(Clone, Copy)]
+struct Target {
+    dest: Shape,
+    precision: Precision,
+}
+
+fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
+    let result = k.dest.with_c(p.out_channels);
+    let floats = |name, n| Slot::floats(name, n, k.precision);
     (
-        vec![Slot::elements("output", dest.numel())],
+        vec![floats("output", k.dest.numel())],
         vec![
-            Slot::elements("input", input.numel()),
-            Slot::elements("weight", weights),
+            floats("input", input.numel()),
+            floats("weight", weights),
             Slot::elements("bias", p.out_channels),
-            Slot::elements("residual", if p.residual { result.numel() } else { 0 }),
+            floats("residual", if p.residual { result.numel() } else { 0 }),
         ],
     )
 }
@@ -217,10 +241,10 @@ fn tiled(
     label: &str,
     p: &Conv2d,
     input: Shape,
-    dest: Shape,
-    channels: u32,
-    pixels: u32,
+    k: Target,
+    [channels, pixels]: [u32; 2],
 ) -> Result<Kernel> {
+    let dest = k.dest;
     let u = |v: usize| v as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension;
     let pixel_groups =
@@ -257,12 +281,13 @@ fn tiled(
         _ => "conv2d_t8x8",
     };
     let weights = p.out_channels.div_ceil(4) * 4 * p.weight_shape()[1..].iter().product::<usize>();
-    let (outputs, inputs) = slots(p, input, dest, weights);
+    let (outputs, inputs) = slots(p, input, k, weights);
     Kernel::new(
         gpu,
         KernelSpec {
             label: format!("{label} (conv2d {channels}x{pixels})"),
             shader: CONV2D_TILED,
+            precision: k.precision,
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
@@ -279,9 +304,10 @@ fn naive(
     label: &str,
     p: &Conv2d,
     input: Shape,
-    dest: Shape,
+    k: Target,
     depthwise: bool,
 ) -> Result<Kernel> {
+    let dest = k.dest;
     let result = dest.with_c(p.out_channels);
     let u = |v: usize| v as u32;
     let params = Params {
@@ -307,7 +333,7 @@ fn naive(
         has_residual: p.residual as u32,
     };
     let weights: usize = p.weight_shape().iter().product();
-    let (outputs, inputs) = slots(p, input, dest, weights);
+    let (outputs, inputs) = slots(p, input, k, weights);
     Kernel::new(
         gpu,
         KernelSpec {
@@ -316,6 +342,7 @@ fn naive(
                 if depthwise { " depthwise" } else { "" }
             ),
             shader: CONV2D,
+            precision: k.precision,
             entry: if depthwise {
                 "conv2d_depthwise"
             } else {

@@ -13,7 +13,7 @@ pub mod resize;
 pub mod softmax;
 
 use crate::error::Result;
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::{Gpu, Precision, Shader};
 
 /// Convolution weights on the GPU as a conv kernel binds them (`weight`, `bias`): batch-norm folded in, in the
 /// layout that kernel's `fold` produced.
@@ -23,14 +23,16 @@ pub struct FoldedWeights {
     pub bias: wgpu::Buffer,
 }
 
-/// Uploads the `(weight, bias)` a conv family's `fold` returned.
+/// Uploads the `(weight, bias)` a conv family's `fold` returned: the weight in `precision`, the bias in f32 (it is
+/// added to the f32 accumulator, and is one value per output channel).
 pub fn upload_folded(
     gpu: &Gpu,
     label: &str,
     (weight, bias): (Vec<f32>, Vec<f32>),
+    precision: Precision,
 ) -> Result<FoldedWeights> {
     Ok(FoldedWeights {
-        weight: gpu.upload_f32(&format!("{label}.weight"), &weight)?,
+        weight: gpu.upload_floats(&format!("{label}.weight"), &weight, precision)?,
         bias: gpu.upload_f32(&format!("{label}.bias"), &bias)?,
     })
 }

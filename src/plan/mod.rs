@@ -9,7 +9,7 @@ mod profile;
 pub use profile::KernelTime;
 
 use crate::error::{Error, Result};
-use crate::gpu::{BoundKernel, Gpu};
+use crate::gpu::{BoundKernel, Gpu, Precision};
 use crate::graph::{ConvWeightNames, DType, TensorInfo};
 use crate::model::Model;
 use crate::tensor::{Shape, Tensor};
@@ -23,12 +23,28 @@ use std::sync::{Arc, Mutex};
 pub struct PlanOptions {
     /// Fuse activations, residual adds and concatenation into convolution epilogues.
     pub fuse: bool,
+    /// Storage of activations and convolution weights on the GPU. Inputs and outputs stay f32 at the API: the plan
+    /// converts them on the host on upload and readback.
+    pub precision: Precision,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { fuse: true }
+        PlanOptions {
+            fuse: true,
+            precision: Precision::F32,
+        }
     }
+}
+
+/// Storage bytes of a tensor: u32 tensors are 4-byte, float ones in the plan's precision; at least 4, since empty
+/// bindings are invalid.
+fn tensor_bytes(info: &TensorInfo, precision: Precision) -> u64 {
+    let bytes = match info.dtype {
+        DType::U32 => info.shape.bytes(),
+        DType::F32 => precision.storage_bytes(info.shape.numel()),
+    };
+    bytes.max(4)
 }
 
 /// Activation memory of a plan.
@@ -54,9 +70,12 @@ impl WeightCache {
     pub(crate) fn get_or_upload(
         &self,
         names: &ConvWeightNames,
+        precision: Precision,
         upload: impl FnOnce() -> Result<crate::kernels::FoldedWeights>,
     ) -> Result<Uploaded> {
-        let key = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
+        let names = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
+        // Plans of another precision need their own copy.
+        let key = format!("{precision} {names}");
         let mut uploads = self.uploads.lock().expect("weight cache poisoned");
         if let Some(u) = uploads.get(&key) {
             return Ok(u.clone());
@@ -118,6 +137,7 @@ pub struct Plan {
     outputs: HashMap<String, (TensorInfo, usize)>,
     staging: HashMap<String, wgpu::Buffer>,
     memory: MemoryReport,
+    precision: Precision,
     run_lock: Mutex<()>,
 }
 
@@ -141,6 +161,8 @@ impl Plan {
         weights: &WeightCache,
     ) -> Result<Plan> {
         let graph = &model.graph;
+        let precision = options.precision;
+        gpu.require(precision)?;
         let (order, infos) = graph.infer(input_shapes)?;
         model.check_weights()?;
         let schedule = fuse::schedule(graph, &order, &infos, options.fuse);
@@ -173,7 +195,7 @@ impl Plan {
             .map(|n| {
                 let (first, last) = lifetimes[n];
                 Lifetime {
-                    bytes: infos[n].shape.bytes().max(4),
+                    bytes: tensor_bytes(&infos[n], precision),
                     first,
                     last,
                 }
@@ -195,7 +217,17 @@ impl Plan {
         let calls = schedule
             .nodes
             .iter()
-            .map(|node| lower::lower(&gpu, model, weights, node, &infos, &schedule.concat_offsets))
+            .map(|node| {
+                let context = lower::Context {
+                    gpu: &gpu,
+                    model,
+                    weights,
+                    infos: &infos,
+                    concat_offsets: &schedule.concat_offsets,
+                    precision,
+                };
+                lower::lower(&context, node)
+            })
             .collect::<Result<Vec<_>>>()?;
 
         let buffers = memory_plan
@@ -210,7 +242,7 @@ impl Plan {
             .map(|(i, n)| (n.as_str(), memory_plan.assignment[i]))
             .collect();
         let binding = |name: &str| {
-            let bytes = infos[name].shape.bytes().max(4);
+            let bytes = tensor_bytes(&infos[name], precision);
             wgpu::BufferBinding {
                 buffer: &buffers[buffer_of[name]],
                 offset: 0,
@@ -252,7 +284,7 @@ impl Plan {
                 || {
                     gpu.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(name),
-                        size: info.shape.bytes().max(4),
+                        size: tensor_bytes(&info, precision),
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     })
@@ -268,12 +300,19 @@ impl Plan {
             outputs,
             staging,
             memory,
+            precision,
             run_lock: Mutex::new(()),
         })
     }
 
     pub fn memory(&self) -> MemoryReport {
         self.memory
+    }
+
+    /// What float tensors are stored in on the GPU; kernels recorded around the plan's own (see [`Plan::submit`])
+    /// must be compiled for it.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Number of dispatches per run.
@@ -329,14 +368,19 @@ impl Plan {
                 )));
             }
         }
+        // Converted on the host: one pass over the input, and half the bytes to upload in f16, where a conversion
+        // kernel would need an f32 staging buffer and a dispatch.
+        let encoded: Vec<std::borrow::Cow<[u8]>> = inputs
+            .iter()
+            .map(|&(_, t)| match self.precision {
+                Precision::F32 => std::borrow::Cow::Borrowed(bytemuck::cast_slice(&t.data)),
+                p => std::borrow::Cow::Owned(p.encode(&t.data)),
+            })
+            .collect();
         let uploads: Vec<(&wgpu::Buffer, &[u8])> = inputs
             .iter()
-            .map(|&(name, t)| {
-                (
-                    &self.buffers[self.inputs[name].1],
-                    bytemuck::cast_slice(&t.data),
-                )
-            })
+            .zip(&encoded)
+            .map(|(&(name, _), bytes)| (&self.buffers[self.inputs[name].1], bytes.as_ref()))
             .collect();
         let readbacks: Vec<Readback> = outputs
             .iter()
@@ -345,7 +389,7 @@ impl Plan {
                 Readback {
                     source: &self.buffers[buffer],
                     staging: &self.staging[name],
-                    bytes: info.shape.bytes(),
+                    bytes: tensor_bytes(&info, self.precision),
                 }
             })
             .collect();
@@ -356,11 +400,11 @@ impl Plan {
             let output = match info.dtype {
                 DType::F32 => Output::F32(Tensor {
                     shape: info.shape,
-                    data: bytemuck::pod_collect_to_vec(&bytes),
+                    data: self.precision.decode(&bytes, info.shape.numel()),
                 }),
                 DType::U32 => Output::U32 {
                     shape: info.shape,
-                    data: bytemuck::pod_collect_to_vec(&bytes),
+                    data: bytemuck::pod_collect_to_vec(&bytes[..4 * info.shape.numel()]),
                 },
             };
             results.insert(name.to_string(), output);
@@ -371,15 +415,21 @@ impl Plan {
     /// The buffer region of a graph input or output, for kernels recorded around the plan's own (see
     /// [`Plan::submit`]).
     pub fn binding(&self, tensor: &str) -> Option<wgpu::BufferBinding<'_>> {
-        let (shape, buffer) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
-            (Some(&(shape, buffer)), _) => (shape, buffer),
-            (None, Some(&(info, buffer))) => (info.shape, buffer),
+        let (info, buffer) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
+            (Some(&(shape, buffer)), _) => (
+                TensorInfo {
+                    shape,
+                    dtype: DType::F32,
+                },
+                buffer,
+            ),
+            (None, Some(&(info, buffer))) => (info, buffer),
             (None, None) => return None,
         };
         Some(wgpu::BufferBinding {
             buffer: &self.buffers[buffer],
             offset: 0,
-            size: wgpu::BufferSize::new(shape.bytes().max(4)),
+            size: wgpu::BufferSize::new(tensor_bytes(&info, self.precision)),
         })
     }
 

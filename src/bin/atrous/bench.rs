@@ -2,6 +2,7 @@
 //! a single op.
 
 use super::load_model;
+use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Conv2d, ConvWeights, Padding2d};
 use atrous::plan::{KernelTime, Plan, PlanOptions};
@@ -33,6 +34,9 @@ pub struct BenchArgs {
     /// Compile without epilogue fusion.
     #[arg(long)]
     no_fuse: bool,
+    /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -141,6 +145,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model,
         PlanOptions {
             fuse: !args.no_fuse,
+            precision: args.precision,
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
@@ -168,6 +173,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let report = Report {
         name,
         adapter,
+        precision: args.precision,
         shape,
         plan: &plan,
         times,
@@ -183,6 +189,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 struct Report<'a> {
     name: String,
     adapter: String,
+    precision: Precision,
     shape: Shape,
     plan: &'a Plan,
     times: Vec<f64>,
@@ -200,6 +207,7 @@ impl Report<'_> {
         serde_json::json!({
             "model": self.name,
             "adapter": self.adapter,
+            "precision": self.precision.name(),
             "input": self.shape.dims(),
             "dispatches": self.plan.dispatches(),
             "latency_ms": { "median": med * 1e3, "min": self.times[0] * 1e3, "max": self.times[self.times.len() - 1] * 1e3 },
@@ -218,7 +226,10 @@ impl Report<'_> {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let m = self.plan.memory();
         let med = median(&self.times);
-        let mut t = format!("{} on {}\n", self.name, self.adapter);
+        let mut t = format!(
+            "{} on {}, {} storage\n",
+            self.name, self.adapter, self.precision
+        );
         t += &format!(
             "input {}, {} dispatches, activation memory {:.1} MiB planned in {} buffers (lower bound {:.1} MiB, {:.2}x)\n",
             self.shape,
