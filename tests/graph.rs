@@ -250,6 +250,11 @@ fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
         for fuse in [true, false] {
             let plan = compile_in(&gpu, &model, input, fuse, Precision::F16);
             assert_eq!(plan.precision(), Precision::F16);
+            if plan.can_profile() {
+                // `atrous bench` profiles the plan: its upload must be converted like a run's.
+                let times = plan.profile(&[("input", &x)]).unwrap();
+                assert_eq!(times.len(), plan.dispatches());
+            }
             let got = plan.run(&[("input", &x)], &outputs).unwrap();
             for (name, w) in &want {
                 let what = format!("{what} fuse={fuse} (f16): {name}");

@@ -74,7 +74,7 @@ impl Plan {
                     gpu.queue.write_buffer(
                         &self.buffers[self.inputs[name].1],
                         0,
-                        bytemuck::cast_slice(&t.data),
+                        &self.precision.encode(&t.data),
                     );
                 }
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
