@@ -160,3 +160,15 @@ fn odd_sized_f16_tensors_should_round_trip() {
     assert_eq!(back, half::f16::from_f32(0.1).to_f32());
     assert!((back - 0.1).abs() < 1e-4);
 }
+
+/// A folded weight f16 cannot hold is refused by name rather than uploaded as an infinity.
+#[test]
+fn a_weight_beyond_f16_range_should_be_refused_by_name() {
+    let gpu = gpu_or_skip!(Precision::F16);
+    let weights = (vec![1.0, 7.0e4, -2.0], vec![0.0]);
+    let err = atrous::kernels::upload_folded(&gpu, "conv9", weights.clone(), Precision::F16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("conv9") && err.contains("f16"), "{err}");
+    assert!(atrous::kernels::upload_folded(&gpu, "conv9", weights, Precision::F32).is_ok());
+}
