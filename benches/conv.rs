@@ -14,7 +14,7 @@
 
 mod common;
 
-use atrous::gpu::BoundKernel;
+use atrous::gpu::{BoundKernel, Precision};
 use atrous::kernels::conv2d::{self, Path};
 use atrous::kernels::conv_transpose2d;
 use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
@@ -154,7 +154,7 @@ fn path_name(path: Path) -> String {
 /// them), the split-K scratch included.
 fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
     let p = &c.conv;
-    let kernels = conv2d::conv2d_on(gpu, "bench", p, c.input, path)
+    let kernels = conv2d::conv2d_on(gpu, "bench", p, c.input, path, Precision::F32)
         .expect("compiling the bench conv")
         .with_flops(p.flops(c.input));
     let (output, [input, weight, bias, residual]) = match &kernels {
@@ -249,7 +249,7 @@ fn conv_transpose2d_group(c: &mut Criterion, gpu: &Gpu) {
         if !common::selected(&name) {
             continue;
         }
-        let kernel = conv_transpose2d::conv_transpose2d(gpu, "bench", &p, input)
+        let kernel = conv_transpose2d::conv_transpose2d(gpu, "bench", &p, input, Precision::F32)
             .expect("compiling the bench transposed conv")
             .with_flops(p.flops(input));
         let bound = bind_random(gpu, vec![kernel]);

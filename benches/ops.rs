@@ -9,6 +9,7 @@
 mod common;
 
 use atrous::gpu::Kernel;
+use atrous::gpu::Precision::F32;
 use atrous::kernels::{elementwise, pool, resize, softmax};
 use atrous::ops::{
     Activation, AdaptiveAvgPool2d, Argmax, AvgPool2d, Binary, BinaryOp, MaxPool2d, Resize,
@@ -55,7 +56,7 @@ fn pooling(c: &mut Criterion, gpu: &Gpu) {
         &mut g,
         gpu,
         &name,
-        || Ok(vec![pool::max_pool2d(gpu, "bench", &p, stem)?]),
+        || Ok(vec![pool::max_pool2d(gpu, "bench", &p, stem, F32)?]),
         None,
     );
     let unet = Shape::new(1, 64, 256, 256);
@@ -65,13 +66,17 @@ fn pooling(c: &mut Criterion, gpu: &Gpu) {
         &mut g,
         gpu,
         &name,
-        || Ok(vec![pool::max_pool2d(gpu, "bench", &p, unet)?]),
+        || Ok(vec![pool::max_pool2d(gpu, "bench", &p, unet, F32)?]),
         None,
     );
     let aspp = Shape::new(1, 2048, 65, 65);
     let p = AdaptiveAvgPool2d { output: [1, 1] };
     let name = format!("adaptive_avg_pool2d_{}_to1x1", dims(aspp));
-    let kernel = || Ok(vec![pool::adaptive_avg_pool2d(gpu, "bench", &p, aspp)?]);
+    let kernel = || {
+        Ok(vec![pool::adaptive_avg_pool2d(
+            gpu, "bench", &p, aspp, F32,
+        )?])
+    };
     add(&mut g, gpu, &name, kernel, None);
     let feat = Shape::new(1, 256, 65, 65);
     let p = AvgPool2d {
@@ -84,7 +89,7 @@ fn pooling(c: &mut Criterion, gpu: &Gpu) {
         &mut g,
         gpu,
         &name,
-        || Ok(vec![pool::avg_pool2d(gpu, "bench", &p, feat)?]),
+        || Ok(vec![pool::avg_pool2d(gpu, "bench", &p, feat, F32)?]),
         None,
     );
     g.finish();
@@ -126,7 +131,7 @@ fn resize_group(c: &mut Criterion, gpu: &Gpu) {
             &mut g,
             gpu,
             &name,
-            || Ok(vec![resize::resize(gpu, "bench", &p, input)?]),
+            || Ok(vec![resize::resize(gpu, "bench", &p, input, F32)?]),
             None,
         );
     }
@@ -142,7 +147,7 @@ fn softmax_argmax(c: &mut Criterion, gpu: &Gpu) {
         &mut g,
         gpu,
         &name,
-        || Ok(vec![softmax::softmax(gpu, "bench", &Softmax, logits)?]),
+        || Ok(vec![softmax::softmax(gpu, "bench", &Softmax, logits, F32)?]),
         None,
     );
     let name = format!("argmax_{}", dims(logits));
@@ -150,7 +155,7 @@ fn softmax_argmax(c: &mut Criterion, gpu: &Gpu) {
         &mut g,
         gpu,
         &name,
-        || Ok(vec![softmax::argmax(gpu, "bench", &Argmax, logits)?]),
+        || Ok(vec![softmax::argmax(gpu, "bench", &Argmax, logits, F32)?]),
         None,
     );
     g.finish();
@@ -164,7 +169,7 @@ fn elementwise_concat(c: &mut Criterion, gpu: &Gpu) {
     let add_op = Binary::new(BinaryOp::Add);
     let kernel = || {
         Ok(vec![elementwise::binary(
-            gpu, "bench", &add_op, feat, feat,
+            gpu, "bench", &add_op, feat, feat, F32,
         )?])
     };
     add(&mut g, gpu, &name, kernel, None);
@@ -172,13 +177,21 @@ fn elementwise_concat(c: &mut Criterion, gpu: &Gpu) {
     let scale = Shape::new(1, 960, 1, 1);
     let name = format!("mul_{}_by_{}", dims(map), dims(scale));
     let mul = Binary::new(BinaryOp::Mul);
-    let kernel = || Ok(vec![elementwise::binary(gpu, "bench", &mul, map, scale)?]);
+    let kernel = || {
+        Ok(vec![elementwise::binary(
+            gpu, "bench", &mul, map, scale, F32,
+        )?])
+    };
     add(&mut g, gpu, &name, kernel, None);
     let relu = Unary {
         activation: Activation::Relu,
     };
     let name = format!("relu_{}", dims(feat));
-    let kernel = || Ok(vec![elementwise::activation(gpu, "bench", &relu, feat)?]);
+    let kernel = || {
+        Ok(vec![elementwise::activation(
+            gpu, "bench", &relu, feat, F32,
+        )?])
+    };
     add(&mut g, gpu, &name, kernel, None);
     // ASPP's five 256-channel branches into 1280 channels (when not fused into the convs), UNet's skip concat
     let aspp = [feat; 5];
@@ -186,7 +199,7 @@ fn elementwise_concat(c: &mut Criterion, gpu: &Gpu) {
     for parts in [&aspp[..], &skip[..]] {
         let bytes: u64 = parts.iter().map(|s| 2 * s.bytes()).sum();
         let name = format!("concat_{}x{}", parts.len(), dims(parts[0]));
-        let kernels = || elementwise::concat(gpu, "bench", parts);
+        let kernels = || elementwise::concat(gpu, "bench", parts, F32);
         add(&mut g, gpu, &name, kernels, Some(bytes));
     }
     g.finish();

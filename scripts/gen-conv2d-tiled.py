@@ -25,6 +25,9 @@ HEADER = """\
 // zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
 // channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
 // zeroed with select.
+//
+// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
+// widened to f32 and the accumulators are f32, so f16 storage costs no accuracy in the sums.
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -39,12 +42,12 @@ struct TParams {
 const CHUNK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: TParams;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
+@group(0) @binding(3) var<storage, read> weight: array<elem4>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<elem>;
 
 // Writes one finished value: bias, residual, activation, channel offset.
 fn store(q: u32, co: u32, acc: f32) {
@@ -53,9 +56,9 @@ fn store(q: u32, co: u32, acc: f32) {
     let r = q % hw;
     var v = acc + bias[co];
     if p.has_residual != 0u {
-        v += residual[(b * p.c_out + co) * hw + r];
+        v += f32(residual[(b * p.c_out + co) * hw + r]);
     }
-    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = activate(v, p.activation);
+    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = elem(activate(v, p.activation));
 }
 """
 
@@ -71,7 +74,8 @@ SPLIT_HEADER = """\
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
-// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares.
+// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. Activations and weights are
+// `elem` in storage (the host's precision prelude); the partial sums and the bias stay f32.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -90,15 +94,15 @@ const CHUNK: u32 = 16u;
 
 // conv2d_split_t{C}x{P}
 @group(0) @binding(1) var<storage, read_write> scratch: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
+@group(0) @binding(3) var<storage, read> weight: array<elem4>;
 
 // conv2d_split_reduce
-@group(0) @binding(1) var<storage, read_write> r_output: array<f32>;
+@group(0) @binding(1) var<storage, read_write> r_output: array<elem>;
 @group(0) @binding(2) var<storage, read> r_scratch: array<f32>;
 @group(0) @binding(3) var<storage, read> r_bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(4) var<storage, read> r_residual: array<f32>;
+@group(0) @binding(4) var<storage, read> r_residual: array<elem>;
 
 // Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
 fn partial(s: u32, q: u32, co: u32, acc: f32) {
@@ -123,9 +127,9 @@ fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
     v += r_bias[co];
     if p.has_residual != 0u {
-        v += r_residual[i];
+        v += f32(r_residual[i]);
     }
-    r_output[(b * p.dest_c + p.dest_offset + co) * hw + i % hw] = activate(v, p.activation);
+    r_output[(b * p.dest_c + p.dest_offset + co) * hw + i % hw] = elem(activate(v, p.activation));
 }
 """
 
@@ -188,10 +192,10 @@ def entry(c, px, split=False):
     a("            var off = c0 * plane;")
     a("            for (var ci = c0; ci < c1; ci++) {")
     for k in V:
-        a(f"                let w{k} = weight[w{k}i];")
+        a(f"                let w{k} = vec4<f32>(weight[w{k}i]);")
         a(f"                w{k}i++;")
     for j in J:
-        a(f"                let v{j} = vec4<f32>(select(0.0, input[i{j} + off], m{j}));")
+        a(f"                let v{j} = vec4<f32>(select(0.0, f32(input[i{j} + off]), m{j}));")
     for j in J:
         for k in V:
             a(f"                a{k}_{j} = fma(w{k}, v{j}, a{k}_{j});")

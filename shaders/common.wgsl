@@ -1,4 +1,7 @@
-// Prepended by the host to every atrous shader (see src/kernels/mod.rs).
+// Prepended by the host to every atrous shader (see src/kernels/mod.rs), after the precision prelude
+// (src/gpu/precision.rs), which defines `elem` and `elem4`: the float type of activations and convolution weights in
+// storage, f32 or f16. Shaders load `f32(x)`, compute and accumulate in f32, and store `elem(v)`; biases and uniform
+// parameters are always f32, indices and class maps u32.
 
 // Threads per workgroup along x; WORKGROUP_SIZE on the host.
 const WG: u32 = 64u;

@@ -1,6 +1,7 @@
 // Direct 2-D convolution in NCHW with groups, per-side padding, stride and dilation, and a fused epilogue:
 // act(acc + bias[co] + residual), written at a channel offset of a larger destination.
-// Batch-norm is folded into the weights and bias on the host. One thread per output element.
+// Batch-norm is folded into the weights and bias on the host. One thread per output element. Sums run in f32
+// whatever `elem` is.
 
 struct Params {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -11,13 +12,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
 // [c_out, c_in / groups, k_h, k_w]
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<elem>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<elem>;
 
 @compute @workgroup_size(WG)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -52,7 +53,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             for (var kx = 0u; kx < p.k_w; kx++) {
                 let x = x0 + i32(kx * p.dil_w);
                 if x >= 0 && x < i32(p.w_in) {
-                    acc += input[row + u32(x)] * weight[w_base + ky * p.k_w + kx];
+                    acc += f32(input[row + u32(x)]) * f32(weight[w_base + ky * p.k_w + kx]);
                 }
             }
         }
@@ -60,10 +61,10 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 
     var v = acc + bias[co];
     if p.has_residual != 0u {
-        v += residual[i];
+        v += f32(residual[i]);
     }
     let dest = ((b * p.dest_c + p.dest_offset + co) * p.h_out + oy) * p.w_out + ox;
-    output[dest] = activate(v, p.activation);
+    output[dest] = elem(activate(v, p.activation));
 }
 
 // Depthwise convolution (groups == c_in == c_out), same parameters and weights as `conv2d`. Each thread computes 4
@@ -98,8 +99,8 @@ fn conv2d_depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let xs = vec4<i32>(x0 + i32(kx * p.dil_w)) + sx;
             let ok = xs >= vec4<i32>(0) & xs < vec4<i32>(w_in);
             let at = vec4<u32>(clamp(xs, vec4<i32>(0), vec4<i32>(w_in - 1))) + vec4<u32>(row);
-            let v = vec4<f32>(input[at.x], input[at.y], input[at.z], input[at.w]);
-            let w = weight[(co * p.k_h + ky) * p.k_w + kx];
+            let v = vec4<f32>(vec4<elem>(input[at.x], input[at.y], input[at.z], input[at.w]));
+            let w = f32(weight[(co * p.k_h + ky) * p.k_w + kx]);
             acc = fma(select(vec4<f32>(0.0), v, ok), vec4<f32>(w), acc);
         }
     }
@@ -115,8 +116,8 @@ fn conv2d_depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         }
         var v = acc[j] + bias[co];
         if p.has_residual != 0u {
-            v += residual[res_row + ox];
+            v += f32(residual[res_row + ox]);
         }
-        output[out_row + ox] = activate(v, p.activation);
+        output[out_row + ox] = elem(activate(v, p.activation));
     }
 }

@@ -9,7 +9,8 @@
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
-// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares.
+// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. Activations and weights are
+// `elem` in storage (the host's precision prelude); the partial sums and the bias stay f32.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -28,15 +29,15 @@ const CHUNK: u32 = 16u;
 
 // conv2d_split_t{C}x{P}
 @group(0) @binding(1) var<storage, read_write> scratch: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
+@group(0) @binding(3) var<storage, read> weight: array<elem4>;
 
 // conv2d_split_reduce
-@group(0) @binding(1) var<storage, read_write> r_output: array<f32>;
+@group(0) @binding(1) var<storage, read_write> r_output: array<elem>;
 @group(0) @binding(2) var<storage, read> r_scratch: array<f32>;
 @group(0) @binding(3) var<storage, read> r_bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(4) var<storage, read> r_residual: array<f32>;
+@group(0) @binding(4) var<storage, read> r_residual: array<elem>;
 
 // Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
 fn partial(s: u32, q: u32, co: u32, acc: f32) {
@@ -61,9 +62,9 @@ fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
     v += r_bias[co];
     if p.has_residual != 0u {
-        v += r_residual[i];
+        v += f32(r_residual[i]);
     }
-    r_output[(b * p.dest_c + p.dest_offset + co) * hw + i % hw] = activate(v, p.activation);
+    r_output[(b * p.dest_c + p.dest_offset + co) * hw + i % hw] = elem(activate(v, p.activation));
 }
 
 @compute @workgroup_size(64)
@@ -139,12 +140,12 @@ fn conv2d_split_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             var w0i = wb0 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
                 a0_0 = fma(w0, v0, a0_0);
                 a0_1 = fma(w0, v1, a0_1);
                 a0_2 = fma(w0, v2, a0_2);
@@ -263,14 +264,14 @@ fn conv2d_split_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             var w1i = wb1 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let w1 = weight[w1i];
+                let w1 = vec4<f32>(weight[w1i]);
                 w1i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
                 a0_0 = fma(w0, v0, a0_0);
                 a1_0 = fma(w1, v0, a1_0);
                 a0_1 = fma(w0, v1, a0_1);
@@ -463,16 +464,16 @@ fn conv2d_split_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             var w0i = wb0 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
-                let v4 = vec4<f32>(select(0.0, input[i4 + off], m4));
-                let v5 = vec4<f32>(select(0.0, input[i5 + off], m5));
-                let v6 = vec4<f32>(select(0.0, input[i6 + off], m6));
-                let v7 = vec4<f32>(select(0.0, input[i7 + off], m7));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                let v4 = vec4<f32>(select(0.0, f32(input[i4 + off]), m4));
+                let v5 = vec4<f32>(select(0.0, f32(input[i5 + off]), m5));
+                let v6 = vec4<f32>(select(0.0, f32(input[i6 + off]), m6));
+                let v7 = vec4<f32>(select(0.0, f32(input[i7 + off]), m7));
                 a0_0 = fma(w0, v0, a0_0);
                 a0_1 = fma(w0, v1, a0_1);
                 a0_2 = fma(w0, v2, a0_2);
@@ -663,18 +664,18 @@ fn conv2d_split_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             var w1i = wb1 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let w1 = weight[w1i];
+                let w1 = vec4<f32>(weight[w1i]);
                 w1i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
-                let v4 = vec4<f32>(select(0.0, input[i4 + off], m4));
-                let v5 = vec4<f32>(select(0.0, input[i5 + off], m5));
-                let v6 = vec4<f32>(select(0.0, input[i6 + off], m6));
-                let v7 = vec4<f32>(select(0.0, input[i7 + off], m7));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                let v4 = vec4<f32>(select(0.0, f32(input[i4 + off]), m4));
+                let v5 = vec4<f32>(select(0.0, f32(input[i5 + off]), m5));
+                let v6 = vec4<f32>(select(0.0, f32(input[i6 + off]), m6));
+                let v7 = vec4<f32>(select(0.0, f32(input[i7 + off]), m7));
                 a0_0 = fma(w0, v0, a0_0);
                 a1_0 = fma(w1, v0, a1_0);
                 a0_1 = fma(w0, v1, a0_1);

@@ -12,6 +12,9 @@
 // zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
 // channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
 // zeroed with select.
+//
+// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
+// widened to f32 and the accumulators are f32, so f16 storage costs no accuracy in the sums.
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -26,12 +29,12 @@ struct TParams {
 const CHUNK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: TParams;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
+@group(0) @binding(3) var<storage, read> weight: array<elem4>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<elem>;
 
 // Writes one finished value: bias, residual, activation, channel offset.
 fn store(q: u32, co: u32, acc: f32) {
@@ -40,9 +43,9 @@ fn store(q: u32, co: u32, acc: f32) {
     let r = q % hw;
     var v = acc + bias[co];
     if p.has_residual != 0u {
-        v += residual[(b * p.c_out + co) * hw + r];
+        v += f32(residual[(b * p.c_out + co) * hw + r]);
     }
-    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = activate(v, p.activation);
+    output[(b * p.dest_c + p.dest_offset + co) * hw + r] = elem(activate(v, p.activation));
 }
 
 @compute @workgroup_size(64)
@@ -116,12 +119,12 @@ fn conv2d_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             var w0i = wb0 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
                 a0_0 = fma(w0, v0, a0_0);
                 a0_1 = fma(w0, v1, a0_1);
                 a0_2 = fma(w0, v2, a0_2);
@@ -238,14 +241,14 @@ fn conv2d_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             var w1i = wb1 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let w1 = weight[w1i];
+                let w1 = vec4<f32>(weight[w1i]);
                 w1i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
                 a0_0 = fma(w0, v0, a0_0);
                 a1_0 = fma(w1, v0, a1_0);
                 a0_1 = fma(w0, v1, a0_1);
@@ -436,16 +439,16 @@ fn conv2d_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             var w0i = wb0 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
-                let v4 = vec4<f32>(select(0.0, input[i4 + off], m4));
-                let v5 = vec4<f32>(select(0.0, input[i5 + off], m5));
-                let v6 = vec4<f32>(select(0.0, input[i6 + off], m6));
-                let v7 = vec4<f32>(select(0.0, input[i7 + off], m7));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                let v4 = vec4<f32>(select(0.0, f32(input[i4 + off]), m4));
+                let v5 = vec4<f32>(select(0.0, f32(input[i5 + off]), m5));
+                let v6 = vec4<f32>(select(0.0, f32(input[i6 + off]), m6));
+                let v7 = vec4<f32>(select(0.0, f32(input[i7 + off]), m7));
                 a0_0 = fma(w0, v0, a0_0);
                 a0_1 = fma(w0, v1, a0_1);
                 a0_2 = fma(w0, v2, a0_2);
@@ -634,18 +637,18 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             var w1i = wb1 + tap + c0;
             var off = c0 * plane;
             for (var ci = c0; ci < c1; ci++) {
-                let w0 = weight[w0i];
+                let w0 = vec4<f32>(weight[w0i]);
                 w0i++;
-                let w1 = weight[w1i];
+                let w1 = vec4<f32>(weight[w1i]);
                 w1i++;
-                let v0 = vec4<f32>(select(0.0, input[i0 + off], m0));
-                let v1 = vec4<f32>(select(0.0, input[i1 + off], m1));
-                let v2 = vec4<f32>(select(0.0, input[i2 + off], m2));
-                let v3 = vec4<f32>(select(0.0, input[i3 + off], m3));
-                let v4 = vec4<f32>(select(0.0, input[i4 + off], m4));
-                let v5 = vec4<f32>(select(0.0, input[i5 + off], m5));
-                let v6 = vec4<f32>(select(0.0, input[i6 + off], m6));
-                let v7 = vec4<f32>(select(0.0, input[i7 + off], m7));
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                let v4 = vec4<f32>(select(0.0, f32(input[i4 + off]), m4));
+                let v5 = vec4<f32>(select(0.0, f32(input[i5 + off]), m5));
+                let v6 = vec4<f32>(select(0.0, f32(input[i6 + off]), m6));
+                let v7 = vec4<f32>(select(0.0, f32(input[i7 + off]), m7));
                 a0_0 = fma(w0, v0, a0_0);
                 a1_0 = fma(w1, v0, a1_0);
                 a0_1 = fma(w0, v1, a0_1);

@@ -1,5 +1,6 @@
 // Transposed 2-D convolution in NCHW with groups, stride, padding (output crop), output_padding and dilation, and
-// a fused epilogue act(acc + bias[co]); batch-norm is folded into the weights and bias on the host.
+// a fused epilogue act(acc + bias[co]); batch-norm is folded into the weights and bias on the host. The sum runs in
+// f32 whatever `elem` is.
 //
 // Gather form: one thread per output element sums exactly the inputs whose scattered taps land on it. Output row
 // oy receives input row iy through tap ky when iy * stride - pad + ky * dil == oy, i.e. when (oy + pad - ky * dil)
@@ -14,10 +15,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
 // PyTorch's layout [c_in, c_out / groups, k_h, k_w], scaled by the folded batch-norm.
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<elem>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -64,11 +65,11 @@ fn conv_transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             var x_idx = (b * p.c_in + ci0) * plane + iy * p.w_in + ix;
             var w_idx = (ci0 * cout_per_group + co_local) * taps + ky * p.k_w + kx;
             for (var ci = 0u; ci < cin_per_group; ci++) {
-                acc += input[x_idx] * weight[w_idx];
+                acc += f32(input[x_idx]) * f32(weight[w_idx]);
                 x_idx += plane;
                 w_idx += w_ci_stride;
             }
         }
     }
-    output[i] = activate(acc + bias[co], p.activation);
+    output[i] = elem(activate(acc + bias[co], p.activation));
 }

@@ -1,4 +1,4 @@
-// Elementwise ops over NCHW f32 tensors, one thread per output element:
+// Elementwise ops over NCHW float tensors (`elem` in storage, f32 arithmetic), one thread per output element:
 // - binary: act(a op b) with NumPy broadcasting (each dim of a and b equals the output's or is 1),
 // - activation: a standalone activation,
 // - copy_channels: one input of a concatenation copied into its channel range of the destination.
@@ -13,9 +13,9 @@ struct BinaryParams {
 }
 
 @group(0) @binding(0) var<uniform> bp: BinaryParams;
-@group(0) @binding(1) var<storage, read_write> binary_out: array<f32>;
-@group(0) @binding(2) var<storage, read> binary_a: array<f32>;
-@group(0) @binding(3) var<storage, read> binary_b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> binary_out: array<elem>;
+@group(0) @binding(2) var<storage, read> binary_a: array<elem>;
+@group(0) @binding(3) var<storage, read> binary_b: array<elem>;
 
 // Index into a tensor of dims `d` = (n, c, h, w) broadcast to the output position `at`: size-1 dims get stride 0.
 fn broadcast_index(d: vec4<u32>, at: vec4<u32>) -> u32 {
@@ -39,15 +39,15 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let c = (i / (bp.w * bp.h)) % bp.c;
     let n = i / (bp.w * bp.h * bp.c);
     let at = vec4<u32>(n, c, y, x);
-    let a = binary_a[broadcast_index(vec4<u32>(bp.a_n, bp.a_c, bp.a_h, bp.a_w), at)];
-    let b = binary_b[broadcast_index(vec4<u32>(bp.b_n, bp.b_c, bp.b_h, bp.b_w), at)];
+    let a = f32(binary_a[broadcast_index(vec4<u32>(bp.a_n, bp.a_c, bp.a_h, bp.a_w), at)]);
+    let b = f32(binary_b[broadcast_index(vec4<u32>(bp.b_n, bp.b_c, bp.b_h, bp.b_w), at)]);
     // Codes of `BinaryOp::code`.
     var v: f32;
     switch bp.op {
         case 1u: { v = a * b; }
         default: { v = a + b; }
     }
-    binary_out[i] = activate(v, bp.activation);
+    binary_out[i] = elem(activate(v, bp.activation));
 }
 
 struct ActivationParams {
@@ -55,8 +55,8 @@ struct ActivationParams {
 }
 
 @group(0) @binding(0) var<uniform> ap: ActivationParams;
-@group(0) @binding(1) var<storage, read_write> activation_out: array<f32>;
-@group(0) @binding(2) var<storage, read> activation_in: array<f32>;
+@group(0) @binding(1) var<storage, read_write> activation_out: array<elem>;
+@group(0) @binding(2) var<storage, read> activation_in: array<elem>;
 
 @compute @workgroup_size(WG)
 fn activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -65,7 +65,7 @@ fn activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if i >= ap.total {
         return;
     }
-    activation_out[i] = activate(activation_in[i], ap.activation);
+    activation_out[i] = elem(activate(f32(activation_in[i]), ap.activation));
 }
 
 struct CopyParams {
@@ -73,8 +73,8 @@ struct CopyParams {
 }
 
 @group(0) @binding(0) var<uniform> cp: CopyParams;
-@group(0) @binding(1) var<storage, read_write> copy_out: array<f32>;
-@group(0) @binding(2) var<storage, read> copy_in: array<f32>;
+@group(0) @binding(1) var<storage, read_write> copy_out: array<elem>;
+@group(0) @binding(2) var<storage, read> copy_in: array<elem>;
 
 @compute @workgroup_size(WG)
 fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,6 +1,7 @@
 // Group normalisation of an NCHW map: one workgroup per (image, group), whose channels are contiguous in memory.
 // Two passes for the statistics (mean, then the centred sum of squares: no cancellation on maps with a large mean),
 // then the normalised, scaled, shifted and activated write. Grids over the per-dimension limit fold into y.
+// Activations are `elem` in storage (the host's precision prelude); statistics and arithmetic are f32.
 
 struct Params {
     groups_total: u32, span: u32, plane: u32, channels_per_group: u32,
@@ -8,8 +9,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
 // Per-channel scale (gamma) and shift (beta).
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
@@ -43,19 +44,19 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let count = f32(p.span);
     var sum = 0.0;
     for (var i = lid.x; i < p.span; i += WG) {
-        sum += input[base + i];
+        sum += f32(input[base + i]);
     }
     let mean = workgroup_sum(lid.x, sum) / count;
     var squares = 0.0;
     for (var i = lid.x; i < p.span; i += WG) {
-        let d = input[base + i] - mean;
+        let d = f32(input[base + i]) - mean;
         squares += d * d;
     }
     let inv_std = 1.0 / sqrt(workgroup_sum(lid.x, squares) / count + p.eps);
     let first = (id % p.groups) * p.channels_per_group;
     for (var i = lid.x; i < p.span; i += WG) {
         let c = first + i / p.plane;
-        let y = (input[base + i] - mean) * inv_std * weight[c] + bias[c];
-        output[base + i] = activate(y, p.activation);
+        let y = (f32(input[base + i]) - mean) * inv_std * weight[c] + bias[c];
+        output[base + i] = elem(activate(y, p.activation));
     }
 }

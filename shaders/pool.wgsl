@@ -1,6 +1,7 @@
 // Pooling in NCHW, exactly as PyTorch's CPU kernels: max_pool2d (optionally with the flat h*w index of each maximum),
 // avg_pool2d, adaptive_avg_pool2d, and max_unpool2d as a zero fill followed by a scatter.
-// One thread per output element (per input element for the scatter).
+// One thread per output element (per input element for the scatter). Values are `elem` in storage; comparisons and
+// sums run in f32.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares.
@@ -17,28 +18,28 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // max_pool2d
-@group(0) @binding(1) var<storage, read_write> mp_output: array<f32>;
-@group(0) @binding(2) var<storage, read> mp_input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mp_output: array<elem>;
+@group(0) @binding(2) var<storage, read> mp_input: array<elem>;
 
 // max_pool2d_indices
-@group(0) @binding(1) var<storage, read_write> mpi_output: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mpi_output: array<elem>;
 @group(0) @binding(2) var<storage, read_write> mpi_indices: array<u32>;
-@group(0) @binding(3) var<storage, read> mpi_input: array<f32>;
+@group(0) @binding(3) var<storage, read> mpi_input: array<elem>;
 
 // avg_pool2d
-@group(0) @binding(1) var<storage, read_write> ap_output: array<f32>;
-@group(0) @binding(2) var<storage, read> ap_input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> ap_output: array<elem>;
+@group(0) @binding(2) var<storage, read> ap_input: array<elem>;
 
 // adaptive_avg_pool2d
-@group(0) @binding(1) var<storage, read_write> aap_output: array<f32>;
-@group(0) @binding(2) var<storage, read> aap_input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> aap_output: array<elem>;
+@group(0) @binding(2) var<storage, read> aap_input: array<elem>;
 
 // max_unpool2d_zero
-@group(0) @binding(1) var<storage, read_write> uz_output: array<f32>;
+@group(0) @binding(1) var<storage, read_write> uz_output: array<elem>;
 
 // max_unpool2d_scatter
-@group(0) @binding(1) var<storage, read_write> us_output: array<f32>;
-@group(0) @binding(2) var<storage, read> us_values: array<f32>;
+@group(0) @binding(1) var<storage, read_write> us_output: array<elem>;
+@group(0) @binding(2) var<storage, read> us_values: array<elem>;
 @group(0) @binding(3) var<storage, read> us_indices: array<u32>;
 
 // Position of output element `i`: x, y, and the flat (n, c) plane.
@@ -93,13 +94,13 @@ fn max_pool2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var y = ty.start; y < ty.end; y += i32(p.dil_h)) {
         let row = base + u32(y) * p.w_in;
         for (var x = tx.start; x < tx.end; x += i32(p.dil_w)) {
-            let v = mp_input[row + u32(x)];
+            let v = f32(mp_input[row + u32(x)]);
             if takes_over(v, best) {
                 best = v;
             }
         }
     }
-    mp_output[i] = best;
+    mp_output[i] = elem(best);
 }
 
 @compute @workgroup_size(WG)
@@ -119,14 +120,14 @@ fn max_pool2d_indices(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     for (var y = ty.start; y < ty.end; y += i32(p.dil_h)) {
         for (var x = tx.start; x < tx.end; x += i32(p.dil_w)) {
             let index = u32(y) * p.w_in + u32(x);
-            let v = mpi_input[base + index];
+            let v = f32(mpi_input[base + index]);
             if takes_over(v, best) {
                 best = v;
                 best_index = index;
             }
         }
     }
-    mpi_output[i] = best;
+    mpi_output[i] = elem(best);
     mpi_indices[i] = best_index;
 }
 
@@ -150,7 +151,7 @@ fn avg_pool2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     y1 = min(y1, i32(p.h_in));
     x1 = min(x1, i32(p.w_in));
     if y0 >= y1 || x0 >= x1 {
-        ap_output[i] = 0.0;
+        ap_output[i] = elem(0.0);
         return;
     }
     let base = o.plane * p.h_in * p.w_in;
@@ -158,14 +159,14 @@ fn avg_pool2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var y = y0; y < y1; y++) {
         let row = base + u32(y) * p.w_in;
         for (var x = x0; x < x1; x++) {
-            sum += ap_input[row + u32(x)];
+            sum += f32(ap_input[row + u32(x)]);
         }
     }
     var divisor = (y1 - y0) * (x1 - x0);
     if p.count_include_pad != 0u {
         divisor = padded_size;
     }
-    ap_output[i] = sum / f32(divisor);
+    ap_output[i] = elem(sum / f32(divisor));
 }
 
 @compute @workgroup_size(WG)
@@ -186,10 +187,10 @@ fn adaptive_avg_pool2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     for (var y = y0; y < y1; y++) {
         let row = base + y * p.w_in;
         for (var x = x0; x < x1; x++) {
-            sum += aap_input[row + x];
+            sum += f32(aap_input[row + x]);
         }
     }
-    aap_output[i] = sum / f32((y1 - y0) * (x1 - x0));
+    aap_output[i] = elem(sum / f32((y1 - y0) * (x1 - x0)));
 }
 
 // First of the two max_unpool2d dispatches: every output element that no index names must be zero.
@@ -200,7 +201,7 @@ fn max_unpool2d_zero(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if i >= p.total {
         return;
     }
-    uz_output[i] = 0.0;
+    uz_output[i] = elem(0.0);
 }
 
 // Second dispatch, one thread per pooled value: writes it at its index within its own output plane. Indices outside

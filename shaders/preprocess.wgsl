@@ -1,6 +1,7 @@
 // Image preprocessing: 8-bit RGB or RGBA pixels (packed four bytes to a u32, little-endian) resized bilinearly with
 // align_corners=False and normalised into a 1 x 3 x H x W f32 tensor. The raw 0..255 values are interpolated first,
-// then `(v * value_scale - mean[c]) / std[c]`. One thread per output element.
+// then `(v * value_scale - mean[c]) / std[c]`, in f32; only the result is stored as `elem`. One thread per output
+// element.
 
 struct Params {
     w_in: u32, h_in: u32, channels: u32, h_out: u32,
@@ -11,7 +12,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
 @group(0) @binding(2) var<storage, read> image: array<u32>;
 
 struct Taps {
@@ -52,5 +53,5 @@ fn preprocess(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
           + ty.l1 * (tx.l0 * pixel(ty.i1, tx.i0, channel) + tx.l1 * pixel(ty.i1, tx.i1, channel));
     let mean = select(select(p.mean2, p.mean1, c == 1u), p.mean0, c == 0u);
     let deviation = select(select(p.std2, p.std1, c == 1u), p.std0, c == 0u);
-    output[i] = (v * p.value_scale - mean) / deviation;
+    output[i] = elem((v * p.value_scale - mean) / deviation);
 }

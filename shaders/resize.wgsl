@@ -1,6 +1,6 @@
 // torch.nn.functional.interpolate on NCHW maps: bilinear (align_corners false or true) and legacy nearest.
 // Source coordinates are computed in f32 from the host's f32 scales, as PyTorch does for f32 tensors.
-// One thread per output element.
+// Interpolation runs in f32 on `elem` values. One thread per output element.
 
 struct Params {
     planes: u32, h_in: u32, w_in: u32, h_out: u32,
@@ -9,8 +9,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> output: array<f32>;
-@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<elem>;
+@group(0) @binding(2) var<storage, read> input: array<elem>;
 
 struct Taps {
     i0: u32, i1: u32, l0: f32, l1: f32,
@@ -64,6 +64,7 @@ fn resize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let tx = bilinear_taps(ox, p.w_in, p.w_out, p.scale_w, align_corners);
     let r0 = plane + ty.i0 * p.w_in;
     let r1 = plane + ty.i1 * p.w_in;
-    output[i] = ty.l0 * (tx.l0 * input[r0 + tx.i0] + tx.l1 * input[r0 + tx.i1])
-              + ty.l1 * (tx.l0 * input[r1 + tx.i0] + tx.l1 * input[r1 + tx.i1]);
+    let v = ty.l0 * (tx.l0 * f32(input[r0 + tx.i0]) + tx.l1 * f32(input[r0 + tx.i1]))
+          + ty.l1 * (tx.l0 * f32(input[r1 + tx.i0]) + tx.l1 * f32(input[r1 + tx.i1]));
+    output[i] = elem(v);
 }

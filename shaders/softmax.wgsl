@@ -1,5 +1,6 @@
 // Softmax and argmax over the channel axis of an NCHW map. One thread per (batch, pixel); the channel loop strides
-// by the plane size, so neighbouring threads read neighbouring addresses.
+// by the plane size, so neighbouring threads read neighbouring addresses. Values are `elem` in storage; the maximum,
+// the exponentials and their sum are f32.
 
 struct Params {
     n: u32, c: u32, plane: u32, threshold: f32,
@@ -8,16 +9,16 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // softmax: [n, c, h, w] out, [n, c, h, w] in
-@group(0) @binding(1) var<storage, read_write> softmax_out: array<f32>;
-@group(0) @binding(2) var<storage, read> softmax_in: array<f32>;
+@group(0) @binding(1) var<storage, read_write> softmax_out: array<elem>;
+@group(0) @binding(2) var<storage, read> softmax_in: array<elem>;
 
 // threshold: [n, 1, h, w] class map out, [n, 1, h, w] in
 @group(0) @binding(1) var<storage, read_write> threshold_out: array<u32>;
-@group(0) @binding(2) var<storage, read> threshold_in: array<f32>;
+@group(0) @binding(2) var<storage, read> threshold_in: array<elem>;
 
 // argmax: [n, 1, h, w] class map out, [n, c, h, w] in
 @group(0) @binding(1) var<storage, read_write> argmax_out: array<u32>;
-@group(0) @binding(2) var<storage, read> argmax_in: array<f32>;
+@group(0) @binding(2) var<storage, read> argmax_in: array<elem>;
 
 @compute @workgroup_size(WG)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -27,19 +28,18 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     let base = (i / p.plane) * p.c * p.plane + i % p.plane;
-    var m = softmax_in[base];
+    var m = f32(softmax_in[base]);
     for (var c = 1u; c < p.c; c++) {
-        m = max(m, softmax_in[base + c * p.plane]);
+        m = max(m, f32(softmax_in[base + c * p.plane]));
     }
     var sum = 0.0;
     for (var c = 0u; c < p.c; c++) {
-        let e = exp(softmax_in[base + c * p.plane] - m);
-        softmax_out[base + c * p.plane] = e;
-        sum += e;
+        sum += exp(f32(softmax_in[base + c * p.plane]) - m);
     }
+    // The exponentials are recomputed rather than stored and rescaled, so an f16 output is rounded once.
     let inv = 1.0 / sum;
     for (var c = 0u; c < p.c; c++) {
-        softmax_out[base + c * p.plane] *= inv;
+        softmax_out[base + c * p.plane] = elem(exp(f32(softmax_in[base + c * p.plane]) - m) * inv);
     }
 }
 
@@ -51,10 +51,10 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
     let base = (i / p.plane) * p.c * p.plane + i % p.plane;
-    var best = argmax_in[base];
+    var best = f32(argmax_in[base]);
     var index = 0u;
     for (var c = 1u; c < p.c; c++) {
-        let v = argmax_in[base + c * p.plane];
+        let v = f32(argmax_in[base + c * p.plane]);
         // Strict: a tie keeps the first channel, as torch.argmax does.
         if v > best {
             best = v;
@@ -73,5 +73,5 @@ fn threshold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if i >= p.n * p.plane {
         return;
     }
-    threshold_out[i] = select(0u, 1u, threshold_in[i] > p.threshold);
+    threshold_out[i] = select(0u, 1u, f32(threshold_in[i]) > p.threshold);
 }

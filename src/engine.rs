@@ -42,6 +42,10 @@ impl Engine {
         &self.model
     }
 
+    pub fn options(&self) -> PlanOptions {
+        self.options
+    }
+
     /// The weight uploads shared by this engine's plans.
     pub fn weight_cache(&self) -> &WeightCache {
         &self.weights

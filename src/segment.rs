@@ -8,7 +8,7 @@ use crate::image_io::default_palette;
 use crate::kernels::{preprocess, resize, softmax};
 use crate::model::{InputSize, Model, PreprocessSpec};
 use crate::ops::{ImageLayout, Preprocess, Resize, ResizeMode, ResizeTarget, Softmax};
-use crate::plan::{Plan, Readback, Upload};
+use crate::plan::{Plan, PlanOptions, Readback, Upload};
 use crate::tensor::{Shape, Tensor};
 use image::RgbaImage;
 use std::collections::HashMap;
@@ -80,6 +80,13 @@ pub struct Segmenter {
 impl Segmenter {
     /// Wraps a model whose metadata says how to preprocess images and whose graph has the output `out`.
     pub fn new(gpu: Arc<Gpu>, model: Model) -> Result<Self> {
+        Self::with_options(gpu, model, PlanOptions::default())
+    }
+
+    /// [`Segmenter::new`] with plan options; the kernels around the model (preprocessing, resize, argmax) follow
+    /// its precision.
+    pub fn with_options(gpu: Arc<Gpu>, model: Model, options: PlanOptions) -> Result<Self> {
+        gpu.require(options.precision)?;
         let spec = model.info.preprocess.clone().ok_or_else(|| {
             Error::Model("the model has no preprocessing metadata (mean, std, input size): cannot segment images".into())
         })?;
@@ -112,7 +119,7 @@ impl Segmenter {
             _ => default_palette(labels.len()),
         };
         Ok(Segmenter {
-            engine: Engine::new(gpu, model),
+            engine: Engine::with_options(gpu, model, options),
             spec,
             class_count,
             labels,
@@ -184,9 +191,10 @@ impl Segmenter {
             &readbacks,
         )?;
         let classes = bytemuck::pod_collect_to_vec(&data[0]);
+        let shape = Shape::new(1, self.class_count, height as usize, width as usize);
         let probabilities = data.get(1).map(|bytes| Tensor {
-            shape: Shape::new(1, self.class_count, height as usize, width as usize),
-            data: bytemuck::pod_collect_to_vec(bytes),
+            shape,
+            data: pipeline.plan.precision().decode(bytes, shape.numel()),
         });
         Ok(Segmentation {
             width: width as usize,
@@ -199,12 +207,14 @@ impl Segmenter {
     fn compile(&self, width: usize, height: usize, probabilities: bool) -> Result<SizedPipeline> {
         let gpu = self.engine.gpu();
         let full = Shape::new(1, self.class_count, height, width);
+        let precision = self.engine.options().precision;
+        let full_bytes = precision.storage_bytes(full.numel());
         if let Err(Error::TooLarge {
             size,
             limit,
             limit_name,
             ..
-        }) = gpu.check_storage_size("", full.bytes())
+        }) = gpu.check_storage_size("", full_bytes)
         {
             let fit = ((limit as f64 / size as f64).sqrt() * 0.99).min(1.0);
             let what = format!(
@@ -241,26 +251,26 @@ impl Segmenter {
             channel_order: self.spec.channel_order,
         };
         let image = gpu.storage_buffer("image", 4 * preprocess::image_words(layout) as u64)?;
-        let pre_kernel = preprocess::preprocess(gpu, "preprocess", &pre, layout)?;
+        let pre_kernel = preprocess::preprocess(gpu, "preprocess", &pre, layout, precision)?;
         let input = plan.binding(&input_name).expect("graph input");
         let before = vec![pre_kernel.bind(gpu, &[input], &[image.as_entire_buffer_binding()])?];
 
-        let resized = gpu.storage_buffer("logits at image size", full.bytes())?;
+        let resized = gpu.storage_buffer("logits at image size", full_bytes)?;
         let resize = Resize {
             mode: ResizeMode::Bilinear {
                 align_corners: false,
             },
             target: ResizeTarget::Size([height, width]),
         };
-        let resize_kernel = resize::resize(gpu, "resize logits", &resize, logits)?;
+        let resize_kernel = resize::resize(gpu, "resize logits", &resize, logits, precision)?;
         let out = plan.binding(OUTPUT).expect("graph output");
         let mut after =
             vec![resize_kernel.bind(gpu, &[resized.as_entire_buffer_binding()], &[out])?];
         let class_shape = full.with_c(1);
         let classes = gpu.storage_buffer("classes", class_shape.bytes())?;
         let class_kernel = match self.class_count {
-            1 => softmax::threshold(gpu, "mask", full, PROBABILITY_THRESHOLD)?,
-            _ => softmax::argmax(gpu, "argmax", &crate::ops::Argmax, full)?,
+            1 => softmax::threshold(gpu, "mask", full, PROBABILITY_THRESHOLD, precision)?,
+            _ => softmax::argmax(gpu, "argmax", &crate::ops::Argmax, full, precision)?,
         };
         after.push(class_kernel.bind(
             gpu,
@@ -282,8 +292,8 @@ impl Segmenter {
                 let softmax = match self.class_count {
                     1 => None,
                     _ => {
-                        let probs = gpu.storage_buffer("probabilities", full.bytes())?;
-                        let kernel = softmax::softmax(gpu, "softmax", &Softmax, full)?;
+                        let probs = gpu.storage_buffer("probabilities", full_bytes)?;
+                        let kernel = softmax::softmax(gpu, "softmax", &Softmax, full, precision)?;
                         let (o, i) = (
                             probs.as_entire_buffer_binding(),
                             resized.as_entire_buffer_binding(),
@@ -294,7 +304,7 @@ impl Segmenter {
                 };
                 Some(Probabilities {
                     softmax,
-                    staging: staging("probabilities readback", full.bytes()),
+                    staging: staging("probabilities readback", full_bytes),
                 })
             }
         };

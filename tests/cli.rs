@@ -3,6 +3,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Activation, Conv2d, ConvWeights, Padding2d, Resize, ResizeMode, ResizeTarget};
 use atrous::weights::Weights;
@@ -51,11 +52,13 @@ fn small_model() -> Model {
     b.finish(&["out"]).unwrap()
 }
 
+/// `--precision f16` where the adapter has SHADER_F16 gives the same result within the f16 tolerance; where it has
+/// not, one line naming the missing feature.
 #[test]
 fn run_should_give_the_cpu_executors_result() {
-    if gpu().is_none() {
+    let Some(gpu) = gpu() else {
         return;
-    }
+    };
     let dir = temp_dir("run");
     let (model_path, input_path, output_path) = (
         dir.join("model.safetensors"),
@@ -70,26 +73,50 @@ fn run_should_give_the_cpu_executors_result() {
         .insert("input", x.shape.dims().to_vec(), x.data.clone())
         .unwrap();
     input.save(&input_path, HashMap::new()).unwrap();
+    let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)])).unwrap();
+    let want: Tensor = want["out"].to_f32();
 
+    for precision in Precision::ALL {
+        let _ = std::fs::remove_file(&output_path);
+        let out = atrous(&[
+            "run",
+            "--model",
+            model_path.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--output",
+            output_path.to_str().unwrap(),
+            "--precision",
+            precision.name(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !gpu.supports(precision) {
+            assert!(!out.status.success());
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("SHADER_F16"), "{stderr}");
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "atrous run --precision {precision} failed: {stderr}"
+        );
+        let got = Weights::open(&output_path).unwrap().get("out").unwrap();
+        assert_eq!(got.shape, want.shape.dims().to_vec());
+        assert_close_in(precision, "atrous run", &got.data, &want.data);
+    }
     let out = atrous(&[
         "run",
         "--model",
-        model_path.to_str().unwrap(),
+        "m",
         "--input",
-        input_path.to_str().unwrap(),
+        "i",
         "--output",
-        output_path.to_str().unwrap(),
+        "o",
+        "--precision",
+        "f64",
     ]);
-    assert!(
-        out.status.success(),
-        "atrous run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = Weights::open(&output_path).unwrap().get("out").unwrap();
-    let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)])).unwrap();
-    let want: Tensor = want["out"].to_f32();
-    assert_eq!(got.shape, want.shape.dims().to_vec());
-    assert_close("atrous run", &got.data, &want.data);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f64"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::conv2d::{self, Path};
 use atrous::kernels::conv2d_split;
 use atrous::kernels::upload_folded;
@@ -103,38 +104,51 @@ fn weights(
 }
 
 /// Runs one conv on the GPU into a poisoned destination and compares with the reference.
-fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
-    check_on(gpu, name, case, seed, None)
+fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, precision: Precision) {
+    check_on(gpu, name, case, seed, None, precision)
 }
 
-/// [`check`] on a given kernel path (`None`: the one `conv2d::conv2d` picks).
-fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<Path>) {
+/// [`check`] on a given kernel path (`None`: the one `conv2d::conv2d` picks). In f16 the input, residual and
+/// destination are rounded to f16 on the host first; the weights are not, so their rounding is part of what the
+/// tolerance covers.
+fn check_on(
+    gpu: &atrous::Gpu,
+    name: &str,
+    case: &Case,
+    seed: u64,
+    path: Option<Path>,
+    precision: Precision,
+) {
     let mut rng = rng(seed);
     let p = &case.conv;
-    let x = random_tensor(&mut rng, case.input);
+    let x = rounded(precision, &random_tensor(&mut rng, case.input));
     let w = weights(&mut rng, p, case.bias, case.batch_norm);
     let dest = p.output_shape(case.input).unwrap();
     let result_shape = dest.with_c(p.out_channels);
-    let residual = p.residual.then(|| random_tensor(&mut rng, result_shape));
+    let residual = p
+        .residual
+        .then(|| rounded(precision, &random_tensor(&mut rng, result_shape)));
     let mut want = reference::conv2d(p, &x, &w, residual.as_ref()).unwrap();
 
     let (kernel, gw) = match path {
         None => (
-            conv2d::conv2d(gpu, name, p, case.input).unwrap(),
-            conv2d::upload_weights(gpu, name, p, &w).unwrap(),
+            conv2d::conv2d(gpu, name, p, case.input, precision).unwrap(),
+            conv2d::upload_weights(gpu, name, p, &w, precision).unwrap(),
         ),
         Some(path) => (
-            conv2d::conv2d_on(gpu, name, p, case.input, path).unwrap(),
-            upload_folded(gpu, name, conv2d::fold_for(p, &w, path).unwrap()).unwrap(),
+            conv2d::conv2d_on(gpu, name, p, case.input, path, precision).unwrap(),
+            upload_folded(gpu, name, conv2d::fold_for(p, &w, path).unwrap(), precision).unwrap(),
         ),
     };
-    let gx = upload(gpu, "x", &x);
+    let gx = upload_in(gpu, "x", &x, precision);
     // The destination's other channels must survive: start from known values, poison only our channels.
-    let mut initial = random_tensor(&mut rng, dest);
+    let mut initial = rounded(precision, &random_tensor(&mut rng, dest));
     let poison = Tensor::new(result_shape, vec![f32::NAN; result_shape.numel()]).unwrap();
     reference::place_channels(&mut initial, &poison, p.out_channel_offset);
-    let out = upload(gpu, "out", &initial);
-    let gres = residual.as_ref().map(|r| upload(gpu, "residual", r));
+    let out = upload_in(gpu, "out", &initial, precision);
+    let gres = residual
+        .as_ref()
+        .map(|r| upload_in(gpu, "residual", r, precision));
     let res_binding = gres.as_ref().map_or(gpu.placeholder(), |r| r.binding());
     // Split-K's partial sums must all be written: poison the scratch too.
     let scratch = (kernel.scratch_bytes() > 0).then(|| {
@@ -159,31 +173,39 @@ fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<
         )
         .unwrap();
     gpu.run(&bound.iter().collect::<Vec<_>>()).unwrap();
-    let got = gpu.read(&out).unwrap();
+    let got = gpu.read_in(&out, precision).unwrap();
     if dest.c != p.out_channels {
         let mut full = initial.clone();
         reference::place_channels(&mut full, &want, p.out_channel_offset);
         want = full;
     }
-    assert_close(name, &got.data, &want.data);
+    assert_close_in(precision, name, &got.data, &want.data);
 }
 
-#[test]
-fn conv2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_cases(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, case) in cases().iter().enumerate() {
         let p = &case.conv;
         let name = format!(
             "case {i}: {} {:?} k{:?} s{:?} d{:?} g{}",
             case.input, p.padding, p.kernel, p.stride, p.dilation, p.groups
         );
-        check(&gpu, &name, case, i as u64);
+        check(&gpu, &name, case, i as u64, precision);
     }
 }
 
 #[test]
-fn conv2d_epilogue_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn conv2d_should_match_reference() {
+    check_cases(Precision::F32);
+}
+
+#[test]
+fn conv2d_in_f16_should_match_reference() {
+    check_cases(Precision::F16);
+}
+
+fn check_epilogues(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, activation) in Activation::ALL.into_iter().enumerate() {
         for residual in [false, true] {
             let conv = Conv2d {
@@ -202,9 +224,20 @@ fn conv2d_epilogue_should_match_reference() {
                 &format!("{activation:?} residual={residual}"),
                 &case,
                 100 + i as u64,
+                precision,
             );
         }
     }
+}
+
+#[test]
+fn conv2d_epilogue_should_match_reference() {
+    check_epilogues(Precision::F32);
+}
+
+#[test]
+fn conv2d_epilogue_in_f16_should_match_reference() {
+    check_epilogues(Precision::F16);
 }
 
 #[test]
@@ -222,14 +255,13 @@ fn conv2d_should_write_at_channel_offset() {
         bias: true,
         batch_norm: false,
     };
-    check(&gpu, "offset 3 of 11", &case, 7);
+    check(&gpu, "offset 3 of 11", &case, 7, Precision::F32);
 }
 
 /// Every tile shape and the naive kernel on the edges of their tiles: widths and pixel counts not divisible by the
 /// tile, output channels not divisible by 4 or 8, channel-offset destinations, residuals, batches, padding taps.
-#[test]
-fn every_conv2d_path_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_paths(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let mut paths = vec![Path::Naive];
     paths.extend(
         conv2d::TILES
@@ -247,7 +279,7 @@ fn every_conv2d_path_should_match_reference() {
         (Shape::new(2, 9, 7, 5), conv(9, 1, 1, 1, 0, 1, 1)),
     ];
     for (i, (input, base)) in cases.into_iter().enumerate() {
-        check_variants(&gpu, i, input, &base, &paths);
+        check_variants(&gpu, i, input, &base, &paths, precision);
     }
     // depthwise: widths not divisible by 4, stride and dilation, batch
     let depthwise = [
@@ -256,11 +288,29 @@ fn every_conv2d_path_should_match_reference() {
         (Shape::new(1, 3, 6, 5), conv(3, 3, 3, 1, 3, 3, 3)),
     ];
     for (i, (input, base)) in depthwise.into_iter().enumerate() {
-        check_variants(&gpu, 10 + i, input, &base, &[Path::Depthwise]);
+        check_variants(&gpu, 10 + i, input, &base, &[Path::Depthwise], precision);
     }
 }
 
-fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, paths: &[Path]) {
+#[test]
+fn every_conv2d_path_should_match_reference() {
+    check_paths(Precision::F32);
+}
+
+/// Every path in f16, channel-offset destinations and residuals included (`check_variants`).
+#[test]
+fn every_conv2d_path_in_f16_should_match_reference() {
+    check_paths(Precision::F16);
+}
+
+fn check_variants(
+    gpu: &atrous::Gpu,
+    i: usize,
+    input: Shape,
+    base: &Conv2d,
+    paths: &[Path],
+    precision: Precision,
+) {
     {
         for (v, variant) in ["plain", "offset+residual"].into_iter().enumerate() {
             let conv = match v {
@@ -281,7 +331,7 @@ fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, path
             };
             for &path in paths {
                 let name = format!("case {i} {variant} {path:?}: {input}");
-                check_on(gpu, &name, &case, 200 + i as u64, Some(path));
+                check_on(gpu, &name, &case, 200 + i as u64, Some(path), precision);
             }
         }
     }
@@ -322,9 +372,8 @@ fn conv2d_should_reject_bad_parameters() {
 /// Split-K on every tile against the reference: input channels that are not a multiple of the 16-channel slice
 /// granularity (a short last slice), more slices asked than there are channels (fewer come out), ASPP-like dilation
 /// with most taps in padding, stride, batches, 1x1; plain and with residual, activation and a channel offset.
-#[test]
-fn split_k_conv2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_split_k(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let split = |(channels, pixels), splits| Path::SplitK {
         channels,
         pixels,
@@ -342,7 +391,7 @@ fn split_k_conv2d_should_match_reference() {
     ];
     for (i, (input, base, splits)) in cases.into_iter().enumerate() {
         let paths: Vec<Path> = conv2d::TILES.iter().map(|&t| split(t, splits)).collect();
-        check_variants(&gpu, 20 + i, input, &base, &paths);
+        check_variants(&gpu, 20 + i, input, &base, &paths, precision);
     }
     for (i, activation) in Activation::ALL.into_iter().enumerate() {
         let conv = Conv2d {
@@ -357,8 +406,19 @@ fn split_k_conv2d_should_match_reference() {
             batch_norm: true,
         };
         let name = format!("split-K {activation:?} residual");
-        check_on(&gpu, &name, &case, 300 + i as u64, Some(split((8, 4), 3)));
+        let path = Some(split((8, 4), 3));
+        check_on(&gpu, &name, &case, 300 + i as u64, path, precision);
     }
+}
+
+#[test]
+fn split_k_conv2d_should_match_reference() {
+    check_split_k(Precision::F32);
+}
+
+#[test]
+fn split_k_conv2d_in_f16_should_match_reference() {
+    check_split_k(Precision::F16);
 }
 
 /// Split-K is chosen only where the tiled dispatch underfills a large device and the reduction is long; never on

@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::conv_transpose2d;
 use atrous::ops::{Activation, BatchNorm, ConvTranspose2d, ConvWeights};
 use atrous::{reference, Shape};
@@ -98,20 +99,21 @@ fn weights(
     }
 }
 
-/// Runs one transposed conv on the GPU into a poisoned output and compares with the reference.
-fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
+/// Runs one transposed conv on the GPU into a poisoned output and compares with the reference. In f16 the input is
+/// rounded on the host first; the weights are not (their rounding is part of the tolerance).
+fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, precision: Precision) {
     let mut rng = rng(seed);
     let p = &case.conv;
-    let x = random_tensor(&mut rng, case.input);
+    let x = rounded(precision, &random_tensor(&mut rng, case.input));
     let w = weights(&mut rng, p, case.bias, case.batch_norm);
     let out_shape = p.output_shape(case.input).unwrap();
     let want = reference::conv_transpose2d(p, &x, &w).unwrap();
     assert_eq!(want.shape, out_shape);
 
-    let kernel = conv_transpose2d::conv_transpose2d(gpu, name, p, case.input).unwrap();
-    let gw = conv_transpose2d::upload_weights(gpu, name, p, &w).unwrap();
-    let gx = upload(gpu, "x", &x);
-    let out = gpu.tensor("out", out_shape, true).unwrap();
+    let kernel = conv_transpose2d::conv_transpose2d(gpu, name, p, case.input, precision).unwrap();
+    let gw = conv_transpose2d::upload_weights(gpu, name, p, &w, precision).unwrap();
+    let gx = upload_in(gpu, "x", &x, precision);
+    let out = gpu.tensor_in("out", out_shape, precision, true).unwrap();
     let bound = kernel
         .bind(
             gpu,
@@ -124,13 +126,22 @@ fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
         )
         .unwrap();
     gpu.run(&[&bound]).unwrap();
-    let got = gpu.read(&out).unwrap();
-    assert_close(name, &got.data, &want.data);
+    let got = gpu.read_in(&out, precision).unwrap();
+    assert_close_in(precision, name, &got.data, &want.data);
 }
 
 #[test]
 fn conv_transpose2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_cases(Precision::F32);
+}
+
+#[test]
+fn conv_transpose2d_in_f16_should_match_reference() {
+    check_cases(Precision::F16);
+}
+
+fn check_cases(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, case) in cases().iter().enumerate() {
         let p = &case.conv;
         let name = format!(
@@ -145,13 +156,22 @@ fn conv_transpose2d_should_match_reference() {
             case.bias,
             case.batch_norm
         );
-        check(&gpu, &name, case, i as u64);
+        check(&gpu, &name, case, i as u64, precision);
     }
 }
 
 #[test]
 fn conv_transpose2d_epilogue_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_epilogues(Precision::F32);
+}
+
+#[test]
+fn conv_transpose2d_epilogue_in_f16_should_match_reference() {
+    check_epilogues(Precision::F16);
+}
+
+fn check_epilogues(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, activation) in Activation::ALL.into_iter().enumerate() {
         let case = Case {
             input: Shape::new(2, 5, 6, 7),
@@ -162,7 +182,13 @@ fn conv_transpose2d_epilogue_should_match_reference() {
             bias: true,
             batch_norm: true,
         };
-        check(&gpu, &format!("{activation:?}"), &case, 100 + i as u64);
+        check(
+            &gpu,
+            &format!("{activation:?}"),
+            &case,
+            100 + i as u64,
+            precision,
+        );
     }
 }
 
@@ -221,7 +247,8 @@ fn conv_transpose2d_should_reject_bad_parameters() {
     // The same errors come from the kernel constructor and the reference, never a panic.
     if let Some(gpu) = common::gpu() {
         let p = ConvTranspose2d::new(5, 4, [2, 2], [2, 2]);
-        let err = conv_transpose2d::conv_transpose2d(&gpu, "bad", &p, x).unwrap_err();
+        let err =
+            conv_transpose2d::conv_transpose2d(&gpu, "bad", &p, x, Precision::F32).unwrap_err();
         assert!(err.to_string().starts_with("conv_transpose2d"), "{err}");
     }
     let p = ConvTranspose2d::new(4, 4, [2, 2], [2, 2]);

@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{
     Activation, AvgPool2d, BatchNorm, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights,
@@ -207,6 +208,16 @@ fn unet_like(seed: u64) -> Model {
 }
 
 fn compile(gpu: &Arc<Gpu>, model: &Model, input: Shape, fuse: bool) -> Plan {
+    compile_in(gpu, model, input, fuse, Precision::F32)
+}
+
+fn compile_in(
+    gpu: &Arc<Gpu>,
+    model: &Model,
+    input: Shape,
+    fuse: bool,
+    precision: Precision,
+) -> Plan {
     let shapes = HashMap::from([("input".to_string(), input)]);
     Plan::compile(
         gpu.clone(),
@@ -214,12 +225,78 @@ fn compile(gpu: &Arc<Gpu>, model: &Model, input: Shape, fuse: bool) -> Plan {
         &shapes,
         PlanOptions {
             fuse,
+            precision,
             ..Default::default()
         },
         &WeightCache::default(),
     )
     .unwrap()
 }
+
+/// Whole graphs in f16 (every op family, fused and unfused, odd element counts) against the f64 CPU executor, and
+/// an activation memory plan of half the f32 one.
+#[test]
+fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
+    let gpu = gpu_or_skip!(Precision::F16);
+    for (what, model, input) in [
+        ("deeplab-like", deeplab_like(1), Shape::new(1, 3, 19, 23)),
+        (
+            "deeplab-like batch 2",
+            deeplab_like(3),
+            Shape::new(2, 3, 17, 21),
+        ),
+        ("unet-like", unet_like(5), Shape::new(1, 3, 12, 14)),
+    ] {
+        let x = random_tensor(&mut rng(7), input);
+        let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())]))
+            .unwrap();
+        let outputs: Vec<&str> = model.graph.outputs.iter().map(String::as_str).collect();
+        for fuse in [true, false] {
+            let plan = compile_in(&gpu, &model, input, fuse, Precision::F16);
+            assert_eq!(plan.precision(), Precision::F16);
+            if plan.can_profile() {
+                // `atrous bench` profiles the plan: its upload must be converted like a run's.
+                let times = plan.profile(&[("input", &x)]).unwrap();
+                assert_eq!(times.len(), plan.dispatches());
+            }
+            let got = plan.run(&[("input", &x)], &outputs).unwrap();
+            for (name, w) in &want {
+                let what = format!("{what} fuse={fuse} (f16): {name}");
+                match (&got[name], w) {
+                    (Output::F32(g), Output::F32(w)) => {
+                        assert_close_tol(&what, &g.data, &w.data, GRAPH_F16_TOLERANCE)
+                    }
+                    (Output::U32 { data: g, .. }, Output::U32 { data: w, .. }) => {
+                        let same = g.iter().zip(w).filter(|(a, b)| a == b).count();
+                        assert!(
+                            same * 100 >= w.len() * 99,
+                            "{what}: {same} of {} agree",
+                            w.len()
+                        );
+                    }
+                    _ => panic!("{what}: output types differ"),
+                }
+            }
+            let f32_plan = compile(&gpu, &model, input, fuse);
+            let (half, full) = (plan.memory(), f32_plan.memory());
+            // Float tensors halve; u32 ones (indices, the class map) and the 4-byte rounding of odd f16 counts
+            // keep the plan a little above half.
+            for (h, f) in [
+                (half.planned_bytes, full.planned_bytes),
+                (half.lower_bound_bytes, full.lower_bound_bytes),
+            ] {
+                assert!(
+                    h * 2 >= f && h * 5 <= f * 3,
+                    "{what}: f16 plan {half:?} vs f32 {full:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Whole-graph f16 tolerance relative to max(1, max |reference|): a few convolutions deep, each rounding its
+/// output and weights to f16.
+const GRAPH_F16_TOLERANCE: f32 = 2e-3;
 
 fn assert_outputs_match(
     what: &str,

@@ -4,7 +4,9 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::model::InputSize;
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Engine, Model, Shape, Tensor};
 
@@ -16,8 +18,16 @@ fn fixture_tensor(weights: &Weights, name: &str) -> Tensor {
     Tensor::new(Shape::new(n, c, h, w), t.data).unwrap()
 }
 
-fn check_model(file: &str, architecture: &str, size: [usize; 2]) {
-    let gpu = gpu_or_skip!();
+/// (max probability error, mask agreement) each precision must reach against TFLite. f16: see the README.
+fn bounds(precision: Precision) -> (f32, f64) {
+    match precision {
+        Precision::F32 => (1e-3, 0.999),
+        Precision::F16 => (1e-1, 0.999),
+    }
+}
+
+fn check_model(file: &str, architecture: &str, size: [usize; 2], precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let root = env!("CARGO_MANIFEST_DIR");
     let model = Model::load(format!("{root}/weights/{file}")).unwrap();
     assert_eq!(model.info.architecture.as_deref(), Some(architecture));
@@ -40,7 +50,11 @@ fn check_model(file: &str, architecture: &str, size: [usize; 2]) {
     let expected = fixture_tensor(&fixture, "expected");
     assert_eq!(input.shape, Shape::new(1, 3, size[0], size[1]));
 
-    let out = Engine::new(gpu, model)
+    let options = PlanOptions {
+        precision,
+        ..PlanOptions::default()
+    };
+    let out = Engine::with_options(gpu, model, options)
         .run(&[("input", &input)], &["out"])
         .unwrap();
     let got = out["out"].to_f32();
@@ -55,16 +69,17 @@ fn check_model(file: &str, architecture: &str, size: [usize; 2]) {
     }
     let agreement = agree as f64 / got.data.len() as f64;
     eprintln!(
-        "{file}: max |atrous - tflite| = {max_err:.3e} at {worst}, mask agreement {agreement:.6}"
+        "{file} ({precision}): max |atrous - tflite| = {max_err:.3e} at {worst}, mask agreement {agreement:.6}"
     );
+    let (max_bound, agreement_bound) = bounds(precision);
     assert!(
-        max_err <= 1e-3,
+        max_err <= max_bound,
         "{file}: probability {} at index {worst}, TFLite says {} (error {max_err})",
         got.data[worst],
         expected.data[worst]
     );
     assert!(
-        agreement >= 0.999,
+        agreement >= agreement_bound,
         "{file}: masks (p > 0.5) agree on only {agreement}"
     );
 }
@@ -75,6 +90,23 @@ fn selfie_segmenter_should_match_tflite() {
         "selfie_segmenter.safetensors",
         "mediapipe_selfie_segmenter",
         [256, 256],
+        Precision::F32,
+    );
+}
+
+#[test]
+fn selfie_segmenters_in_f16_should_match_tflite() {
+    check_model(
+        "selfie_segmenter.safetensors",
+        "mediapipe_selfie_segmenter",
+        [256, 256],
+        Precision::F16,
+    );
+    check_model(
+        "selfie_segmenter_landscape.safetensors",
+        "mediapipe_selfie_segmenter_landscape",
+        [144, 256],
+        Precision::F16,
     );
 }
 
@@ -84,5 +116,6 @@ fn selfie_segmenter_landscape_should_match_tflite() {
         "selfie_segmenter_landscape.safetensors",
         "mediapipe_selfie_segmenter_landscape",
         [144, 256],
+        Precision::F32,
     );
 }

@@ -2,27 +2,41 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::norm;
 use atrous::ops::{Activation, GroupNorm};
 use atrous::{reference, Shape, Tensor};
 use common::*;
 
 /// Runs the kernel on random data (offset by `mean`, so a one-pass variance would lose digits) and compares.
-fn check(gpu: &atrous::Gpu, shape: Shape, p: GroupNorm, mean: f32, seed: u64) {
+fn check(
+    gpu: &atrous::Gpu,
+    shape: Shape,
+    p: GroupNorm,
+    mean: f32,
+    seed: u64,
+    precision: Precision,
+) {
     let name = format!("group_norm {shape} groups {} {:?}", p.groups, p.activation);
     let mut r = rng(seed);
     let mut x = random_tensor(&mut r, shape);
     x.data.iter_mut().for_each(|v| *v = *v * 3.0 + mean);
+    let x = rounded(precision, &x);
     let weight: Vec<f32> = random_vec(&mut r, p.channels)
         .iter()
         .map(|v| v + 1.5)
         .collect();
     let bias = random_vec(&mut r, p.channels);
     let want = reference::group_norm(&p, &x, &weight, &bias).unwrap();
-    let kernel = norm::group_norm(gpu, &name, &p, shape).unwrap();
+    let kernel = norm::group_norm(gpu, &name, &p, shape, precision).unwrap();
     let w = norm::upload_weights(gpu, &name, &p, weight, bias).unwrap();
-    let gx = upload(gpu, "x", &x);
-    let out = gpu.tensor("out", shape, true).unwrap();
+    let gx = upload_in(gpu, "x", &x, precision);
+    let out = upload_in(
+        gpu,
+        "out",
+        &Tensor::new(shape, vec![f32::NAN; shape.numel()]).unwrap(),
+        precision,
+    );
     let bound = kernel
         .bind(
             gpu,
@@ -35,13 +49,17 @@ fn check(gpu: &atrous::Gpu, shape: Shape, p: GroupNorm, mean: f32, seed: u64) {
         )
         .unwrap();
     gpu.run(&[&bound]).unwrap();
-    let got = gpu.read(&out).unwrap();
-    assert_close_tol(&name, &got.data, &want.data, 2e-4);
+    let got = gpu.read_in(&out, precision).unwrap();
+    // Normalised values are O(1) whatever the input's mean; f32 statistics keep 2e-4 of them.
+    let tol = match precision {
+        Precision::F32 => 2e-4,
+        Precision::F16 => F16_TOLERANCE,
+    };
+    assert_close_tol(&format!("{name} ({precision})"), &got.data, &want.data, tol);
 }
 
-#[test]
-fn group_norm_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_cases(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     // (shape, groups): several channels a group, one a group (instance norm), one group (layer norm), 1x1 maps,
     // groups whose span is not a multiple of the workgroup, batch 2.
     let cases = [
@@ -55,9 +73,19 @@ fn group_norm_should_match_reference() {
     ];
     for (i, (shape, groups)) in cases.into_iter().enumerate() {
         let p = GroupNorm::new(groups, shape.c);
-        check(&gpu, shape, p, 0.0, i as u64);
-        check(&gpu, shape, p, 40.0, 100 + i as u64);
+        check(&gpu, shape, p, 0.0, i as u64, precision);
+        check(&gpu, shape, p, 40.0, 100 + i as u64, precision);
     }
+}
+
+#[test]
+fn group_norm_should_match_reference() {
+    check_cases(Precision::F32);
+}
+
+#[test]
+fn group_norm_in_f16_should_match_reference() {
+    check_cases(Precision::F16);
 }
 
 #[test]
@@ -69,7 +97,14 @@ fn group_norm_should_apply_every_activation_and_eps() {
             eps: 0.25,
             ..GroupNorm::new(2, 4)
         };
-        check(&gpu, Shape::new(2, 4, 6, 5), p, 1.0, 200 + i as u64);
+        check(
+            &gpu,
+            Shape::new(2, 4, 6, 5),
+            p,
+            1.0,
+            200 + i as u64,
+            Precision::F32,
+        );
     }
 }
 
@@ -99,6 +134,7 @@ fn group_norm_should_reject_bad_parameters() {
         .to_string();
     assert!(err.contains("6 values"), "{err}");
     let gpu = gpu_or_skip!();
-    let err = norm::group_norm(&gpu, "bad", &GroupNorm::new(4, 6), x.shape).unwrap_err();
+    let err =
+        norm::group_norm(&gpu, "bad", &GroupNorm::new(4, 6), x.shape, Precision::F32).unwrap_err();
     assert!(err.to_string().contains("groups"), "{err}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use atrous::gpu::{GpuTensor, TensorData};
+use atrous::gpu::{GpuTensor, Precision, TensorData};
 use atrous::kernels::pool;
 use atrous::ops::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 use atrous::{reference, Gpu, Shape, Tensor};
@@ -120,11 +120,17 @@ fn upload_u32(gpu: &Gpu, label: &str, shape: Shape, data: &[u32]) -> GpuTensor {
 }
 
 /// Runs max_pool2d on the GPU into poisoned outputs: the values and, with `return_indices`, the indices.
-fn gpu_max_pool(gpu: &Gpu, name: &str, p: &MaxPool2d, x: &Tensor) -> (Tensor, Option<Vec<u32>>) {
-    let kernel = pool::max_pool2d(gpu, name, p, x.shape).unwrap();
+fn gpu_max_pool(
+    gpu: &Gpu,
+    name: &str,
+    p: &MaxPool2d,
+    x: &Tensor,
+    precision: Precision,
+) -> (Tensor, Option<Vec<u32>>) {
+    let kernel = pool::max_pool2d(gpu, name, p, x.shape, precision).unwrap();
     let shape = p.output_shape(x.shape).unwrap();
-    let gx = upload(gpu, "x", x);
-    let out = gpu.tensor("out", shape, true).unwrap();
+    let gx = upload_in(gpu, "x", x, precision);
+    let out = gpu.tensor_in("out", shape, precision, true).unwrap();
     let indices = p
         .return_indices
         .then(|| gpu.tensor("indices", shape, true).unwrap());
@@ -133,9 +139,23 @@ fn gpu_max_pool(gpu: &Gpu, name: &str, p: &MaxPool2d, x: &Tensor) -> (Tensor, Op
     let bound = kernel.bind(gpu, &outputs, &[gx.binding()]).unwrap();
     gpu.run(&[&bound]).unwrap();
     (
-        gpu.read(&out).unwrap(),
+        gpu.read_in(&out, precision).unwrap(),
         indices.map(|t| gpu.read_u32(&t).unwrap()),
     )
+}
+
+/// Every pooling kernel in f16. Inputs are rounded to f16 on the host, so max pooling, its indices and unpooling
+/// must match the reference exactly; the averages within the f16 tolerance.
+#[test]
+fn pool_in_f16_should_match_reference() {
+    let f16 = Precision::F16;
+    check_max_pool(f16);
+    check_max_pool_ties(f16);
+    check_max_pool_infinities(f16);
+    check_avg_pool(f16);
+    check_adaptive_avg_pool(f16);
+    check_unpool_round_trip(f16);
+    check_unpool_uploaded(f16);
 }
 
 fn max_pool_cases() -> Vec<(Shape, MaxPool2d)> {
@@ -209,7 +229,11 @@ fn max_pool_cases() -> Vec<(Shape, MaxPool2d)> {
 
 #[test]
 fn max_pool2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_max_pool(Precision::F32);
+}
+
+fn check_max_pool(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, (input, p)) in max_pool_cases().into_iter().enumerate() {
         for return_indices in [false, true] {
             let p = MaxPool2d {
@@ -220,10 +244,10 @@ fn max_pool2d_should_match_reference() {
                 "case {i}: {input} k{:?} s{:?} p{:?} d{:?} ceil={} indices={return_indices}",
                 p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode
             );
-            let x = random_tensor(&mut rng(i as u64), input);
+            let x = rounded(precision, &random_tensor(&mut rng(i as u64), input));
             let (want, want_idx) = reference::max_pool2d(&p, &x).unwrap();
-            let (got, got_idx) = gpu_max_pool(&gpu, &name, &p, &x);
-            assert_close(&name, &got.data, &want.data);
+            let (got, got_idx) = gpu_max_pool(&gpu, &name, &p, &x, precision);
+            assert_eq!(got.data, want.data, "{name} ({precision})");
             assert_eq!(got_idx, want_idx, "{name}: indices");
         }
     }
@@ -231,22 +255,26 @@ fn max_pool2d_should_match_reference() {
 
 #[test]
 fn max_pool2d_ties_should_keep_the_first_maximum() {
-    let gpu = gpu_or_skip!();
+    check_max_pool_ties(Precision::F32);
+}
+
+fn check_max_pool_ties(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, (input, p)) in max_pool_cases().into_iter().enumerate() {
         let p = MaxPool2d {
             return_indices: true,
             ..p
         };
         let name = format!("ties, case {i}: {input}");
-        // Three levels only, so most windows hold several equal maxima.
+        // Three levels only (exact in f16), so most windows hold several equal maxima.
         let mut rng = rng(50 + i as u64);
         let data = (0..input.numel())
             .map(|_| rng.random_range(0..3) as f32 * 0.5 - 0.25)
             .collect();
         let x = Tensor::new(input, data).unwrap();
         let (want, want_idx) = reference::max_pool2d(&p, &x).unwrap();
-        let (got, got_idx) = gpu_max_pool(&gpu, &name, &p, &x);
-        assert_close(&name, &got.data, &want.data);
+        let (got, got_idx) = gpu_max_pool(&gpu, &name, &p, &x, precision);
+        assert_eq!(got.data, want.data, "{name} ({precision})");
         assert_eq!(got_idx, want_idx, "{name}: indices");
     }
 }
@@ -266,11 +294,15 @@ fn max_pool2d_reference_should_keep_the_first_maximum() {
 
 #[test]
 fn max_pool2d_should_handle_infinities_and_nan_like_pytorch() {
-    let gpu = gpu_or_skip!();
+    check_max_pool_infinities(Precision::F32);
+}
+
+fn check_max_pool_infinities(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     // A window of -inf keeps PyTorch's initial index, its first in-bounds tap; a NaN takes over from anything, so
     // the last NaN of a window wins.
     let input = Shape::new(1, 2, 7, 6);
-    let mut x = random_tensor(&mut rng(60), input);
+    let mut x = rounded(precision, &random_tensor(&mut rng(60), input));
     for v in &mut x.data[..input.plane()] {
         *v = f32::NEG_INFINITY;
     }
@@ -282,7 +314,7 @@ fn max_pool2d_should_handle_infinities_and_nan_like_pytorch() {
         ..max_pool([3, 3], [2, 2], [1, 1], [1, 1], true)
     };
     let (want, want_idx) = reference::max_pool2d(&p, &x).unwrap();
-    let (got, got_idx) = gpu_max_pool(&gpu, "inf and nan", &p, &x);
+    let (got, got_idx) = gpu_max_pool(&gpu, "inf and nan", &p, &x, precision);
     assert_eq!(got_idx, want_idx, "indices");
     for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {
         assert!(
@@ -293,17 +325,27 @@ fn max_pool2d_should_handle_infinities_and_nan_like_pytorch() {
 }
 
 /// Runs a single-input, single-output kernel into a poisoned output.
-fn run_simple(gpu: &Gpu, kernel: &atrous::gpu::Kernel, x: &Tensor, out_shape: Shape) -> Tensor {
-    let gx = upload(gpu, "x", x);
-    let out = gpu.tensor("out", out_shape, true).unwrap();
+fn run_simple(
+    gpu: &Gpu,
+    kernel: &atrous::gpu::Kernel,
+    x: &Tensor,
+    out_shape: Shape,
+    precision: Precision,
+) -> Tensor {
+    let gx = upload_in(gpu, "x", x, precision);
+    let out = gpu.tensor_in("out", out_shape, precision, true).unwrap();
     let bound = kernel.bind(gpu, &[out.binding()], &[gx.binding()]).unwrap();
     gpu.run(&[&bound]).unwrap();
-    gpu.read(&out).unwrap()
+    gpu.read_in(&out, precision).unwrap()
 }
 
 #[test]
 fn avg_pool2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_avg_pool(Precision::F32);
+}
+
+fn check_avg_pool(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let mut cases = Vec::new();
     for include_pad in [true, false] {
         let mut add = |input: Shape, k, s, pad, ceil| {
@@ -329,11 +371,11 @@ fn avg_pool2d_should_match_reference() {
             "case {i}: {input} k{:?} s{:?} p{:?} ceil={} count_include_pad={}",
             p.kernel, p.stride, p.padding, p.ceil_mode, p.count_include_pad
         );
-        let x = random_tensor(&mut rng(100 + i as u64), input);
+        let x = rounded(precision, &random_tensor(&mut rng(100 + i as u64), input));
         let want = reference::avg_pool2d(&p, &x).unwrap();
-        let kernel = pool::avg_pool2d(&gpu, &name, &p, input).unwrap();
-        let got = run_simple(&gpu, &kernel, &x, want.shape);
-        assert_close(&name, &got.data, &want.data);
+        let kernel = pool::avg_pool2d(&gpu, &name, &p, input, precision).unwrap();
+        let got = run_simple(&gpu, &kernel, &x, want.shape, precision);
+        assert_close_in(precision, &name, &got.data, &want.data);
     }
 }
 
@@ -359,7 +401,11 @@ fn avg_pool2d_reference_divisors_should_follow_pytorch() {
 
 #[test]
 fn adaptive_avg_pool2d_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_adaptive_avg_pool(Precision::F32);
+}
+
+fn check_adaptive_avg_pool(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let cases = [
         // overlapping bins
         (Shape::new(1, 3, 7, 7), [3, 3]),
@@ -380,11 +426,11 @@ fn adaptive_avg_pool2d_should_match_reference() {
     for (i, (input, output)) in cases.into_iter().enumerate() {
         let p = AdaptiveAvgPool2d { output };
         let name = format!("case {i}: {input} -> {output:?}");
-        let x = random_tensor(&mut rng(200 + i as u64), input);
+        let x = rounded(precision, &random_tensor(&mut rng(200 + i as u64), input));
         let want = reference::adaptive_avg_pool2d(&p, &x).unwrap();
-        let kernel = pool::adaptive_avg_pool2d(&gpu, &name, &p, input).unwrap();
-        let got = run_simple(&gpu, &kernel, &x, want.shape);
-        assert_close(&name, &got.data, &want.data);
+        let kernel = pool::adaptive_avg_pool2d(&gpu, &name, &p, input, precision).unwrap();
+        let got = run_simple(&gpu, &kernel, &x, want.shape, precision);
+        assert_close_in(precision, &name, &got.data, &want.data);
     }
 }
 
@@ -407,7 +453,11 @@ fn adaptive_avg_pool2d_bins_should_follow_pytorch() {
 
 #[test]
 fn max_unpool2d_round_trip_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_unpool_round_trip(Precision::F32);
+}
+
+fn check_unpool_round_trip(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let unpool =
         |k: [usize; 2], s: [usize; 2], pad: [usize; 2], size: Option<[usize; 2]>| MaxUnpool2d {
             stride: s,
@@ -451,7 +501,7 @@ fn max_unpool2d_round_trip_should_match_reference() {
             ..pool_p
         };
         let name = format!("case {i}: {input} {pool_p:?} then {unpool_p:?}");
-        let x = random_tensor(&mut rng(300 + i as u64), input);
+        let x = rounded(precision, &random_tensor(&mut rng(300 + i as u64), input));
         let (pooled, idx) = reference::max_pool2d(&pool_p, &x).unwrap();
         let idx = idx.unwrap();
         let want = reference::max_unpool2d(&unpool_p, &pooled, &idx).unwrap();
@@ -462,12 +512,14 @@ fn max_unpool2d_round_trip_should_match_reference() {
             }
         }
 
-        let pool_k = pool::max_pool2d(&gpu, &name, &pool_p, input).unwrap();
-        let unpool_k = pool::max_unpool2d(&gpu, &name, &unpool_p, pooled.shape).unwrap();
-        let gx = upload(&gpu, "x", &x);
-        let gpooled = gpu.tensor("pooled", pooled.shape, true).unwrap();
+        let pool_k = pool::max_pool2d(&gpu, &name, &pool_p, input, precision).unwrap();
+        let unpool_k = pool::max_unpool2d(&gpu, &name, &unpool_p, pooled.shape, precision).unwrap();
+        let gx = upload_in(&gpu, "x", &x, precision);
+        let gpooled = gpu
+            .tensor_in("pooled", pooled.shape, precision, true)
+            .unwrap();
         let gidx = gpu.tensor("indices", pooled.shape, true).unwrap();
-        let out = gpu.tensor("out", want.shape, true).unwrap();
+        let out = gpu.tensor_in("out", want.shape, precision, true).unwrap();
         let bound = [
             pool_k
                 .bind(&gpu, &[gpooled.binding(), gidx.binding()], &[gx.binding()])
@@ -480,13 +532,18 @@ fn max_unpool2d_round_trip_should_match_reference() {
         ];
         gpu.run(&bound.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!(gpu.read_u32(&gidx).unwrap(), idx, "{name}: indices");
-        assert_close(&name, &gpu.read(&out).unwrap().data, &want.data);
+        let got = gpu.read_in(&out, precision).unwrap();
+        assert_eq!(got.data, want.data, "{name} ({precision})");
     }
 }
 
 #[test]
 fn max_unpool2d_should_match_reference_on_uploaded_indices() {
-    let gpu = gpu_or_skip!();
+    check_unpool_uploaded(Precision::F32);
+}
+
+fn check_unpool_uploaded(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     // Distinct indices in a different order than pooling would give, so the scatter alone is tested.
     let values_shape = Shape::new(2, 3, 3, 2);
     let p = MaxUnpool2d {
@@ -495,22 +552,23 @@ fn max_unpool2d_should_match_reference_on_uploaded_indices() {
     };
     let out_shape = p.output_shape(values_shape).unwrap();
     let mut rng = rng(400);
-    let values = random_tensor(&mut rng, values_shape);
+    let values = rounded(precision, &random_tensor(&mut rng, values_shape));
     let indices: Vec<u32> = (0..values_shape.numel())
         .map(|i| ((i * 11 + 3) % out_shape.plane()) as u32)
         .collect();
     let want = reference::max_unpool2d(&p, &values, &indices).unwrap();
-    let k = pool::max_unpool2d(&gpu, "unpool", &p, values_shape).unwrap();
-    let gv = upload(&gpu, "values", &values);
+    let k = pool::max_unpool2d(&gpu, "unpool", &p, values_shape, precision).unwrap();
+    let gv = upload_in(&gpu, "values", &values, precision);
     let gi = upload_u32(&gpu, "indices", values_shape, &indices);
-    let out = gpu.tensor("out", out_shape, true).unwrap();
+    let out = gpu.tensor_in("out", out_shape, precision, true).unwrap();
     let zero = k.zero.bind(&gpu, &[out.binding()], &[]).unwrap();
     let scatter = k
         .scatter
         .bind(&gpu, &[out.binding()], &[gv.binding(), gi.binding()])
         .unwrap();
     gpu.run(&[&zero, &scatter]).unwrap();
-    assert_close("unpool", &gpu.read(&out).unwrap().data, &want.data);
+    let got = gpu.read_in(&out, precision).unwrap();
+    assert_eq!(got.data, want.data, "unpool ({precision})");
 }
 
 #[test]
@@ -608,11 +666,18 @@ fn pool_should_reject_bad_parameters() {
             "bad",
             &max_pool([3, 3], [0, 1], [1, 1], [1, 1], false),
             x,
+            Precision::F32,
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("max_pool2d"), "{err}");
-        let err = pool::adaptive_avg_pool2d(&gpu, "bad", &AdaptiveAvgPool2d { output: [0, 1] }, x)
-            .unwrap_err();
+        let err = pool::adaptive_avg_pool2d(
+            &gpu,
+            "bad",
+            &AdaptiveAvgPool2d { output: [0, 1] },
+            x,
+            Precision::F32,
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("adaptive_avg_pool2d"), "{err}");
     }
 }

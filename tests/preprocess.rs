@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::preprocess;
 use atrous::ops::{ChannelOrder, ImageLayout, Preprocess};
 use atrous::{reference, Shape};
@@ -40,7 +41,7 @@ fn image(width: usize, height: usize, channels: usize) -> ImageLayout {
     }
 }
 
-fn check(gpu: &atrous::Gpu, layout: ImageLayout, p: &Preprocess, seed: u64) {
+fn check(gpu: &atrous::Gpu, layout: ImageLayout, p: &Preprocess, seed: u64, precision: Precision) {
     let name = format!(
         "{}x{}x{} -> {:?} {:?} scale {}",
         layout.width, layout.height, layout.channels, p.size, p.channel_order, p.value_scale
@@ -49,20 +50,30 @@ fn check(gpu: &atrous::Gpu, layout: ImageLayout, p: &Preprocess, seed: u64) {
     let bytes: Vec<u8> = (0..layout.bytes()).map(|_| rng.random()).collect();
     let want = reference::preprocess(p, layout, &bytes).unwrap();
     assert_eq!(want.shape, Shape::new(1, 3, p.size[0], p.size[1]));
-    let kernel = preprocess::preprocess(gpu, &name, p, layout).unwrap();
+    let kernel = preprocess::preprocess(gpu, &name, p, layout, precision).unwrap();
     let gimage = preprocess::upload_image(gpu, "image", layout, &bytes).unwrap();
-    let out = gpu.tensor("out", want.shape, true).unwrap();
+    let out = gpu.tensor_in("out", want.shape, precision, true).unwrap();
     let bound = kernel
         .bind(gpu, &[out.binding()], &[gimage.binding()])
         .unwrap();
     gpu.run(&[&bound]).unwrap();
-    let got = gpu.read(&out).unwrap();
-    assert_close(&name, &got.data, &want.data);
+    let got = gpu.read_in(&out, precision).unwrap();
+    assert_close_in(precision, &name, &got.data, &want.data);
 }
 
 #[test]
 fn preprocess_should_match_reference() {
-    let gpu = gpu_or_skip!();
+    check_cases(Precision::F32);
+}
+
+/// The normalisation runs in f32; only its result is rounded to f16.
+#[test]
+fn preprocess_in_f16_should_match_reference() {
+    check_cases(Precision::F16);
+}
+
+fn check_cases(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let cases = [
         // (width, height, channels) -> size (h, w)
         (image(37, 23, 3), [16, 20]),
@@ -79,7 +90,13 @@ fn preprocess_should_match_reference() {
         for order in [ChannelOrder::Rgb, ChannelOrder::Bgr] {
             for unit_range in [true, false] {
                 seed += 1;
-                check(&gpu, layout, &params(size, order, unit_range), seed);
+                check(
+                    &gpu,
+                    layout,
+                    &params(size, order, unit_range),
+                    seed,
+                    precision,
+                );
             }
         }
     }
@@ -146,7 +163,7 @@ fn preprocess_should_reject_bad_input() {
     expect(empty.output_shape(good).unwrap_err());
     // the GPU path checks the same things before allocating
     if let Some(gpu) = common::gpu() {
-        expect(preprocess::preprocess(&gpu, "bad", &empty, good).unwrap_err());
+        expect(preprocess::preprocess(&gpu, "bad", &empty, good, Precision::F32).unwrap_err());
         expect(preprocess::upload_image(&gpu, "bad", good, &bytes[1..]).unwrap_err());
     }
 }

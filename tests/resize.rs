@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::resize;
 use atrous::ops::{Resize, ResizeMode, ResizeTarget};
 use atrous::{reference, Shape};
@@ -46,9 +47,8 @@ fn cases() -> Vec<(Shape, ResizeTarget)> {
     ]
 }
 
-#[test]
-fn resize_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_resize(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let mut seed = 0;
     for (input, target) in cases() {
         for mode in MODES {
@@ -56,19 +56,29 @@ fn resize_should_match_reference() {
             let p = Resize { mode, target };
             let name = format!("{input} -> {target:?} {mode:?}");
             let mut rng = rng(seed);
-            let x = random_tensor(&mut rng, input);
+            let x = rounded(precision, &random_tensor(&mut rng, input));
             let want = reference::resize(&p, &x).unwrap();
-            let kernel = resize::resize(&gpu, &name, &p, input).unwrap();
-            let gx = upload(&gpu, "x", &x);
-            let out = gpu.tensor("out", want.shape, true).unwrap();
+            let kernel = resize::resize(&gpu, &name, &p, input, precision).unwrap();
+            let gx = upload_in(&gpu, "x", &x, precision);
+            let out = gpu.tensor_in("out", want.shape, precision, true).unwrap();
             let bound = kernel
                 .bind(&gpu, &[out.binding()], &[gx.binding()])
                 .unwrap();
             gpu.run(&[&bound]).unwrap();
-            let got = gpu.read(&out).unwrap();
-            assert_close(&name, &got.data, &want.data);
+            let got = gpu.read_in(&out, precision).unwrap();
+            assert_close_in(precision, &name, &got.data, &want.data);
         }
     }
+}
+
+#[test]
+fn resize_should_match_reference() {
+    check_resize(Precision::F32);
+}
+
+#[test]
+fn resize_in_f16_should_match_reference() {
+    check_resize(Precision::F16);
 }
 
 #[test]

@@ -149,6 +149,41 @@ fn photo_and_check(
     agreement(&segmenter.segment(&photo, false).unwrap().classes, &want)
 }
 
+/// The whole segmentation pipeline in f16 (preprocessing, model, resize, softmax, argmax and threshold kernels all
+/// storing f16) against the f64 CPU pipeline.
+#[test]
+fn pipelines_in_f16_should_match_cpu() {
+    let gpu = gpu_or_skip!(atrous::gpu::Precision::F16);
+    let options = atrous::plan::PlanOptions {
+        precision: atrous::gpu::Precision::F16,
+        ..Default::default()
+    };
+    for classes in [4, 1] {
+        let model = model_for_check(classes);
+        let photo = photo(11, 45, 37);
+        let logits = cpu_pipeline(&model, &photo, [24, 32]);
+        let segmenter = Segmenter::with_options(gpu.clone(), model, options).unwrap();
+        assert_eq!(segmenter.engine().options().precision, options.precision);
+        let result = segmenter.segment(&photo, true).unwrap();
+        let (want_probs, want) = match classes {
+            1 => (logits.clone(), reference::threshold(&logits, 0.5).unwrap()),
+            _ => (
+                reference::softmax(&logits).unwrap(),
+                reference::argmax(&logits).unwrap(),
+            ),
+        };
+        let got_probs = result.probabilities.as_ref().unwrap();
+        assert_eq!(got_probs.shape, Shape::new(1, classes, 37, 45));
+        // Probabilities lie in [0, 1]; f16 keeps them within 1.3e-3 here (measured), bound 5e-3.
+        assert_close_tol("f16 probabilities", &got_probs.data, &want_probs.data, 5e-3);
+        let agree = agreement(&result.classes, &want);
+        assert!(
+            agree >= 0.99,
+            "{classes} classes: f16 class agreement {agree}"
+        );
+    }
+}
+
 #[test]
 fn one_channel_pipeline_should_threshold_the_probability() {
     let gpu = gpu_or_skip!();

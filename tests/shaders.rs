@@ -1,28 +1,51 @@
-//! Validates every WGSL program with naga. Needs no GPU.
+//! Validates every WGSL program with naga, in both precisions. Needs no GPU.
 
+use atrous::gpu::Precision;
 use atrous::kernels::SHADERS;
 
 #[test]
 fn every_shader_should_validate_with_naga() {
     for shader in SHADERS {
-        let module = naga::front::wgsl::parse_str(shader.source).unwrap_or_else(|e| {
-            panic!(
-                "shaders/{}.wgsl: {}",
-                shader.name,
-                e.emit_to_string(shader.source)
-            )
-        });
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        );
-        if let Err(e) = validator.validate(&module) {
-            panic!(
-                "shaders/{}.wgsl: {}",
-                shader.name,
-                e.emit_to_string(shader.source)
-            );
+        for precision in Precision::ALL {
+            let source = shader.source_for(precision);
+            let what = format!("shaders/{}.wgsl ({precision})", shader.name);
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&source)));
+            // f32 must not need the f16 capability: it runs on adapters without SHADER_F16.
+            let capabilities = match precision {
+                Precision::F32 => {
+                    naga::valid::Capabilities::all() - naga::valid::Capabilities::SHADER_FLOAT16
+                }
+                Precision::F16 => naga::valid::Capabilities::all(),
+            };
+            let mut validator =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
+            if let Err(e) = validator.validate(&module) {
+                panic!("{what}: {}", e.emit_to_string(&source));
+            }
         }
+    }
+}
+
+#[test]
+fn f16_shaders_should_store_f16() {
+    // The f16 variant must really declare f16 storage, not just enable the extension.
+    for shader in SHADERS {
+        let source = shader.source_for(Precision::F16);
+        assert!(source.starts_with("enable f16;"), "{}", shader.name);
+        assert!(
+            source.contains("array<elem>") || source.contains("array<elem4>"),
+            "shaders/{}.wgsl declares no elem storage",
+            shader.name
+        );
+        assert!(
+            // Per-channel f32 vectors: conv biases, group-norm scales and shifts, split-K partial sums.
+            !source.contains("array<f32>")
+                || shader.name.starts_with("conv")
+                || shader.name == "norm",
+            "shaders/{}.wgsl still stores f32 (only per-channel biases, scales and shifts may)",
+            shader.name
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::models;
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::Engine;
 use common::{compare, tensor};
@@ -20,6 +22,18 @@ fn fixture(name: &str) -> PathBuf {
 /// >= 99.9%.
 fn check_fixture(name: &str, arch: &str) {
     let gpu = gpu_or_skip!();
+    let (err, agree, _) = run_fixture(gpu, name, arch, Precision::F32);
+    assert!(err <= 1e-3, "{name}: max abs logit error {err}");
+    assert!(agree >= 0.999, "{name}: argmax agreement {agree}");
+}
+
+/// Runs `name`'s fixture in `precision`: (max abs logit error, argmax agreement, max |expected logit|).
+fn run_fixture(
+    gpu: std::sync::Arc<atrous::Gpu>,
+    name: &str,
+    arch: &str,
+    precision: Precision,
+) -> (f32, f64, f32) {
     let dir = fixture(name);
     let io = Weights::open(dir.join("io.safetensors")).unwrap();
     let x = tensor(&io, "input");
@@ -27,18 +41,51 @@ fn check_fixture(name: &str, arch: &str) {
     let model = models::open(&dir, None).unwrap();
     assert_eq!(model.info.architecture.as_deref(), Some(arch));
     assert_eq!(model.graph.outputs, ["out"]);
-    let got = Engine::new(gpu, model)
+    let options = PlanOptions {
+        precision,
+        ..PlanOptions::default()
+    };
+    let got = Engine::with_options(gpu, model, options)
         .run(&[("input", &x)], &["out"])
         .unwrap()["out"]
         .to_f32();
     let (err, agree) = compare(&got, &want);
+    let scale = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     eprintln!(
-        "{name}: input {}, max abs logit error {err:.3e}, argmax agreement {:.4}%",
+        "{name} ({precision}): input {}, max abs logit error {err:.3e} (max |logit| {scale:.3}), argmax agreement {:.4}%",
         x.shape,
         agree * 100.0
     );
-    assert!(err <= 1e-3, "{name}: max abs logit error {err}");
-    assert!(agree >= 0.999, "{name}: argmax agreement {agree}");
+    (err, agree, scale)
+}
+
+/// Every smp fixture in f16 against PyTorch's f32 logits. These narrow, deep random-weight models lose more to f16
+/// than the zoo's (worst measured: linknet 7.5e-3 x max |logit|, unet 99.86% argmax agreement; README).
+#[test]
+fn smp_in_f16_should_match_pytorch() {
+    let gpu = gpu_or_skip!(Precision::F16);
+    for (name, arch) in [
+        ("unet", "smp_unet"),
+        ("unet_d5", "smp_unet"),
+        ("deeplabv3", "smp_deeplabv3"),
+        ("linknet", "smp_linknet"),
+        ("pspnet", "smp_pspnet"),
+        ("deeplabv3plus", "smp_deeplabv3plus"),
+        ("deeplabv3_r50", "smp_deeplabv3"),
+        ("unet_resnext", "smp_unet"),
+        ("fpn", "smp_fpn"),
+        ("fpn_cat", "smp_fpn"),
+    ] {
+        let (err, agree, scale) = run_fixture(gpu.clone(), name, arch, Precision::F16);
+        assert!(
+            err <= SMP_F16_TOLERANCE * scale.max(1.0),
+            "{name}: max abs logit error {err} in f16 (max |logit| {scale})"
+        );
+        assert!(
+            agree >= SMP_F16_ARGMAX,
+            "{name}: argmax agreement {agree} in f16"
+        );
+    }
 }
 
 #[test]
@@ -205,3 +252,8 @@ fn smp_deeplabv3_v04_names_should_match_pytorch() {
     assert!(err <= 1e-3, "max abs logit error {err}");
     assert!(agree >= 0.999, "argmax agreement {agree}");
 }
+
+/// Max abs logit error in f16, relative to max(1, max |logit|).
+const SMP_F16_TOLERANCE: f32 = 1.5e-2;
+/// Fraction of pixels whose class must agree with PyTorch in f16.
+const SMP_F16_ARGMAX: f64 = 0.997;

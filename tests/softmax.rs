@@ -2,6 +2,7 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::kernels::softmax;
 use atrous::ops::{Argmax, Softmax};
 use atrous::{reference, Shape, Tensor};
@@ -24,43 +25,62 @@ fn logits(seed: u64, shape: Shape) -> Tensor {
     t
 }
 
-fn run_argmax(gpu: &atrous::Gpu, name: &str, x: &Tensor) -> Vec<u32> {
-    let kernel = softmax::argmax(gpu, name, &Argmax, x.shape).unwrap();
-    let gx = upload(gpu, "x", x);
+fn run_argmax(gpu: &atrous::Gpu, name: &str, x: &Tensor, precision: Precision) -> Vec<u32> {
+    let kernel = softmax::argmax(gpu, name, &Argmax, x.shape, precision).unwrap();
+    let gx = upload_in(gpu, "x", x, precision);
     let out = gpu.tensor("classes", x.shape.with_c(1), true).unwrap();
     let bound = kernel.bind(gpu, &[out.binding()], &[gx.binding()]).unwrap();
     gpu.run(&[&bound]).unwrap();
     gpu.read_u32(&out).unwrap()
 }
 
-#[test]
-fn softmax_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_softmax(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     for (i, shape) in shapes().into_iter().enumerate() {
         let name = format!("softmax {shape}");
-        let x = logits(i as u64, shape);
+        let x = rounded(precision, &logits(i as u64, shape));
         let want = reference::softmax(&x).unwrap();
-        let kernel = softmax::softmax(&gpu, &name, &Softmax, shape).unwrap();
-        let gx = upload(&gpu, "x", &x);
-        let out = gpu.tensor("out", shape, true).unwrap();
+        let kernel = softmax::softmax(&gpu, &name, &Softmax, shape, precision).unwrap();
+        let gx = upload_in(&gpu, "x", &x, precision);
+        let out = gpu.tensor_in("out", shape, precision, true).unwrap();
         let bound = kernel
             .bind(&gpu, &[out.binding()], &[gx.binding()])
             .unwrap();
         gpu.run(&[&bound]).unwrap();
-        let got = gpu.read(&out).unwrap();
-        assert_close(&name, &got.data, &want.data);
+        let got = gpu.read_in(&out, precision).unwrap();
+        assert_close_in(precision, &name, &got.data, &want.data);
+    }
+}
+
+#[test]
+fn softmax_should_match_reference() {
+    check_softmax(Precision::F32);
+}
+
+#[test]
+fn softmax_in_f16_should_match_reference() {
+    check_softmax(Precision::F16);
+}
+
+/// Argmax is exact on the values it is given: in f16 the reference sees the same rounded logits.
+fn check_argmax(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
+    for (i, shape) in shapes().into_iter().enumerate() {
+        let name = format!("argmax {shape} ({precision})");
+        let x = rounded(precision, &logits(100 + i as u64, shape));
+        let want = reference::argmax(&x).unwrap();
+        assert_eq!(run_argmax(&gpu, &name, &x, precision), want, "{name}");
     }
 }
 
 #[test]
 fn argmax_should_match_reference() {
-    let gpu = gpu_or_skip!();
-    for (i, shape) in shapes().into_iter().enumerate() {
-        let name = format!("argmax {shape}");
-        let x = logits(100 + i as u64, shape);
-        let want = reference::argmax(&x).unwrap();
-        assert_eq!(run_argmax(&gpu, &name, &x), want, "{name}");
-    }
+    check_argmax(Precision::F32);
+}
+
+#[test]
+fn argmax_in_f16_should_match_reference() {
+    check_argmax(Precision::F16);
 }
 
 #[test]
@@ -77,7 +97,12 @@ fn argmax_should_pick_the_first_of_tied_channels() {
     let want = vec![0, 1, 2, 3, 1];
     assert_eq!(reference::argmax(&x).unwrap(), want);
     let gpu = gpu_or_skip!();
-    assert_eq!(run_argmax(&gpu, "ties", &x), want);
+    assert_eq!(run_argmax(&gpu, "ties", &x, Precision::F32), want);
+    // The values are exact in f16 too.
+    let Some(gpu) = gpu_for(Precision::F16) else {
+        return;
+    };
+    assert_eq!(run_argmax(&gpu, "ties", &x, Precision::F16), want);
 }
 
 #[test]
@@ -98,22 +123,32 @@ fn softmax_and_argmax_should_reject_empty_inputs() {
     }
 }
 
-#[test]
-fn threshold_should_match_reference() {
-    let gpu = gpu_or_skip!();
+fn check_threshold(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
     let mut values = random_tensor(&mut common::rng(40), Shape::new(2, 1, 9, 13));
-    values.data[0] = 0.5; // exactly at the threshold: background
+    values.data[0] = 0.5; // exactly at the threshold: background (0.5 is exact in f16)
+    let values = rounded(precision, &values);
     let want = reference::threshold(&values, 0.5).unwrap();
     assert_eq!(want[0], 0);
     assert!(want.contains(&1) && want.contains(&0));
-    let kernel = softmax::threshold(&gpu, "threshold", values.shape, 0.5).unwrap();
-    let gx = upload(&gpu, "x", &values);
+    let kernel = softmax::threshold(&gpu, "threshold", values.shape, 0.5, precision).unwrap();
+    let gx = upload_in(&gpu, "x", &values, precision);
     let out = gpu.tensor("classes", values.shape, true).unwrap();
     let bound = kernel
         .bind(&gpu, &[out.binding()], &[gx.binding()])
         .unwrap();
     gpu.run(&[&bound]).unwrap();
-    assert_eq!(gpu.read_u32(&out).unwrap(), want);
-    let err = softmax::threshold(&gpu, "bad", Shape::new(1, 2, 3, 3), 0.5).unwrap_err();
+    assert_eq!(gpu.read_u32(&out).unwrap(), want, "{precision}");
+    let err = softmax::threshold(&gpu, "bad", Shape::new(1, 2, 3, 3), 0.5, precision).unwrap_err();
     assert!(err.to_string().starts_with("threshold"), "{err}");
+}
+
+#[test]
+fn threshold_should_match_reference() {
+    check_threshold(Precision::F32);
+}
+
+#[test]
+fn threshold_in_f16_should_match_reference() {
+    check_threshold(Precision::F16);
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::models;
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Engine, Model, Shape, Tensor};
 use common::{compare, tensor};
@@ -16,28 +18,78 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.safetensors"))
 }
 
+const FIXTURES: [&str; 8] = [
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+    "unet",
+    "unet_bilinear",
+];
+
 /// Builds `name`'s fixture from its state_dict (architecture from the metadata), runs it, and checks it against
 /// PyTorch: max abs logit error <= 1e-3, argmax agreement >= 99.9%.
 fn check_fixture(name: &str) {
     let gpu = gpu_or_skip!();
+    let (err, agree, _) = run_fixture(gpu, name, Precision::F32);
+    assert!(err <= 1e-3, "{name}: max abs logit error {err}");
+    assert!(agree >= 0.999, "{name}: argmax agreement {agree}");
+}
+
+/// Runs `name`'s fixture in `precision`: (max abs logit error, argmax agreement, max |expected logit|).
+fn run_fixture(
+    gpu: std::sync::Arc<atrous::Gpu>,
+    name: &str,
+    precision: Precision,
+) -> (f32, f64, f32) {
     let weights = Weights::open(fixture(name)).unwrap();
     let x = tensor(&weights, "input");
     let want = tensor(&weights, "expected");
     let model = models::build(weights, None).unwrap();
     assert_eq!(model.graph.outputs, ["out"]);
-    let got = Engine::new(gpu, model)
+    let options = PlanOptions {
+        precision,
+        ..PlanOptions::default()
+    };
+    let got = Engine::with_options(gpu, model, options)
         .run(&[("input", &x)], &["out"])
         .unwrap()["out"]
         .to_f32();
     let (err, agree) = compare(&got, &want);
+    let scale = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     eprintln!(
-        "{name}: input {}, max abs logit error {err:.3e}, argmax agreement {:.4}%",
+        "{name} ({precision}): input {}, max abs logit error {err:.3e} (max |logit| {scale:.3}), argmax agreement {:.4}%",
         x.shape,
         agree * 100.0
     );
-    assert!(err <= 1e-3, "{name}: max abs logit error {err}");
-    assert!(agree >= 0.999, "{name}: argmax agreement {agree}");
+    (err, agree, scale)
 }
+
+/// Every fixture in f16 against PyTorch's f32 logits. f16 storage of every activation and weight (with f32 sums)
+/// loses about three decimal digits per layer; the bounds are what it reaches on these fixtures with a margin
+/// (measured values in the README).
+#[test]
+fn zoo_in_f16_should_match_pytorch() {
+    let gpu = gpu_or_skip!(Precision::F16);
+    for name in FIXTURES {
+        let (err, agree, scale) = run_fixture(gpu.clone(), name, Precision::F16);
+        assert!(
+            err <= ZOO_F16_TOLERANCE * scale.max(1.0),
+            "{name}: max abs logit error {err} in f16 (max |logit| {scale})"
+        );
+        assert!(
+            agree >= ZOO_F16_ARGMAX,
+            "{name}: argmax agreement {agree} in f16"
+        );
+    }
+}
+
+/// Max abs logit error in f16, relative to max(1, max |logit|).
+const ZOO_F16_TOLERANCE: f32 = 5e-3;
+/// Fraction of pixels whose class must agree with PyTorch in f16.
+const ZOO_F16_ARGMAX: f64 = 0.998;
 
 #[test]
 fn deeplabv3_resnet50_should_match_pytorch() {

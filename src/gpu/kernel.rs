@@ -4,20 +4,29 @@
 //! Binding convention of every shader: `@binding(0)` the uniform parameters, then the outputs (read-write storage),
 //! then the inputs (read-only storage), numbered consecutively.
 
-use super::Gpu;
+use super::{Gpu, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-/// A WGSL program: shaders/common.wgsl followed by one op family's file.
+/// A WGSL program: shaders/common.wgsl followed by one op family's file, compiled per [`Precision`] behind that
+/// precision's prelude (see [`Shader::source_for`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
 }
 
+impl Shader {
+    /// The complete program for `precision`: the prelude that defines `elem`, then [`Shader::source`].
+    pub fn source_for(&self, precision: Precision) -> String {
+        format!("{}{}", precision.prelude(), self.source)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     shader: &'static str,
+    precision: Precision,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
 }
@@ -47,11 +56,19 @@ impl Slot {
         Slot { name, bytes }
     }
 
-    /// A slot for `elements` f32 or u32 values.
+    /// A slot for `elements` 4-byte values: u32 indices, f32 biases.
     pub fn elements(name: &'static str, elements: usize) -> Self {
         Slot {
             name,
             bytes: 4 * elements as u64,
+        }
+    }
+
+    /// A slot for `elements` floats stored in `precision` (`array<elem>` in the shader), padded to 4 bytes.
+    pub fn floats(name: &'static str, elements: usize, precision: Precision) -> Self {
+        Slot {
+            name,
+            bytes: precision.storage_bytes(elements),
         }
     }
 }
@@ -83,6 +100,8 @@ pub struct BoundKernel {
 pub struct KernelSpec<'a> {
     pub label: String,
     pub shader: Shader,
+    /// What `elem` is in the shader; the kernel's float slots must be sized for it.
+    pub precision: Precision,
     pub entry: &'static str,
     pub constants: &'a [(&'static str, f64)],
     pub uniforms: &'a [u8],
@@ -93,11 +112,12 @@ pub struct KernelSpec<'a> {
 
 impl Kernel {
     pub fn new(gpu: &Gpu, spec: KernelSpec<'_>) -> Result<Self> {
+        gpu.require(spec.precision)?;
         let workgroups = grid(gpu, &spec.label, spec.dispatch)?;
         for slot in spec.outputs.iter().chain(&spec.inputs) {
             gpu.check_storage_size(&format!("{} {}", spec.label, slot.name), slot.bytes)?;
         }
-        let pipeline = gpu.pipeline(spec.shader, spec.entry, spec.constants)?;
+        let pipeline = gpu.pipeline(spec.shader, spec.precision, spec.entry, spec.constants)?;
         // Uniform bindings must be a multiple of 16 bytes.
         let mut uniforms = spec.uniforms.to_vec();
         uniforms.resize(uniforms.len().div_ceil(16).max(1) * 16, 0);
@@ -289,15 +309,17 @@ fn grid(gpu: &Gpu, label: &str, dispatch: Dispatch) -> Result<[u32; 3]> {
 }
 
 impl Gpu {
-    /// The pipeline for `entry` of `shader` with `constants`, compiled on first use and cached.
+    /// The pipeline for `entry` of `shader` in `precision` with `constants`, compiled on first use and cached.
     pub(crate) fn pipeline(
         &self,
         shader: Shader,
+        precision: Precision,
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = PipelineKey {
             shader: shader.name,
+            precision,
             entry,
             constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
         };
@@ -309,9 +331,9 @@ impl Gpu {
         {
             return Ok(p.clone());
         }
-        let module = self.module(shader)?;
+        let module = self.module(shader, precision)?;
         let pipeline = self.scoped(
-            || format!("compiling {}::{entry}", shader.name),
+            || format!("compiling {}::{entry} ({precision})", shader.name),
             || {
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -336,29 +358,30 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    fn module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
+    fn module(&self, shader: Shader, precision: Precision) -> Result<wgpu::ShaderModule> {
+        let key = (shader.name, precision);
         if let Some(m) = self
             .modules
             .lock()
             .expect("module cache poisoned")
-            .get(shader.name)
+            .get(&key)
         {
             return Ok(m.clone());
         }
         let module = self.scoped(
-            || format!("compiling shaders/{}.wgsl", shader.name),
+            || format!("compiling shaders/{}.wgsl ({precision})", shader.name),
             || {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source_for(precision).into()),
                     })
             },
         )?;
         self.modules
             .lock()
             .expect("module cache poisoned")
-            .insert(shader.name, module.clone());
+            .insert(key, module.clone());
         Ok(module)
     }
 }

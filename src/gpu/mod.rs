@@ -1,16 +1,19 @@
 //! The GPU context: adapter choice, device with the adapter's own limits, pipeline cache, buffers and readback.
 
 mod kernel;
+mod precision;
 mod tensor;
 
 pub use kernel::{BoundKernel, Dispatch, Kernel, KernelSpec, Shader, Slot, WORKGROUP_SIZE};
+pub use precision::Precision;
 pub use tensor::{GpuTensor, TensorData};
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Optional features atrous uses where the adapter has them.
+/// Optional features atrous uses where the adapter has them: timestamps for `atrous bench`, SHADER_F16 for
+/// [`Precision::F16`].
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SHADER_F16)
@@ -24,7 +27,7 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     features: wgpu::Features,
     limits: wgpu::Limits,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(&'static str, Precision), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Bound in place of an optional input that is absent (no residual, say).
     placeholder: wgpu::Buffer,
@@ -242,6 +245,25 @@ impl Gpu {
             }
             wgpu::DeviceType::DiscreteGpu => 32_768,
             _ => 8_192,
+        }
+    }
+
+    /// Whether kernels of `precision` can run here: f16 needs the device feature `SHADER_F16`.
+    pub fn supports(&self, precision: Precision) -> bool {
+        match precision {
+            Precision::F32 => true,
+            Precision::F16 => self.features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+
+    /// [`Gpu::supports`] as an error naming the adapter, checked before anything of `precision` is compiled.
+    pub fn require(&self, precision: Precision) -> Result<()> {
+        match self.supports(precision) {
+            true => Ok(()),
+            false => Err(Error::Device(format!(
+                "precision {precision} needs the SHADER_F16 feature, which {} does not offer (f32 runs everywhere)",
+                self.describe()
+            ))),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Tensors on the GPU: a storage buffer plus an NCHW shape, and the upload and readback paths.
 
-use super::Gpu;
+use super::{Gpu, Precision};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 
@@ -139,6 +139,60 @@ impl Gpu {
         Ok(Tensor {
             shape: tensor.shape,
             data: bytemuck::pod_collect_to_vec(&bytes),
+        })
+    }
+
+    /// A tensor of `shape` floats stored in `precision`; with `poison`, every element is NaN (the all-ones bit
+    /// pattern is NaN in f16 too).
+    pub fn tensor_in(
+        &self,
+        label: &str,
+        shape: Shape,
+        precision: Precision,
+        poison: bool,
+    ) -> Result<GpuTensor> {
+        let buffer = self.storage_buffer(label, precision.storage_bytes(shape.numel()))?;
+        if poison {
+            let words = vec![POISON; buffer.size() as usize / 4];
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+        }
+        Ok(GpuTensor { buffer, shape })
+    }
+
+    /// Uploads a host tensor converted to `precision` (f16 rounds to nearest).
+    pub fn upload_in(
+        &self,
+        label: &str,
+        tensor: &Tensor,
+        precision: Precision,
+    ) -> Result<GpuTensor> {
+        let gpu_tensor = self.tensor_in(label, tensor.shape, precision, false)?;
+        self.queue
+            .write_buffer(&gpu_tensor.buffer, 0, &precision.encode(&tensor.data));
+        Ok(gpu_tensor)
+    }
+
+    /// A read-only storage buffer holding `values` in `precision` (convolution weights).
+    pub fn upload_floats(
+        &self,
+        label: &str,
+        values: &[f32],
+        precision: Precision,
+    ) -> Result<wgpu::Buffer> {
+        let bytes = precision.encode(values);
+        let buffer = self.storage_buffer(label, bytes.len() as u64)?;
+        self.queue.write_buffer(&buffer, 0, &bytes);
+        Ok(buffer)
+    }
+
+    /// Reads a float tensor stored in `precision` back as f32.
+    pub fn read_in(&self, tensor: &GpuTensor, precision: Precision) -> Result<Tensor> {
+        let elements = tensor.shape.numel();
+        let bytes = self.read_bytes(&tensor.buffer, 0, precision.storage_bytes(elements))?;
+        Ok(Tensor {
+            shape: tensor.shape,
+            data: precision.decode(&bytes, elements),
         })
     }
 

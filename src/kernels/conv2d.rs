@@ -7,7 +7,7 @@ pub use super::conv2d_split::Conv2dKernels;
 use super::FoldedWeights;
 use super::{CONV2D, CONV2D_TILED};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot, WORKGROUP_SIZE};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot, WORKGROUP_SIZE};
 use crate::ops::{Conv2d, ConvWeights};
 use crate::tensor::Shape;
 
@@ -122,14 +122,15 @@ pub fn fold_for(p: &Conv2d, w: &ConvWeights, path: Path) -> Result<(Vec<f32>, Ve
     Ok((weight, bias))
 }
 
-/// Folds and uploads conv weights.
+/// Folds and uploads conv weights, the weight in `precision`.
 pub fn upload_weights(
     gpu: &Gpu,
     label: &str,
     p: &Conv2d,
     w: &ConvWeights,
+    precision: Precision,
 ) -> Result<FoldedWeights> {
-    super::upload_folded(gpu, label, fold(p, w)?)
+    super::upload_folded(gpu, label, fold(p, w)?, precision)
 }
 
 #[repr(C)]
@@ -157,9 +158,25 @@ struct Params {
     has_residual: u32,
 }
 
-/// The conv2d kernels for `input` on the path [`choose`] picks for this adapter.
-pub fn conv2d(gpu: &Gpu, label: &str, p: &Conv2d, input: Shape) -> Result<Conv2dKernels> {
-    conv2d_on(gpu, label, p, input, choose(p, input, gpu.parallelism()))
+/// The conv2d kernels for `input` on the path [`choose`] picks for this adapter. Outputs: `output` (the destination,
+/// [`Conv2d::output_shape`]). Inputs: `input`, `weight`, `bias` (from [`upload_weights`]), `residual`
+/// (`N x out_channels x H x W`; bind [`Gpu::placeholder`] when `p.residual` is false). Output, input, weight and
+/// residual are stored in `precision`, the bias in f32; sums accumulate in f32.
+pub fn conv2d(
+    gpu: &Gpu,
+    label: &str,
+    p: &Conv2d,
+    input: Shape,
+    precision: Precision,
+) -> Result<Conv2dKernels> {
+    conv2d_on(
+        gpu,
+        label,
+        p,
+        input,
+        choose(p, input, gpu.parallelism()),
+        precision,
+    )
 }
 
 /// [`conv2d`] on a given path; its weights come from [`fold_for`] with the same path.
@@ -169,8 +186,10 @@ pub fn conv2d_on(
     p: &Conv2d,
     input: Shape,
     path: Path,
+    precision: Precision,
 ) -> Result<Conv2dKernels> {
     let dest = p.output_shape(input)?;
+    let k = Target { dest, precision };
     let tile_ok = |tile| p.groups == 1 && TILES.contains(&tile);
     let no_tile = || {
         Err(Error::Gpu {
@@ -179,7 +198,7 @@ pub fn conv2d_on(
         })
     };
     Ok(Conv2dKernels::Direct(match path {
-        Path::Naive => naive(gpu, label, p, input, dest, false)?,
+        Path::Naive => naive(gpu, label, p, input, k, false)?,
         Path::Depthwise => {
             if !depthwise(p) {
                 return Err(Error::Gpu {
@@ -190,10 +209,10 @@ pub fn conv2d_on(
                     ),
                 });
             }
-            naive(gpu, label, p, input, dest, true)?
+            naive(gpu, label, p, input, k, true)?
         }
         Path::Tiled { channels, pixels } => match tile_ok((channels, pixels)) {
-            true => tiled(gpu, label, p, input, dest, channels, pixels)?,
+            true => tiled(gpu, label, p, input, k, [channels, pixels])?,
             false => return no_tile(),
         },
         Path::SplitK {
@@ -205,21 +224,29 @@ pub fn conv2d_on(
                 return no_tile();
             }
             let tile = (channels, pixels);
-            let s = conv2d_split::split_k(gpu, label, p, input, dest, tile, splits)?;
+            let s = conv2d_split::split_k(gpu, label, p, input, k, tile, splits)?;
             return Ok(Conv2dKernels::SplitK(s));
         }
     }))
 }
 
-fn slots(p: &Conv2d, input: Shape, dest: Shape, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
-    let result = dest.with_c(p.out_channels);
+/// The destination shape and the storage precision of a conv kernel.
+#[derive(Clone, Copy)]
+pub(super) struct Target {
+    pub dest: Shape,
+    pub precision: Precision,
+}
+
+fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
+    let result = k.dest.with_c(p.out_channels);
+    let floats = |name, n| Slot::floats(name, n, k.precision);
     (
-        vec![Slot::elements("output", dest.numel())],
+        vec![floats("output", k.dest.numel())],
         vec![
-            Slot::elements("input", input.numel()),
-            Slot::elements("weight", weights),
+            floats("input", input.numel()),
+            floats("weight", weights),
             Slot::elements("bias", p.out_channels),
-            Slot::elements("residual", if p.residual { result.numel() } else { 0 }),
+            floats("residual", if p.residual { result.numel() } else { 0 }),
         ],
     )
 }
@@ -255,10 +282,10 @@ fn tiled(
     label: &str,
     p: &Conv2d,
     input: Shape,
-    dest: Shape,
-    channels: u32,
-    pixels: u32,
+    k: Target,
+    [channels, pixels]: [u32; 2],
 ) -> Result<Kernel> {
+    let dest = k.dest;
     let u = |v: usize| v as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension;
     let pixel_groups =
@@ -295,12 +322,13 @@ fn tiled(
         _ => "conv2d_t8x8",
     };
     let weights = p.out_channels.div_ceil(4) * 4 * p.weight_shape()[1..].iter().product::<usize>();
-    let (outputs, inputs) = slots(p, input, dest, weights);
+    let (outputs, inputs) = slots(p, input, k, weights);
     Kernel::new(
         gpu,
         KernelSpec {
             label: format!("{label} (conv2d {channels}x{pixels})"),
             shader: CONV2D_TILED,
+            precision: k.precision,
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
@@ -317,9 +345,10 @@ fn naive(
     label: &str,
     p: &Conv2d,
     input: Shape,
-    dest: Shape,
+    k: Target,
     depthwise: bool,
 ) -> Result<Kernel> {
+    let dest = k.dest;
     let result = dest.with_c(p.out_channels);
     let u = |v: usize| v as u32;
     let params = Params {
@@ -345,7 +374,7 @@ fn naive(
         has_residual: p.residual as u32,
     };
     let weights: usize = p.weight_shape().iter().product();
-    let (outputs, inputs) = slots(p, input, dest, weights);
+    let (outputs, inputs) = slots(p, input, k, weights);
     Kernel::new(
         gpu,
         KernelSpec {
@@ -354,6 +383,7 @@ fn naive(
                 if depthwise { " depthwise" } else { "" }
             ),
             shader: CONV2D,
+            precision: k.precision,
             entry: if depthwise {
                 "conv2d_depthwise"
             } else {

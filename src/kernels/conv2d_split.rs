@@ -5,6 +5,7 @@
 //! scratch buffer and a second dispatch adds the slices and applies the epilogue (bias, residual, activation,
 //! channel offset).
 
+use super::conv2d::Target;
 use super::CONV2D_SPLIT;
 use crate::error::{Error, Result};
 use crate::gpu::{BoundKernel, Dispatch, Gpu, Kernel, KernelSpec, Slot, WORKGROUP_SIZE};
@@ -152,18 +153,19 @@ struct SplitParams {
     slices: u32,
 }
 
-/// The split-K kernels of `p` on `input` into `dest` (its [`Conv2d::output_shape`]) with a tile of `channels` x
-/// `pixels` per thread, over `splits` slices of the input channels. `groups == 1` and the tile are checked by the
-/// caller ([`super::conv2d::conv2d_on`]).
+/// The split-K kernels of `p` on `input` into `dest` (its [`Conv2d::output_shape`]), stored in `precision`, with a
+/// tile of `channels` x `pixels` per thread, over `splits` slices of the input channels. `groups == 1` and the tile
+/// are checked by the caller ([`super::conv2d::conv2d_on`]); the partial sums stay f32.
 pub(super) fn split_k(
     gpu: &Gpu,
     label: &str,
     p: &Conv2d,
     input: Shape,
-    dest: Shape,
+    Target { dest, precision }: Target,
     (channels, pixels): (u32, u32),
     splits: u32,
 ) -> Result<SplitK> {
+    let floats = |name, n| Slot::floats(name, n, precision);
     let u = |v: usize| v as u32;
     let slice = slice_channels(input.c, splits);
     let slices = input.c.div_ceil(slice).max(1);
@@ -209,6 +211,7 @@ pub(super) fn split_k(
         KernelSpec {
             label: format!("{label} (conv2d split-K {slices}x {channels}x{pixels})"),
             shader: CONV2D_SPLIT,
+            precision,
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
@@ -218,10 +221,7 @@ pub(super) fn split_k(
                 u(slices),
             ]),
             outputs: vec![Slot::elements("scratch", scratch)],
-            inputs: vec![
-                Slot::elements("input", input.numel()),
-                Slot::elements("weight", weights),
-            ],
+            inputs: vec![floats("input", input.numel()), floats("weight", weights)],
         },
     )?;
     let reduce = Kernel::new(
@@ -229,15 +229,16 @@ pub(super) fn split_k(
         KernelSpec {
             label: format!("{label} (conv2d split-K reduce)"),
             shader: CONV2D_SPLIT,
+            precision,
             entry: "conv2d_split_reduce",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(result.numel() as u64),
-            outputs: vec![Slot::elements("output", dest.numel())],
+            outputs: vec![floats("output", dest.numel())],
             inputs: vec![
                 Slot::elements("scratch", scratch),
                 Slot::elements("bias", p.out_channels),
-                Slot::elements("residual", if p.residual { result.numel() } else { 0 }),
+                floats("residual", if p.residual { result.numel() } else { 0 }),
             ],
         },
     )?;

@@ -3,7 +3,7 @@
 use super::FoldedWeights;
 use super::CONV_TRANSPOSE2D;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::{ConvTranspose2d, ConvWeights};
 use crate::tensor::Shape;
 
@@ -33,14 +33,15 @@ pub fn fold(p: &ConvTranspose2d, w: &ConvWeights) -> Result<(Vec<f32>, Vec<f32>)
     Ok((weight, bias))
 }
 
-/// Folds and uploads transposed-conv weights.
+/// Folds and uploads transposed-conv weights, the weight in `precision`.
 pub fn upload_weights(
     gpu: &Gpu,
     label: &str,
     p: &ConvTranspose2d,
     w: &ConvWeights,
+    precision: Precision,
 ) -> Result<FoldedWeights> {
-    super::upload_folded(gpu, label, fold(p, w)?)
+    super::upload_folded(gpu, label, fold(p, w)?, precision)
 }
 
 #[repr(C)]
@@ -66,12 +67,13 @@ struct Params {
 }
 
 /// The conv_transpose2d kernel for `input`. Outputs: `output` ([`ConvTranspose2d::output_shape`]). Inputs:
-/// `input`, `weight`, `bias` (from [`upload_weights`]).
+/// `input`, `weight`, `bias` (from [`upload_weights`]). All but the bias (f32) are stored in `precision`.
 pub fn conv_transpose2d(
     gpu: &Gpu,
     label: &str,
     p: &ConvTranspose2d,
     input: Shape,
+    precision: Precision,
 ) -> Result<Kernel> {
     let out = p.output_shape(input)?;
     let u = |v: usize| v as u32;
@@ -100,14 +102,15 @@ pub fn conv_transpose2d(
         KernelSpec {
             label: format!("{label} (conv_transpose2d)"),
             shader: CONV_TRANSPOSE2D,
+            precision,
             entry: "conv_transpose2d",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(out.numel() as u64),
-            outputs: vec![Slot::elements("output", out.numel())],
+            outputs: vec![Slot::floats("output", out.numel(), precision)],
             inputs: vec![
-                Slot::elements("input", input.numel()),
-                Slot::elements("weight", weights),
+                Slot::floats("input", input.numel(), precision),
+                Slot::floats("weight", weights, precision),
                 Slot::elements("bias", p.out_channels),
             ],
         },

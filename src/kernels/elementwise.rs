@@ -3,7 +3,7 @@
 
 use super::ELEMENTWISE;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::{Binary, Concat, Unary};
 use crate::tensor::Shape;
 
@@ -22,7 +22,14 @@ fn dims(s: Shape) -> [u32; 4] {
 }
 
 /// `act(a op b)` with broadcasting. Outputs: `output` ([`Binary::output_shape`]). Inputs: `a`, `b`.
-pub fn binary(gpu: &Gpu, label: &str, p: &Binary, a: Shape, b: Shape) -> Result<Kernel> {
+pub fn binary(
+    gpu: &Gpu,
+    label: &str,
+    p: &Binary,
+    a: Shape,
+    b: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let out = p.output_shape(a, b)?;
     let params = BinaryParams {
         a: dims(a),
@@ -36,14 +43,15 @@ pub fn binary(gpu: &Gpu, label: &str, p: &Binary, a: Shape, b: Shape) -> Result<
         KernelSpec {
             label: format!("{label} (binary)"),
             shader: ELEMENTWISE,
+            precision,
             entry: "binary",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(out.numel() as u64),
-            outputs: vec![Slot::elements("output", out.numel())],
+            outputs: vec![Slot::floats("output", out.numel(), precision)],
             inputs: vec![
-                Slot::elements("a", a.numel()),
-                Slot::elements("b", b.numel()),
+                Slot::floats("a", a.numel(), precision),
+                Slot::floats("b", b.numel(), precision),
             ],
         },
     )
@@ -57,7 +65,13 @@ struct ActivationParams {
 }
 
 /// A standalone activation. Outputs: `output` (the input's shape). Inputs: `input`.
-pub fn activation(gpu: &Gpu, label: &str, p: &Unary, input: Shape) -> Result<Kernel> {
+pub fn activation(
+    gpu: &Gpu,
+    label: &str,
+    p: &Unary,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let out = p.output_shape(input)?;
     let params = ActivationParams {
         total: out.numel() as u32,
@@ -68,12 +82,13 @@ pub fn activation(gpu: &Gpu, label: &str, p: &Unary, input: Shape) -> Result<Ker
         KernelSpec {
             label: format!("{label} (activation)"),
             shader: ELEMENTWISE,
+            precision,
             entry: "activation",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(out.numel() as u64),
-            outputs: vec![Slot::elements("output", out.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            outputs: vec![Slot::floats("output", out.numel(), precision)],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }
@@ -96,6 +111,7 @@ pub fn concat_part(
     input: Shape,
     dest: Shape,
     channel_offset: usize,
+    precision: Precision,
 ) -> Result<Kernel> {
     const OP: &str = "concat";
     Concat.output_shape(&[input])?;
@@ -128,26 +144,32 @@ pub fn concat_part(
         KernelSpec {
             label: format!("{label} (concat at channel {channel_offset})"),
             shader: ELEMENTWISE,
+            precision,
             entry: "copy_channels",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(input.numel() as u64),
-            outputs: vec![Slot::elements("output", dest.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            outputs: vec![Slot::floats("output", dest.numel(), precision)],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }
 
 /// `torch.cat(inputs, dim=1)` as one [`concat_part`] kernel per input, in order, all writing the same destination
 /// ([`Concat::output_shape`]). Bind the destination as each kernel's output and input `i` as kernel `i`'s input.
-pub fn concat(gpu: &Gpu, label: &str, inputs: &[Shape]) -> Result<Vec<Kernel>> {
+pub fn concat(
+    gpu: &Gpu,
+    label: &str,
+    inputs: &[Shape],
+    precision: Precision,
+) -> Result<Vec<Kernel>> {
     let dest = Concat.output_shape(inputs)?;
     let mut offset = 0;
     inputs
         .iter()
         .enumerate()
         .map(|(i, &s)| {
-            let kernel = concat_part(gpu, &format!("{label}[{i}]"), s, dest, offset);
+            let kernel = concat_part(gpu, &format!("{label}[{i}]"), s, dest, offset, precision);
             offset += s.c;
             kernel
         })

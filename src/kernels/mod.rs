@@ -14,8 +14,8 @@ pub mod preprocess;
 pub mod resize;
 pub mod softmax;
 
-use crate::error::Result;
-use crate::gpu::{Gpu, Shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Precision, Shader};
 
 /// Convolution weights on the GPU as a conv kernel binds them (`weight`, `bias`): batch-norm folded in, in the
 /// layout that kernel's `fold` produced.
@@ -25,14 +25,26 @@ pub struct FoldedWeights {
     pub bias: wgpu::Buffer,
 }
 
-/// Uploads the `(weight, bias)` a conv family's `fold` returned.
+/// Uploads the `(weight, bias)` a conv family's `fold` returned: the weight in `precision`, the bias in f32 (it is
+/// added to the f32 accumulator, and is one value per output channel).
 pub fn upload_folded(
     gpu: &Gpu,
     label: &str,
     (weight, bias): (Vec<f32>, Vec<f32>),
+    precision: Precision,
 ) -> Result<FoldedWeights> {
+    // A folded weight beyond f16's range (a batch-norm with a tiny variance, say) would become an infinity and
+    // poison every output it touches: refuse it by name instead.
+    if precision == Precision::F16 {
+        let max = f32::from(half::f16::MAX);
+        if let Some(v) = weight.iter().find(|v| v.is_finite() && v.abs() > max) {
+            return Err(Error::Model(format!(
+                "{label}: folded weight {v} is beyond f16's range (+-{max}); compile this model in f32"
+            )));
+        }
+    }
     Ok(FoldedWeights {
-        weight: gpu.upload_f32(&format!("{label}.weight"), &weight)?,
+        weight: gpu.upload_floats(&format!("{label}.weight"), &weight, precision)?,
         bias: gpu.upload_f32(&format!("{label}.bias"), &bias)?,
     })
 }

@@ -2,7 +2,7 @@
 
 use super::{FoldedWeights, NORM};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::GroupNorm;
 use crate::tensor::Shape;
 
@@ -19,7 +19,8 @@ struct Params {
     pad: u32,
 }
 
-/// Uploads the per-channel scale and shift, as the kernel binds them (`weight`, `bias`).
+/// Uploads the per-channel scale and shift, as the kernel binds them (`weight`, `bias`): f32 in every precision,
+/// as they multiply and add in the f32 arithmetic.
 pub fn upload_weights(
     gpu: &Gpu,
     label: &str,
@@ -38,12 +39,18 @@ pub fn upload_weights(
             ),
         ));
     }
-    super::upload_folded(gpu, label, (weight, bias))
+    super::upload_folded(gpu, label, (weight, bias), Precision::F32)
 }
 
 /// The group-norm kernel for `input`. Outputs: `output` (same shape). Inputs: `input`, `weight`, `bias` (from
-/// [`upload_weights`]).
-pub fn group_norm(gpu: &Gpu, label: &str, p: &GroupNorm, input: Shape) -> Result<Kernel> {
+/// [`upload_weights`]). Input and output are stored in `precision`.
+pub fn group_norm(
+    gpu: &Gpu,
+    label: &str,
+    p: &GroupNorm,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let shape = p.output_shape(input)?;
     let span = p.channels_per_group() * shape.plane();
     let count = shape.n * p.groups;
@@ -70,13 +77,14 @@ pub fn group_norm(gpu: &Gpu, label: &str, p: &GroupNorm, input: Shape) -> Result
         KernelSpec {
             label: format!("{label} (group_norm)"),
             shader: NORM,
+            precision,
             entry: "group_norm",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Groups([x as u32, y as u32, 1]),
-            outputs: vec![Slot::elements("output", shape.numel())],
+            outputs: vec![Slot::floats("output", shape.numel(), precision)],
             inputs: vec![
-                Slot::elements("input", shape.numel()),
+                Slot::floats("input", shape.numel(), precision),
                 Slot::elements("weight", p.channels),
                 Slot::elements("bias", p.channels),
             ],

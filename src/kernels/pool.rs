@@ -3,7 +3,7 @@
 
 use super::POOL;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 use crate::tensor::Shape;
 
@@ -54,12 +54,14 @@ fn kernel(
     params: &Params,
     outputs: Vec<Slot>,
     inputs: Vec<Slot>,
+    precision: Precision,
 ) -> Result<Kernel> {
     Kernel::new(
         gpu,
         KernelSpec {
             label,
             shader: POOL,
+            precision,
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(params),
@@ -73,7 +75,13 @@ fn kernel(
 /// The max_pool2d kernel for `input`. Outputs: `output` ([`MaxPool2d::output_shape`]), then, only when
 /// `p.return_indices`, `indices` (u32, same shape: the flat `h * w` index of each maximum in its input plane; ties
 /// keep the first in scan order, as PyTorch's CPU kernel). Inputs: `input`.
-pub fn max_pool2d(gpu: &Gpu, label: &str, p: &MaxPool2d, input: Shape) -> Result<Kernel> {
+pub fn max_pool2d(
+    gpu: &Gpu,
+    label: &str,
+    p: &MaxPool2d,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let out = p.output_shape(input)?;
     let params = Params {
         k_h: u(p.kernel[0]),
@@ -86,7 +94,7 @@ pub fn max_pool2d(gpu: &Gpu, label: &str, p: &MaxPool2d, input: Shape) -> Result
         dil_w: u(p.dilation[1]),
         ..params(input, out)
     };
-    let mut outputs = vec![Slot::elements("output", out.numel())];
+    let mut outputs = vec![Slot::floats("output", out.numel(), precision)];
     // A separate entry point, so pooling without indices binds no indices buffer.
     let entry = if p.return_indices {
         outputs.push(Slot::elements("indices", out.numel()));
@@ -100,12 +108,19 @@ pub fn max_pool2d(gpu: &Gpu, label: &str, p: &MaxPool2d, input: Shape) -> Result
         entry,
         &params,
         outputs,
-        vec![Slot::elements("input", input.numel())],
+        vec![Slot::floats("input", input.numel(), precision)],
+        precision,
     )
 }
 
 /// The avg_pool2d kernel for `input`. Outputs: `output` ([`AvgPool2d::output_shape`]). Inputs: `input`.
-pub fn avg_pool2d(gpu: &Gpu, label: &str, p: &AvgPool2d, input: Shape) -> Result<Kernel> {
+pub fn avg_pool2d(
+    gpu: &Gpu,
+    label: &str,
+    p: &AvgPool2d,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let out = p.output_shape(input)?;
     let params = Params {
         k_h: u(p.kernel[0]),
@@ -122,8 +137,9 @@ pub fn avg_pool2d(gpu: &Gpu, label: &str, p: &AvgPool2d, input: Shape) -> Result
         format!("{label} (avg_pool2d)"),
         "avg_pool2d",
         &params,
-        vec![Slot::elements("output", out.numel())],
-        vec![Slot::elements("input", input.numel())],
+        vec![Slot::floats("output", out.numel(), precision)],
+        vec![Slot::floats("input", input.numel(), precision)],
+        precision,
     )
 }
 
@@ -134,6 +150,7 @@ pub fn adaptive_avg_pool2d(
     label: &str,
     p: &AdaptiveAvgPool2d,
     input: Shape,
+    precision: Precision,
 ) -> Result<Kernel> {
     let out = p.output_shape(input)?;
     kernel(
@@ -141,8 +158,9 @@ pub fn adaptive_avg_pool2d(
         format!("{label} (adaptive_avg_pool2d)"),
         "adaptive_avg_pool2d",
         &params(input, out),
-        vec![Slot::elements("output", out.numel())],
-        vec![Slot::elements("input", input.numel())],
+        vec![Slot::floats("output", out.numel(), precision)],
+        vec![Slot::floats("input", input.numel(), precision)],
+        precision,
     )
 }
 
@@ -165,6 +183,7 @@ pub fn max_unpool2d(
     label: &str,
     p: &MaxUnpool2d,
     input: Shape,
+    precision: Precision,
 ) -> Result<MaxUnpool2dKernels> {
     let out = p.output_shape(input)?;
     let zero = kernel(
@@ -172,8 +191,9 @@ pub fn max_unpool2d(
         format!("{label} (max_unpool2d zero)"),
         "max_unpool2d_zero",
         &params(input, out),
-        vec![Slot::elements("output", out.numel())],
+        vec![Slot::floats("output", out.numel(), precision)],
         vec![],
+        precision,
     )?;
     let scatter = kernel(
         gpu,
@@ -183,11 +203,12 @@ pub fn max_unpool2d(
             total: u(input.numel()),
             ..params(input, out)
         },
-        vec![Slot::elements("output", out.numel())],
+        vec![Slot::floats("output", out.numel(), precision)],
         vec![
-            Slot::elements("values", input.numel()),
+            Slot::floats("values", input.numel(), precision),
             Slot::elements("indices", input.numel()),
         ],
+        precision,
     )?;
     Ok(MaxUnpool2dKernels { zero, scatter })
 }

@@ -2,7 +2,7 @@
 
 use super::PREPROCESS;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Kernel, KernelSpec, Slot, TensorData};
+use crate::gpu::{Dispatch, Gpu, GpuTensor, Kernel, KernelSpec, Precision, Slot, TensorData};
 use crate::ops::{ChannelOrder, ImageLayout, Preprocess};
 use crate::tensor::Shape;
 
@@ -52,9 +52,16 @@ pub fn upload_image(gpu: &Gpu, label: &str, image: ImageLayout, bytes: &[u8]) ->
     )
 }
 
-/// The preprocess kernel for `image`. Outputs: `output` (`1 x 3 x size[0] x size[1]`, f32). Inputs: `image` (the
+/// The preprocess kernel for `image`. Outputs: `output` (`1 x 3 x size[0] x size[1]`, floats in `precision`). Inputs: `image` (the
 /// packed bytes, [`upload_image`] or [`pack_bytes`]).
-pub fn preprocess(gpu: &Gpu, label: &str, p: &Preprocess, image: ImageLayout) -> Result<Kernel> {
+/// The normalisation runs in f32; only the stored result is in `precision`.
+pub fn preprocess(
+    gpu: &Gpu,
+    label: &str,
+    p: &Preprocess,
+    image: ImageLayout,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = p.output_shape(image)?;
     let [scale_h, scale_w] = p.source_scales(image);
     let u = |v: usize| v as u32;
@@ -76,11 +83,12 @@ pub fn preprocess(gpu: &Gpu, label: &str, p: &Preprocess, image: ImageLayout) ->
         KernelSpec {
             label: format!("{label} (preprocess)"),
             shader: PREPROCESS,
+            precision,
             entry: "preprocess",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(output.numel() as u64),
-            outputs: vec![Slot::elements("output", output.numel())],
+            outputs: vec![Slot::floats("output", output.numel(), precision)],
             inputs: vec![Slot::elements("image", image_words(image))],
         },
     )

@@ -2,7 +2,7 @@
 
 use super::RESIZE;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::{Resize, ResizeMode};
 use crate::tensor::Shape;
 
@@ -20,7 +20,13 @@ struct Params {
 }
 
 /// The resize kernel for `input`. Outputs: `output` ([`Resize::output_shape`]). Inputs: `input`.
-pub fn resize(gpu: &Gpu, label: &str, p: &Resize, input: Shape) -> Result<Kernel> {
+pub fn resize(
+    gpu: &Gpu,
+    label: &str,
+    p: &Resize,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = p.output_shape(input)?;
     let [scale_h, scale_w] = p.source_scales(input, output);
     let u = |v: usize| v as u32;
@@ -47,12 +53,13 @@ pub fn resize(gpu: &Gpu, label: &str, p: &Resize, input: Shape) -> Result<Kernel
         KernelSpec {
             label: format!("{label} (resize)"),
             shader: RESIZE,
+            precision,
             entry: "resize",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(output.numel() as u64),
-            outputs: vec![Slot::elements("output", output.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            outputs: vec![Slot::floats("output", output.numel(), precision)],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }

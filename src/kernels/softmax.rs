@@ -2,7 +2,7 @@
 
 use super::SOFTMAX;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Slot};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
 use crate::ops::{Argmax, Softmax};
 use crate::tensor::Shape;
 
@@ -25,45 +25,65 @@ fn params(input: Shape) -> Params {
 }
 
 /// Softmax over the channels of `input`. Outputs: `output` (same shape as `input`). Inputs: `input`.
-pub fn softmax(gpu: &Gpu, label: &str, p: &Softmax, input: Shape) -> Result<Kernel> {
+pub fn softmax(
+    gpu: &Gpu,
+    label: &str,
+    p: &Softmax,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = p.output_shape(input)?;
     Kernel::new(
         gpu,
         KernelSpec {
             label: format!("{label} (softmax)"),
             shader: SOFTMAX,
+            precision,
             entry: "softmax",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params(input)),
             dispatch: Dispatch::Linear((input.n * input.plane()) as u64),
-            outputs: vec![Slot::elements("output", output.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            outputs: vec![Slot::floats("output", output.numel(), precision)],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }
 
 /// Argmax over the channels of `input`, ties to the first channel. Outputs: `classes` (u32, `N x 1 x H x W`).
 /// Inputs: `input`.
-pub fn argmax(gpu: &Gpu, label: &str, p: &Argmax, input: Shape) -> Result<Kernel> {
+pub fn argmax(
+    gpu: &Gpu,
+    label: &str,
+    p: &Argmax,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = p.output_shape(input)?;
     Kernel::new(
         gpu,
         KernelSpec {
             label: format!("{label} (argmax)"),
             shader: SOFTMAX,
+            precision,
             entry: "argmax",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params(input)),
             dispatch: Dispatch::Linear(output.numel() as u64),
             outputs: vec![Slot::elements("classes", output.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }
 
 /// The class map of a one-channel probability map: 1 where `p > threshold`, else 0. Outputs: `classes` (u32,
 /// `N x 1 x H x W`). Inputs: `input` (`N x 1 x H x W`).
-pub fn threshold(gpu: &Gpu, label: &str, input: Shape, threshold: f32) -> Result<Kernel> {
+pub fn threshold(
+    gpu: &Gpu,
+    label: &str,
+    input: Shape,
+    threshold: f32,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = Argmax.output_shape(input)?;
     if input.c != 1 || !threshold.is_finite() {
         return Err(Error::params(
@@ -76,6 +96,7 @@ pub fn threshold(gpu: &Gpu, label: &str, input: Shape, threshold: f32) -> Result
         KernelSpec {
             label: format!("{label} (threshold)"),
             shader: SOFTMAX,
+            precision,
             entry: "threshold",
             constants: &[],
             uniforms: bytemuck::bytes_of(&Params {
@@ -84,7 +105,7 @@ pub fn threshold(gpu: &Gpu, label: &str, input: Shape, threshold: f32) -> Result
             }),
             dispatch: Dispatch::Linear(output.numel() as u64),
             outputs: vec![Slot::elements("classes", output.numel())],
-            inputs: vec![Slot::elements("input", input.numel())],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
     )
 }

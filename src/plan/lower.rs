@@ -3,7 +3,7 @@
 
 use super::WeightCache;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Kernel};
+use crate::gpu::{Gpu, Kernel, Precision};
 use crate::graph::{Node, Op, TensorInfo};
 use crate::kernels::{conv2d, conv_transpose2d, elementwise, norm, pool, resize, softmax};
 use crate::model::Model;
@@ -41,13 +41,15 @@ fn tensors(names: &[String]) -> Vec<Bind> {
     names.iter().map(|n| Bind::Tensor(n.clone())).collect()
 }
 
-/// What lowering reads besides the node.
+/// What lowering any node needs: the GPU, the model's weights and their uploads, inferred tensors, planned concat
+/// offsets, the storage precision of every float kernel, and the adapter's parallelism.
 pub(crate) struct Context<'a> {
     pub gpu: &'a Gpu,
     pub model: &'a Model,
     pub weights: &'a WeightCache,
     pub infos: &'a HashMap<String, TensorInfo>,
     pub concat_offsets: &'a HashMap<String, Vec<usize>>,
+    pub precision: Precision,
     /// Threads the adapter runs at once, for [`conv2d::choose`].
     pub parallelism: u64,
 }
@@ -60,6 +62,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         weights,
         infos,
         concat_offsets,
+        precision,
         parallelism,
     } = *cx;
     let label = node.name.as_str();
@@ -79,11 +82,11 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             weights: names,
         } => {
             let path = conv2d::choose(params, x(), parallelism);
-            let kernels =
-                conv2d::conv2d_on(gpu, label, params, x(), path)?.with_flops(params.flops(x()));
-            let (w, b) = weights.get_or_upload(names, || {
+            let kernels = conv2d::conv2d_on(gpu, label, params, x(), path, precision)?
+                .with_flops(params.flops(x()));
+            let (w, b) = weights.get_or_upload(names, precision, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
-                conv2d::upload_weights(gpu, label, params, &host)
+                conv2d::upload_weights(gpu, label, params, &host, precision)
             })?;
             let residual = match params.residual {
                 true => Bind::Tensor(node.inputs[1].clone()),
@@ -121,11 +124,11 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             params,
             weights: names,
         } => {
-            let kernel = conv_transpose2d::conv_transpose2d(gpu, label, params, x())?
+            let kernel = conv_transpose2d::conv_transpose2d(gpu, label, params, x(), precision)?
                 .with_flops(params.flops(x()));
-            let (w, b) = weights.get_or_upload(names, || {
+            let (w, b) = weights.get_or_upload(names, precision, || {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
-                conv_transpose2d::upload_weights(gpu, label, params, &host)
+                conv_transpose2d::upload_weights(gpu, label, params, &host, precision)
             })?;
             let inputs = vec![
                 Bind::Tensor(node.inputs[0].clone()),
@@ -142,8 +145,8 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             params,
             weights: names,
         } => {
-            let kernel = norm::group_norm(gpu, label, params, x())?;
-            let (w, b) = weights.get_or_upload(names, || {
+            let kernel = norm::group_norm(gpu, label, params, x(), precision)?;
+            let (w, b) = weights.get_or_upload(names, precision, || {
                 let (w, b) = model.affine_weights(names, params.channels)?;
                 norm::upload_weights(gpu, label, params, w, b)
             })?;
@@ -157,13 +160,17 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 ],
             }]
         }
-        Op::MaxPool2d { params } => single(pool::max_pool2d(gpu, label, params, x())?),
-        Op::AvgPool2d { params } => single(pool::avg_pool2d(gpu, label, params, x())?),
-        Op::AdaptiveAvgPool2d { params } => {
-            single(pool::adaptive_avg_pool2d(gpu, label, params, x())?)
-        }
+        Op::MaxPool2d { params } => single(pool::max_pool2d(gpu, label, params, x(), precision)?),
+        Op::AvgPool2d { params } => single(pool::avg_pool2d(gpu, label, params, x(), precision)?),
+        Op::AdaptiveAvgPool2d { params } => single(pool::adaptive_avg_pool2d(
+            gpu,
+            label,
+            params,
+            x(),
+            precision,
+        )?),
         Op::MaxUnpool2d { params } => {
-            let kernels = pool::max_unpool2d(gpu, label, params, x())?;
+            let kernels = pool::max_unpool2d(gpu, label, params, x(), precision)?;
             vec![
                 Call {
                     kernel: kernels.zero,
@@ -180,22 +187,37 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         Op::Resize { params } => {
             let like = node.inputs.get(1).map(shape);
             vec![Call {
-                kernel: resize::resize(gpu, label, &params.resolve(like)?, x())?,
+                kernel: resize::resize(gpu, label, &params.resolve(like)?, x(), precision)?,
                 outputs: outputs(),
                 // The size source is only read for its shape.
                 inputs: vec![Bind::Tensor(node.inputs[0].clone())],
             }]
         }
-        Op::Softmax => single(softmax::softmax(gpu, label, &crate::ops::Softmax, x())?),
-        Op::Argmax => single(softmax::argmax(gpu, label, &crate::ops::Argmax, x())?),
+        Op::Softmax => single(softmax::softmax(
+            gpu,
+            label,
+            &crate::ops::Softmax,
+            x(),
+            precision,
+        )?),
+        Op::Argmax => single(softmax::argmax(
+            gpu,
+            label,
+            &crate::ops::Argmax,
+            x(),
+            precision,
+        )?),
         Op::Binary { params } => single(elementwise::binary(
             gpu,
             label,
             params,
             x(),
             shape(&node.inputs[1]),
+            precision,
         )?),
-        Op::Unary { params } => single(elementwise::activation(gpu, label, params, x())?),
+        Op::Unary { params } => {
+            single(elementwise::activation(gpu, label, params, x(), precision)?)
+        }
         Op::Concat => {
             let offsets = concat_offsets.get(&node.name).ok_or_else(|| {
                 Error::Model(format!("node {label:?}: concat offsets were not planned"))
@@ -206,7 +228,14 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 .zip(offsets)
                 .map(|(input, &offset)| {
                     Ok(Call {
-                        kernel: elementwise::concat_part(gpu, label, shape(input), dest, offset)?,
+                        kernel: elementwise::concat_part(
+                            gpu,
+                            label,
+                            shape(input),
+                            dest,
+                            offset,
+                            precision,
+                        )?,
                         outputs: outputs(),
                         inputs: vec![Bind::Tensor(input.clone())],
                     })

@@ -5,12 +5,14 @@ mod fuse;
 mod lower;
 pub mod memory;
 mod profile;
+mod results;
 
 pub use profile::KernelTime;
+pub use results::{Output, WeightCache};
 
 use crate::error::{Error, Result};
-use crate::gpu::{BoundKernel, Gpu};
-use crate::graph::{ConvWeightNames, DType, TensorInfo};
+use crate::gpu::{BoundKernel, Gpu, Precision};
+use crate::graph::{DType, TensorInfo};
 use crate::model::Model;
 use crate::tensor::{Shape, Tensor};
 use lower::Bind;
@@ -27,6 +29,9 @@ pub struct PlanOptions {
     /// [`crate::kernels::conv2d::choose`]); `None`: [`Gpu::parallelism`]'s estimate. Set it to see what a plan
     /// does on a larger (or smaller) device than the estimate says.
     pub parallelism: Option<u64>,
+    /// Storage of activations and convolution weights on the GPU. Inputs and outputs stay f32 at the API: the plan
+    /// converts them on the host on upload and readback.
+    pub precision: Precision,
 }
 
 impl Default for PlanOptions {
@@ -34,8 +39,19 @@ impl Default for PlanOptions {
         PlanOptions {
             fuse: true,
             parallelism: None,
+            precision: Precision::F32,
         }
     }
+}
+
+/// Storage bytes of a tensor: u32 tensors are 4-byte, float ones in the plan's precision; at least 4, since empty
+/// bindings are invalid.
+fn tensor_bytes(info: &TensorInfo, precision: Precision) -> u64 {
+    let bytes = match info.dtype {
+        DType::U32 => info.shape.bytes(),
+        DType::F32 => precision.storage_bytes(info.shape.numel()),
+    };
+    bytes.max(4)
 }
 
 /// Activation memory of a plan.
@@ -48,73 +64,6 @@ pub struct MemoryReport {
     pub buffers: usize,
 }
 
-/// A convolution's folded (weight, bias) buffers.
-type Uploaded = (Arc<wgpu::Buffer>, Arc<wgpu::Buffer>);
-
-/// Folded convolution weights uploaded once per model and shared by its plans, keyed by weight tensor names.
-#[derive(Default)]
-pub struct WeightCache {
-    uploads: Mutex<HashMap<String, Uploaded>>,
-}
-
-impl WeightCache {
-    pub(crate) fn get_or_upload(
-        &self,
-        names: &ConvWeightNames,
-        upload: impl FnOnce() -> Result<crate::kernels::FoldedWeights>,
-    ) -> Result<Uploaded> {
-        let key = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
-        let mut uploads = self.uploads.lock().expect("weight cache poisoned");
-        if let Some(u) = uploads.get(&key) {
-            return Ok(u.clone());
-        }
-        let folded = upload()?;
-        let u = (Arc::new(folded.weight), Arc::new(folded.bias));
-        uploads.insert(key, u.clone());
-        Ok(u)
-    }
-
-    /// Number of uploaded convolutions.
-    pub fn len(&self) -> usize {
-        self.uploads.lock().expect("weight cache poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A graph output read back to the host.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Output {
-    F32(Tensor),
-    /// Pooling indices or a class map.
-    U32 {
-        shape: Shape,
-        data: Vec<u32>,
-    },
-}
-
-impl Output {
-    pub fn shape(&self) -> Shape {
-        match self {
-            Output::F32(t) => t.shape,
-            Output::U32 { shape, .. } => *shape,
-        }
-    }
-
-    /// The values as f32 (indices converted).
-    pub fn to_f32(&self) -> Tensor {
-        match self {
-            Output::F32(t) => t.clone(),
-            Output::U32 { shape, data } => Tensor {
-                shape: *shape,
-                data: data.iter().map(|&v| v as f32).collect(),
-            },
-        }
-    }
-}
-
 /// A compiled graph for fixed input shapes. Runs are serialised per plan (they share its buffers); compile one
 /// plan per thread for parallel runs, or use [`crate::engine::Engine`].
 pub struct Plan {
@@ -125,6 +74,7 @@ pub struct Plan {
     outputs: HashMap<String, (TensorInfo, Placement)>,
     staging: HashMap<String, wgpu::Buffer>,
     memory: MemoryReport,
+    precision: Precision,
     run_lock: Mutex<()>,
 }
 
@@ -148,6 +98,8 @@ impl Plan {
         weights: &WeightCache,
     ) -> Result<Plan> {
         let graph = &model.graph;
+        let precision = options.precision;
+        gpu.require(precision)?;
         let (order, infos) = graph.infer(input_shapes)?;
         model.check_weights()?;
         let schedule = fuse::schedule(graph, &order, &infos, options.fuse);
@@ -180,7 +132,7 @@ impl Plan {
             .map(|n| {
                 let (first, last) = lifetimes[n];
                 Lifetime {
-                    bytes: infos[n].shape.bytes().max(4),
+                    bytes: tensor_bytes(&infos[n], precision),
                     first,
                     last,
                 }
@@ -199,6 +151,7 @@ impl Plan {
             weights,
             infos: &infos,
             concat_offsets: &schedule.concat_offsets,
+            precision,
             parallelism: options.parallelism.unwrap_or_else(|| gpu.parallelism()),
         };
         let lowered = schedule
@@ -258,7 +211,7 @@ impl Plan {
             .collect::<Result<Vec<_>>>()?;
         let place = |name: &str| memory_plan.placement[index[name]];
         let binding = |name: &str| {
-            let bytes = infos[name].shape.bytes().max(4);
+            let bytes = tensor_bytes(&infos[name], precision);
             wgpu::BufferBinding {
                 buffer: &buffers[place(name).buffer],
                 offset: place(name).offset,
@@ -308,7 +261,7 @@ impl Plan {
                 || {
                     gpu.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(name),
-                        size: info.shape.bytes().max(4),
+                        size: tensor_bytes(&info, precision),
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     })
@@ -324,12 +277,19 @@ impl Plan {
             outputs,
             staging,
             memory,
+            precision,
             run_lock: Mutex::new(()),
         })
     }
 
     pub fn memory(&self) -> MemoryReport {
         self.memory
+    }
+
+    /// What float tensors are stored in on the GPU; kernels recorded around the plan's own (see [`Plan::submit`])
+    /// must be compiled for it.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Number of dispatches per run.
@@ -385,14 +345,24 @@ impl Plan {
                 )));
             }
         }
+        // Converted on the host: one pass over the input, and half the bytes to upload in f16, where a conversion
+        // kernel would need an f32 staging buffer and a dispatch.
+        let encoded: Vec<std::borrow::Cow<[u8]>> = inputs
+            .iter()
+            .map(|&(_, t)| match self.precision {
+                Precision::F32 => std::borrow::Cow::Borrowed(bytemuck::cast_slice(&t.data)),
+                p => std::borrow::Cow::Owned(p.encode(&t.data)),
+            })
+            .collect();
         let uploads: Vec<Upload> = inputs
             .iter()
-            .map(|&(name, t)| {
+            .zip(&encoded)
+            .map(|(&(name, _), bytes)| {
                 let at = self.inputs[name].1;
                 Upload {
                     target: &self.buffers[at.buffer],
                     offset: at.offset,
-                    bytes: bytemuck::cast_slice(&t.data),
+                    bytes: bytes.as_ref(),
                 }
             })
             .collect();
@@ -404,7 +374,7 @@ impl Plan {
                     source: &self.buffers[at.buffer],
                     offset: at.offset,
                     staging: &self.staging[name],
-                    bytes: info.shape.bytes(),
+                    bytes: tensor_bytes(&info, self.precision),
                 }
             })
             .collect();
@@ -415,11 +385,11 @@ impl Plan {
             let output = match info.dtype {
                 DType::F32 => Output::F32(Tensor {
                     shape: info.shape,
-                    data: bytemuck::pod_collect_to_vec(&bytes),
+                    data: self.precision.decode(&bytes, info.shape.numel()),
                 }),
                 DType::U32 => Output::U32 {
                     shape: info.shape,
-                    data: bytemuck::pod_collect_to_vec(&bytes),
+                    data: bytemuck::pod_collect_to_vec(&bytes[..4 * info.shape.numel()]),
                 },
             };
             results.insert(name.to_string(), output);
@@ -430,15 +400,21 @@ impl Plan {
     /// The buffer region of a graph input or output, for kernels recorded around the plan's own (see
     /// [`Plan::submit`]).
     pub fn binding(&self, tensor: &str) -> Option<wgpu::BufferBinding<'_>> {
-        let (shape, at) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
-            (Some(&(shape, at)), _) => (shape, at),
-            (None, Some(&(info, at))) => (info.shape, at),
+        let (info, at) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
+            (Some(&(shape, at)), _) => (
+                TensorInfo {
+                    shape,
+                    dtype: DType::F32,
+                },
+                at,
+            ),
+            (None, Some(&(info, at))) => (info, at),
             (None, None) => return None,
         };
         Some(wgpu::BufferBinding {
             buffer: &self.buffers[at.buffer],
             offset: at.offset,
-            size: wgpu::BufferSize::new(shape.bytes().max(4)),
+            size: wgpu::BufferSize::new(tensor_bytes(&info, self.precision)),
         })
     }
 

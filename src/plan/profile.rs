@@ -75,7 +75,7 @@ impl Plan {
                     gpu.queue.write_buffer(
                         &self.buffers[at.buffer],
                         at.offset,
-                        bytemuck::cast_slice(&t.data),
+                        &self.precision.encode(&t.data),
                     );
                 }
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());

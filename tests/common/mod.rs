@@ -1,7 +1,7 @@
 //! Shared test harness: one GPU per test binary, seeded random data, and the comparison with the reference.
 #![allow(dead_code)]
 
-use atrous::gpu::{GpuTensor, TensorData};
+use atrous::gpu::{GpuTensor, Precision, TensorData};
 use atrous::weights::Weights;
 use atrous::{Gpu, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -28,7 +28,21 @@ pub fn gpu() -> Option<Arc<Gpu>> {
     .clone()
 }
 
-/// Binds the shared GPU or returns from the test, having printed why.
+/// The shared GPU if it can run kernels of `precision`; else `None`, with the reason printed. f16 needs the
+/// adapter's SHADER_F16 (lavapipe has it; llvmpipe's GL does not), so f16 tests skip where it is missing.
+pub fn gpu_for(precision: Precision) -> Option<Arc<Gpu>> {
+    let gpu = gpu()?;
+    if !gpu.supports(precision) {
+        eprintln!(
+            "skipping {precision} GPU tests: {} has no SHADER_F16",
+            gpu.describe()
+        );
+        return None;
+    }
+    Some(gpu)
+}
+
+/// Binds the shared GPU (one that runs `precision`, when given) or returns from the test, having printed why.
 #[macro_export]
 macro_rules! gpu_or_skip {
     () => {
@@ -37,6 +51,49 @@ macro_rules! gpu_or_skip {
             None => return,
         }
     };
+    ($precision:expr) => {
+        match common::gpu_for($precision) {
+            Some(gpu) => gpu,
+            None => return,
+        }
+    };
+}
+
+/// Kernel tests' tolerance, relative to max(1, max |reference|): 1e-4 in f32. In f16 every stored value (input,
+/// weight, output) carries a rounding of up to 2^-11 relative, sums stay f32; [`F16_TOLERANCE`] bounds what that
+/// leaves on the test data.
+pub fn tolerance(precision: Precision) -> f32 {
+    match precision {
+        Precision::F32 => 1e-4,
+        Precision::F16 => F16_TOLERANCE,
+    }
+}
+
+/// See [`tolerance`]; documented in the README.
+pub const F16_TOLERANCE: f32 = 1e-3;
+
+/// `t` with every value rounded to what `precision` stores, so a reference sees exactly the GPU's inputs and the
+/// comparison measures the kernel, not the rounding of its inputs.
+pub fn rounded(precision: Precision, t: &Tensor) -> Tensor {
+    Tensor {
+        shape: t.shape,
+        data: precision.decode(&precision.encode(&t.data), t.data.len()),
+    }
+}
+
+/// Uploads `t` converted to `precision`.
+pub fn upload_in(gpu: &Gpu, label: &str, t: &Tensor, precision: Precision) -> GpuTensor {
+    gpu.upload_in(label, t, precision).unwrap()
+}
+
+/// [`assert_close_tol`] at the [`tolerance`] of `precision`.
+pub fn assert_close_in(precision: Precision, what: &str, got: &[f32], want: &[f32]) {
+    assert_close_tol(
+        &format!("{what} ({precision})"),
+        got,
+        want,
+        tolerance(precision),
+    );
 }
 
 pub fn rng(seed: u64) -> SmallRng {
@@ -85,6 +142,13 @@ pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], rel: f32) {
         worst = worst.max(err);
     }
     assert!(worst.is_finite());
+    // ATROUS_REPORT_ERRORS=1 prints the worst relative error of every comparison, to set tolerances from.
+    if std::env::var("ATROUS_REPORT_ERRORS").is_ok_and(|v| v == "1") {
+        eprintln!(
+            "worst error {:.3e} of scale {scale:.3}: {what}",
+            worst / scale
+        );
+    }
 }
 
 /// A 4-D tensor from a fixture file.

@@ -2,6 +2,7 @@
 //! a single op.
 
 use super::load_model;
+use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Conv2d, ConvWeights, Padding2d};
 use atrous::plan::{KernelTime, Plan, PlanOptions};
@@ -36,6 +37,9 @@ pub struct BenchArgs {
     /// Compile without epilogue fusion.
     #[arg(long)]
     no_fuse: bool,
+    /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -144,6 +148,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model,
         PlanOptions {
             fuse: !args.no_fuse,
+            precision: args.precision,
             ..Default::default()
         },
     );
@@ -186,6 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let report = Report {
         name,
         adapter,
+        precision: args.precision,
         shape,
         plan: &plan,
         times,
@@ -215,6 +221,7 @@ fn plan_summary(plan: &Plan, shape: Shape) -> String {
 struct Report<'a> {
     name: String,
     adapter: String,
+    precision: Precision,
     shape: Shape,
     plan: &'a Plan,
     times: Vec<f64>,
@@ -232,6 +239,7 @@ impl Report<'_> {
         serde_json::json!({
             "model": self.name,
             "adapter": self.adapter,
+            "precision": self.precision.name(),
             "input": self.shape.dims(),
             "dispatches": self.plan.dispatches(),
             "latency_ms": { "median": med * 1e3, "min": self.times[0] * 1e3, "max": self.times[self.times.len() - 1] * 1e3 },
@@ -248,7 +256,10 @@ impl Report<'_> {
 
     fn text(&self) -> String {
         let med = median(&self.times);
-        let mut t = format!("{} on {}\n", self.name, self.adapter);
+        let mut t = format!(
+            "{} on {}, {} storage\n",
+            self.name, self.adapter, self.precision
+        );
         t += &plan_summary(self.plan, self.shape);
         t += &format!(
             "latency over {} runs (upload, one submit, readback): median {:.2} ms, min {:.2}, max {:.2}; {:.2} images/s; {:.2} GFLOP at {:.2} GFLOP/s\n",

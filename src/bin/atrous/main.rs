@@ -1,6 +1,8 @@
 //! The atrous command-line tool.
 
+use atrous::gpu::Precision;
 use atrous::models;
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
 use clap::{Parser, Subcommand};
@@ -39,6 +41,9 @@ enum Command {
         /// Where to write the outputs (f32, NCHW, by graph output name).
         #[arg(long)]
         output: PathBuf,
+        /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
     },
     /// Segment photos: writes <stem>.mask.png (class per pixel), <stem>.color.png (palette colours) and
     /// <stem>.overlay.png (the photo blended with the colours) for each image, and prints each class's share.
@@ -55,6 +60,9 @@ enum Command {
         /// Also write <stem>.probs.safetensors: the class probabilities (1 x C x H x W).
         #[arg(long)]
         probs: bool,
+        /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -73,14 +81,23 @@ fn main() -> ExitCode {
             arch,
             input,
             output,
-        } => run(&model, arch.as_deref(), &input, &output),
+            precision,
+        } => run(&model, arch.as_deref(), &input, &output, precision),
         Command::Segment {
             model,
             arch,
             out,
             probs,
+            precision,
             images,
-        } => segment::run(model.as_deref(), arch.as_deref(), &out, probs, &images),
+        } => segment::run(
+            model.as_deref(),
+            arch.as_deref(),
+            &out,
+            probs,
+            precision,
+            &images,
+        ),
         Command::Bench(args) => bench::run(&args),
         Command::Info => info(),
     };
@@ -161,11 +178,21 @@ fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
         .collect()
 }
 
-fn run(model_path: &Path, arch: Option<&str>, input: &Path, output: &Path) -> Result<()> {
+fn run(
+    model_path: &Path,
+    arch: Option<&str>,
+    input: &Path,
+    output: &Path,
+    precision: Precision,
+) -> Result<()> {
     let model = load_model(model_path, arch)?;
     let inputs = read_inputs(&model, input)?;
     let outputs: Vec<String> = model.graph.outputs.clone();
-    let engine = Engine::new(Arc::new(Gpu::new()?), model);
+    let options = PlanOptions {
+        precision,
+        ..PlanOptions::default()
+    };
+    let engine = Engine::with_options(Arc::new(Gpu::new()?), model, options);
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let results = engine.run(&refs, &names)?;

@@ -1,7 +1,9 @@
 //! `atrous segment`: photos in, masks, colour maps and overlays out.
 
 use super::load_model;
+use atrous::gpu::Precision;
 use atrous::image_io::{self, IMAGE_EXTENSIONS};
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Error, Gpu, Result, Segmentation, Segmenter};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,6 +72,7 @@ pub fn run(
     arch: Option<&str>,
     out: &Path,
     probs: bool,
+    precision: Precision,
     inputs: &[PathBuf],
 ) -> Result<()> {
     let (images, mut failures) = collect(inputs);
@@ -81,7 +84,12 @@ pub fn run(
         message: format!("cannot create the output directory: {e}"),
     })?;
     let model_path = model.map_or_else(default_model, Path::to_path_buf);
-    let segmenter = Segmenter::new(Arc::new(Gpu::new()?), load_model(&model_path, arch)?)?;
+    let options = PlanOptions {
+        precision,
+        ..PlanOptions::default()
+    };
+    let gpu = Arc::new(Gpu::new()?);
+    let segmenter = Segmenter::with_options(gpu, load_model(&model_path, arch)?, options)?;
 
     let bar = if images.len() > 1 {
         ProgressBar::new(images.len() as u64)
