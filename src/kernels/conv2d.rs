@@ -251,9 +251,10 @@ fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec
     )
 }
 
+/// The uniforms the tiled and the split-K shaders share, in their order (`TParams` and `SParams` up to `c_out4`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TiledParams {
+pub(super) struct TileGeometry {
     n: u32,
     c_in: u32,
     h_in: u32,
@@ -274,6 +275,40 @@ struct TiledParams {
     activation: u32,
     has_residual: u32,
     c_out4: u32,
+}
+
+impl TileGeometry {
+    pub(super) fn new(p: &Conv2d, input: Shape, dest: Shape) -> Self {
+        let u = |v: usize| v as u32;
+        TileGeometry {
+            n: u(input.n),
+            c_in: u(input.c),
+            h_in: u(input.h),
+            w_in: u(input.w),
+            c_out: u(p.out_channels),
+            h_out: u(dest.h),
+            w_out: u(dest.w),
+            k_h: u(p.kernel[0]),
+            k_w: u(p.kernel[1]),
+            stride_h: u(p.stride[0]),
+            stride_w: u(p.stride[1]),
+            pad_top: u(p.padding.top),
+            pad_left: u(p.padding.left),
+            dil_h: u(p.dilation[0]),
+            dil_w: u(p.dilation[1]),
+            dest_c: u(dest.c),
+            dest_offset: u(p.out_channel_offset),
+            activation: p.activation.code(),
+            has_residual: p.residual as u32,
+            c_out4: u(p.out_channels.div_ceil(4)),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TiledParams {
+    geometry: TileGeometry,
     groups_y: u32,
 }
 
@@ -293,26 +328,7 @@ fn tiled(
     let groups_y = u(pixel_groups).clamp(1, max);
     let groups_z = u(pixel_groups).div_ceil(groups_y).max(1);
     let params = TiledParams {
-        n: u(input.n),
-        c_in: u(input.c),
-        h_in: u(input.h),
-        w_in: u(input.w),
-        c_out: u(p.out_channels),
-        h_out: u(dest.h),
-        w_out: u(dest.w),
-        k_h: u(p.kernel[0]),
-        k_w: u(p.kernel[1]),
-        stride_h: u(p.stride[0]),
-        stride_w: u(p.stride[1]),
-        pad_top: u(p.padding.top),
-        pad_left: u(p.padding.left),
-        dil_h: u(p.dilation[0]),
-        dil_w: u(p.dilation[1]),
-        dest_c: u(dest.c),
-        dest_offset: u(p.out_channel_offset),
-        activation: p.activation.code(),
-        has_residual: p.residual as u32,
-        c_out4: u(p.out_channels.div_ceil(4)),
+        geometry: TileGeometry::new(p, input, dest),
         groups_y,
     };
     let entry = match (channels, pixels) {

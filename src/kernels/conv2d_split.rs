@@ -5,7 +5,7 @@
 //! scratch buffer and a second dispatch adds the slices and applies the epilogue (bias, residual, activation,
 //! channel offset).
 
-use super::conv2d::Target;
+use super::conv2d::{Target, TileGeometry};
 use super::CONV2D_SPLIT;
 use crate::error::{Error, Result};
 use crate::gpu::{BoundKernel, Dispatch, Gpu, Kernel, KernelSpec, Slot, WORKGROUP_SIZE};
@@ -129,26 +129,7 @@ fn slice_channels(in_channels: usize, splits: u32) -> usize {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct SplitParams {
-    n: u32,
-    c_in: u32,
-    h_in: u32,
-    w_in: u32,
-    c_out: u32,
-    h_out: u32,
-    w_out: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    dil_h: u32,
-    dil_w: u32,
-    dest_c: u32,
-    dest_offset: u32,
-    activation: u32,
-    has_residual: u32,
-    c_out4: u32,
+    geometry: TileGeometry,
     slice: u32,
     slices: u32,
 }
@@ -170,26 +151,7 @@ pub(super) fn split_k(
     let slice = slice_channels(input.c, splits);
     let slices = input.c.div_ceil(slice).max(1);
     let params = SplitParams {
-        n: u(input.n),
-        c_in: u(input.c),
-        h_in: u(input.h),
-        w_in: u(input.w),
-        c_out: u(p.out_channels),
-        h_out: u(dest.h),
-        w_out: u(dest.w),
-        k_h: u(p.kernel[0]),
-        k_w: u(p.kernel[1]),
-        stride_h: u(p.stride[0]),
-        stride_w: u(p.stride[1]),
-        pad_top: u(p.padding.top),
-        pad_left: u(p.padding.left),
-        dil_h: u(p.dilation[0]),
-        dil_w: u(p.dilation[1]),
-        dest_c: u(dest.c),
-        dest_offset: u(p.out_channel_offset),
-        activation: p.activation.code(),
-        has_residual: p.residual as u32,
-        c_out4: u(p.out_channels.div_ceil(4)),
+        geometry: TileGeometry::new(p, input, dest),
         slice: u(slice),
         slices: u(slices),
     };

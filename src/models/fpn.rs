@@ -30,17 +30,7 @@ pub fn decoder(
     merge: &str,
     interpolation: &str,
 ) -> Result<String> {
-    let mode = match interpolation {
-        "nearest" => ResizeMode::Nearest,
-        "bilinear" => ResizeMode::Bilinear {
-            align_corners: false,
-        },
-        other => {
-            return Err(Error::Model(format!(
-                "smp FPN decoder_interpolation {other:?} is not supported (nearest, bilinear)"
-            )))
-        }
-    };
+    let mode = super::smp::decoder_interpolation("FPN", interpolation)?;
     if merge != "add" && merge != "cat" {
         return Err(Error::Model(format!(
             "smp FPN decoder_merge_policy {merge:?} is not supported (add, cat)"

@@ -365,19 +365,22 @@ fn separable(
     )
 }
 
+/// The resize of smp's `decoder_interpolation` for `class`: PyTorch's `F.interpolate` modes atrous has.
+pub(super) fn decoder_interpolation(class: &str, mode: &str) -> Result<ResizeMode> {
+    match mode {
+        "nearest" => Ok(ResizeMode::Nearest),
+        "bilinear" => Ok(ResizeMode::Bilinear {
+            align_corners: false,
+        }),
+        other => Err(Error::Model(format!(
+            "smp {class} decoder_interpolation {other:?} is not supported (nearest, bilinear)"
+        ))),
+    }
+}
+
 /// Unet: each block resizes to the next feature's size, concatenates `[up, skip]`, then conv1, conv2.
 fn unet(net: &mut Net, dec: &Prefixed, feats: &[String], interpolation: &str) -> Result<String> {
-    let mode = match interpolation {
-        "nearest" => ResizeMode::Nearest,
-        "bilinear" => ResizeMode::Bilinear {
-            align_corners: false,
-        },
-        other => {
-            return Err(Error::Model(format!(
-                "smp Unet decoder_interpolation {other:?} is not supported (nearest, bilinear)"
-            )))
-        }
-    };
+    let mode = decoder_interpolation("Unet", interpolation)?;
     let d = feats.len() - 1;
     let blocks = (0..)
         .take_while(|i| dec.contains(&format!("blocks.{i}.conv1.0.weight")))
