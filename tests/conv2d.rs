@@ -236,6 +236,11 @@ fn every_conv2d_path_should_match_reference() {
             .iter()
             .map(|&(channels, pixels)| Path::Tiled { channels, pixels }),
     );
+    paths.extend(
+        conv2d::ROW_TILES
+            .iter()
+            .map(|&(channels, pixels)| Path::TiledRows { channels, pixels }),
+    );
     let cases = [
         // 65 x 65 output: 4225 pixels, one past a multiple of 64 * 4 and 64 * 8
         (Shape::new(1, 3, 65, 65), conv(3, 5, 3, 1, 1, 1, 1)),
@@ -376,9 +381,14 @@ fn conv2d_choose_should_split_only_underfilled_long_reductions() {
     for size in [9, 33, 65] {
         assert!(matches!(
             conv2d::choose(&aspp, at(size), cpu_like),
-            Path::Tiled { .. }
+            Path::Tiled { .. } | Path::TiledRows { .. }
         ));
     }
+    // Dilated convs on big enough maps take the row-consecutive tile.
+    assert!(matches!(
+        conv2d::choose(&aspp, at(65), cpu_like),
+        Path::TiledRows { .. }
+    ));
     // Short reductions stay tiled however small the output: 16 input channels x 3 x 3 taps.
     let short = conv(16, 256, 3, 1, 1, 1, 1);
     assert!(matches!(
