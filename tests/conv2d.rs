@@ -109,6 +109,10 @@ fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64) {
 
 /// [`check`] on a given kernel path (`None`: the one `conv2d::conv2d` picks).
 fn check_on(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, path: Option<Path>) {
+    // One conv at a time: on GL, wgpu gives up after 6 s waiting for the adapter's context, which a parallel
+    // test holds while llvmpipe compiles a large tiled pipeline (seconds on a loaded machine, uncached).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = rng(seed);
     let p = &case.conv;
     let x = random_tensor(&mut rng, case.input);
