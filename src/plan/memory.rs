@@ -4,6 +4,9 @@
 //! not overlap. Tensors never share a buffer at different offsets: WebGPU forbids binding one buffer as a
 //! dispatch's output and as its input, and a node's inputs and outputs are live at the same step, so giving each
 //! live tensor its own buffer satisfies that rule by construction.
+//!
+//! A node's scratch buffers (split-K's partial sums) are planned the same way, as tensors live for the node's step
+//! only: they get buffers of their own during it and reuse other tensors' buffers outside it.
 
 /// When a tensor is live: from the step that first writes it to the last step that reads it, inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

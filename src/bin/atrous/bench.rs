@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Compile without epilogue fusion.
     #[arg(long)]
     no_fuse: bool,
+    /// Choose kernels as for an adapter running this many threads at once (default: the adapter's estimate), e.g.
+    /// 100000 to see split-K convs on a CPU adapter.
+    #[arg(long)]
+    parallelism: Option<u64>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -141,7 +145,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model,
         PlanOptions {
             fuse: !args.no_fuse,
-            ..Default::default()
+            parallelism: args.parallelism,
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
