@@ -5,10 +5,11 @@
 //!     cargo bench --bench conv                                  # criterion; Gelem/s = GFLOP/s
 //!     ATROUS_BENCH_PATHS=chosen,8x8,split4 cargo bench --bench conv -- conv2d/   # paths side by side
 //!     ATROUS_BENCH_ONLY=2048x65 cargo bench --bench conv        # only the ASPP shapes at 65 x 65
-//!     ATROUS_BENCH_MEDIAN3=1 cargo bench --bench conv           # also the burn peer's median of 3 runs
+//!     ATROUS_BENCH_MEDIAN3=3 cargo bench --bench conv -- nomatch  # only 3 rounds of the burn peer's median of
+//!                                                               # 3 runs, the paths interleaved in each round
 //!
 //! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
-//! `CxP` (tiled), `splitS` (split-K in S slices on the chosen tile), `splitCxPxS`. Names: op, input NxCxHxW, output
+//! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile), `splitCxPxS`. Names: op, input NxCxHxW, output
 //! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
 //! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
 
@@ -116,6 +117,10 @@ fn parse_path(text: &str, chosen: Path) -> Path {
         "chosen" => chosen,
         "naive" => Path::Naive,
         "depthwise" => Path::Depthwise,
+        _ if text.starts_with("rows") => {
+            let (channels, pixels) = tile(&text[4..]).unwrap_or_else(|| bad(text));
+            Path::TiledRows { channels, pixels }
+        }
         _ => match text.strip_prefix("split") {
             Some(rest) => {
                 let ((channels, pixels), splits) = match rest.rsplit_once('x') {
@@ -142,6 +147,7 @@ fn path_name(path: Path) -> String {
         Path::Naive => "naive".into(),
         Path::Depthwise => "depthwise".into(),
         Path::Tiled { channels, pixels } => format!("tiled{channels}x{pixels}"),
+        Path::TiledRows { channels, pixels } => format!("rows{channels}x{pixels}"),
         Path::SplitK {
             channels,
             pixels,
@@ -208,27 +214,33 @@ fn median_of_3(gpu: &Gpu, bound: &Bound, flops: u64) -> f64 {
 
 fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, paths: &[String]) {
     let mut group = common::group(c, group_name);
-    let median3 = std::env::var_os("ATROUS_BENCH_MEDIAN3").is_some();
+    // Rounds of the peer's median of 3, the paths interleaved within each round, so that a shared machine's load
+    // drifts over all paths alike.
+    let rounds: usize = match std::env::var("ATROUS_BENCH_MEDIAN3") {
+        Ok(r) => r.parse().unwrap_or(1),
+        Err(_) => 0,
+    };
     for case in cases {
         let name = name(group_name, &case);
         if !common::selected(&name) {
             continue;
         }
         let chosen = conv2d::choose(&case.conv, case.input, gpu.parallelism());
-        let mut done = Vec::new();
+        let mut bound: Vec<(String, Bound)> = Vec::new();
         for text in paths {
-            let path = parse_path(text, chosen);
-            if done.contains(&path) {
-                continue;
+            let id = format!("{name}/{}", path_name(parse_path(text, chosen)));
+            if bound.iter().all(|(done, _)| *done != id) {
+                bound.push((id, prepare(gpu, &case, parse_path(text, chosen))));
             }
-            done.push(path);
-            let id = format!("{name}/{}", path_name(path));
-            let bound = prepare(gpu, &case, path);
-            if median3 {
-                let gflops = median_of_3(gpu, &bound, case.conv.flops(case.input));
-                eprintln!("{group_name}/{id}: median of 3: {gflops:.2} GFLOP/s");
+        }
+        for round in 1..=rounds {
+            for (id, b) in &bound {
+                let gflops = median_of_3(gpu, b, case.conv.flops(case.input));
+                eprintln!("{group_name}/{id}: round {round}: median of 3: {gflops:.2} GFLOP/s");
             }
-            common::bench(&mut group, gpu, &id, &bound);
+        }
+        for (id, b) in &bound {
+            common::bench(&mut group, gpu, id, b);
         }
     }
     group.finish();

@@ -5,8 +5,10 @@
 //
 // Entry point conv2d_t{C}x{P}: each thread computes C output channels (C / 4 vec4 accumulators) for P output pixels.
 // The P pixels are strided by the workgroup width in the flattened (n, y, x) output index, so neighbouring threads
-// read neighbouring inputs. Workgroup x picks a block of C output channels, so every thread of a workgroup reads the
-// same weights, and workgroup y (plus z * groups_y) a block of 64 * P pixels: consecutive workgroups share inputs.
+// read neighbouring inputs; conv2d_r{C}x{P} instead gives a thread P consecutive pixels of one output row, so a
+// dilated conv's taps that fall in padding rows are skipped for the whole thread. Workgroup x picks a block of C
+// output channels, so every thread of a workgroup reads the same weights, and workgroup y (plus z * groups_y) a
+// block of 64 threads' pixels: consecutive workgroups share inputs.
 //
 // Weights are packed by the host (conv2d::fold) as vec4 over output channels: [ceil(c_out / 4)][k_h][k_w][c_in],
 // zero-padded past c_out. The reduction runs over chunks of CHUNK input channels, then taps (ky, kx), then the
@@ -560,6 +562,422 @@ fn conv2d_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ix6 = i32((r6 % p.w_out) * p.stride_w) - i32(p.pad_left);
     let q7 = q0 + 448u;
     let ok7 = q7 < total;
+    let r7 = q7 % hw;
+    let base7 = (q7 / hw) * p.c_in * plane;
+    let iy7 = i32((r7 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix7 = i32((r7 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a0_2 = vec4<f32>(0.0);
+    var a0_3 = vec4<f32>(0.0);
+    var a0_4 = vec4<f32>(0.0);
+    var a0_5 = vec4<f32>(0.0);
+    var a0_6 = vec4<f32>(0.0);
+    var a0_7 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a1_2 = vec4<f32>(0.0);
+    var a1_3 = vec4<f32>(0.0);
+    var a1_4 = vec4<f32>(0.0);
+    var a1_5 = vec4<f32>(0.0);
+    var a1_6 = vec4<f32>(0.0);
+    var a1_7 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        let dy = i32(ky * p.dil_h);
+        let y0 = iy0 + dy;
+        let yok0 = ok0 && y0 >= 0 && y0 < i32(p.h_in);
+        let y1 = iy1 + dy;
+        let yok1 = ok1 && y1 >= 0 && y1 < i32(p.h_in);
+        let y2 = iy2 + dy;
+        let yok2 = ok2 && y2 >= 0 && y2 < i32(p.h_in);
+        let y3 = iy3 + dy;
+        let yok3 = ok3 && y3 >= 0 && y3 < i32(p.h_in);
+        let y4 = iy4 + dy;
+        let yok4 = ok4 && y4 >= 0 && y4 < i32(p.h_in);
+        let y5 = iy5 + dy;
+        let yok5 = ok5 && y5 >= 0 && y5 < i32(p.h_in);
+        let y6 = iy6 + dy;
+        let yok6 = ok6 && y6 >= 0 && y6 < i32(p.h_in);
+        let y7 = iy7 + dy;
+        let yok7 = ok7 && y7 >= 0 && y7 < i32(p.h_in);
+        if !(yok0 || yok1 || yok2 || yok3 || yok4 || yok5 || yok6 || yok7) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let dx = i32(kx * p.dil_w);
+            let x0 = ix0 + dx;
+            let m0 = yok0 && x0 >= 0 && x0 < i32(p.w_in);
+            let x1 = ix1 + dx;
+            let m1 = yok1 && x1 >= 0 && x1 < i32(p.w_in);
+            let x2 = ix2 + dx;
+            let m2 = yok2 && x2 >= 0 && x2 < i32(p.w_in);
+            let x3 = ix3 + dx;
+            let m3 = yok3 && x3 >= 0 && x3 < i32(p.w_in);
+            let x4 = ix4 + dx;
+            let m4 = yok4 && x4 >= 0 && x4 < i32(p.w_in);
+            let x5 = ix5 + dx;
+            let m5 = yok5 && x5 >= 0 && x5 < i32(p.w_in);
+            let x6 = ix6 + dx;
+            let m6 = yok6 && x6 >= 0 && x6 < i32(p.w_in);
+            let x7 = ix7 + dx;
+            let m7 = yok7 && x7 >= 0 && x7 < i32(p.w_in);
+            if !(m0 || m1 || m2 || m3 || m4 || m5 || m6 || m7) {
+                continue;
+            }
+            let i0 = select(0u, base0 + u32(y0) * p.w_in + u32(x0), m0);
+            let i1 = select(0u, base1 + u32(y1) * p.w_in + u32(x1), m1);
+            let i2 = select(0u, base2 + u32(y2) * p.w_in + u32(x2), m2);
+            let i3 = select(0u, base3 + u32(y3) * p.w_in + u32(x3), m3);
+            let i4 = select(0u, base4 + u32(y4) * p.w_in + u32(x4), m4);
+            let i5 = select(0u, base5 + u32(y5) * p.w_in + u32(x5), m5);
+            let i6 = select(0u, base6 + u32(y6) * p.w_in + u32(x6), m6);
+            let i7 = select(0u, base7 + u32(y7) * p.w_in + u32(x7), m7);
+            let tap = (ky * p.k_w + kx) * p.c_in;
+            var w0i = wb0 + tap + c0;
+            var w1i = wb1 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
+                let w0 = vec4<f32>(weight[w0i]);
+                w0i++;
+                let w1 = vec4<f32>(weight[w1i]);
+                w1i++;
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                let v4 = vec4<f32>(select(0.0, f32(input[i4 + off]), m4));
+                let v5 = vec4<f32>(select(0.0, f32(input[i5 + off]), m5));
+                let v6 = vec4<f32>(select(0.0, f32(input[i6 + off]), m6));
+                let v7 = vec4<f32>(select(0.0, f32(input[i7 + off]), m7));
+                a0_0 = fma(w0, v0, a0_0);
+                a1_0 = fma(w1, v0, a1_0);
+                a0_1 = fma(w0, v1, a0_1);
+                a1_1 = fma(w1, v1, a1_1);
+                a0_2 = fma(w0, v2, a0_2);
+                a1_2 = fma(w1, v2, a1_2);
+                a0_3 = fma(w0, v3, a0_3);
+                a1_3 = fma(w1, v3, a1_3);
+                a0_4 = fma(w0, v4, a0_4);
+                a1_4 = fma(w1, v4, a1_4);
+                a0_5 = fma(w0, v5, a0_5);
+                a1_5 = fma(w1, v5, a1_5);
+                a0_6 = fma(w0, v6, a0_6);
+                a1_6 = fma(w1, v6, a1_6);
+                a0_7 = fma(w0, v7, a0_7);
+                a1_7 = fma(w1, v7, a1_7);
+                off += plane;
+            }
+        }
+    }
+    }
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { store(q0, co0x, a0_0.x); }
+        if ok1 { store(q1, co0x, a0_1.x); }
+        if ok2 { store(q2, co0x, a0_2.x); }
+        if ok3 { store(q3, co0x, a0_3.x); }
+        if ok4 { store(q4, co0x, a0_4.x); }
+        if ok5 { store(q5, co0x, a0_5.x); }
+        if ok6 { store(q6, co0x, a0_6.x); }
+        if ok7 { store(q7, co0x, a0_7.x); }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { store(q0, co0y, a0_0.y); }
+        if ok1 { store(q1, co0y, a0_1.y); }
+        if ok2 { store(q2, co0y, a0_2.y); }
+        if ok3 { store(q3, co0y, a0_3.y); }
+        if ok4 { store(q4, co0y, a0_4.y); }
+        if ok5 { store(q5, co0y, a0_5.y); }
+        if ok6 { store(q6, co0y, a0_6.y); }
+        if ok7 { store(q7, co0y, a0_7.y); }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { store(q0, co0z, a0_0.z); }
+        if ok1 { store(q1, co0z, a0_1.z); }
+        if ok2 { store(q2, co0z, a0_2.z); }
+        if ok3 { store(q3, co0z, a0_3.z); }
+        if ok4 { store(q4, co0z, a0_4.z); }
+        if ok5 { store(q5, co0z, a0_5.z); }
+        if ok6 { store(q6, co0z, a0_6.z); }
+        if ok7 { store(q7, co0z, a0_7.z); }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { store(q0, co0w, a0_0.w); }
+        if ok1 { store(q1, co0w, a0_1.w); }
+        if ok2 { store(q2, co0w, a0_2.w); }
+        if ok3 { store(q3, co0w, a0_3.w); }
+        if ok4 { store(q4, co0w, a0_4.w); }
+        if ok5 { store(q5, co0w, a0_5.w); }
+        if ok6 { store(q6, co0w, a0_6.w); }
+        if ok7 { store(q7, co0w, a0_7.w); }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { store(q0, co1x, a1_0.x); }
+        if ok1 { store(q1, co1x, a1_1.x); }
+        if ok2 { store(q2, co1x, a1_2.x); }
+        if ok3 { store(q3, co1x, a1_3.x); }
+        if ok4 { store(q4, co1x, a1_4.x); }
+        if ok5 { store(q5, co1x, a1_5.x); }
+        if ok6 { store(q6, co1x, a1_6.x); }
+        if ok7 { store(q7, co1x, a1_7.x); }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { store(q0, co1y, a1_0.y); }
+        if ok1 { store(q1, co1y, a1_1.y); }
+        if ok2 { store(q2, co1y, a1_2.y); }
+        if ok3 { store(q3, co1y, a1_3.y); }
+        if ok4 { store(q4, co1y, a1_4.y); }
+        if ok5 { store(q5, co1y, a1_5.y); }
+        if ok6 { store(q6, co1y, a1_6.y); }
+        if ok7 { store(q7, co1y, a1_7.y); }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { store(q0, co1z, a1_0.z); }
+        if ok1 { store(q1, co1z, a1_1.z); }
+        if ok2 { store(q2, co1z, a1_2.z); }
+        if ok3 { store(q3, co1z, a1_3.z); }
+        if ok4 { store(q4, co1z, a1_4.z); }
+        if ok5 { store(q5, co1z, a1_5.z); }
+        if ok6 { store(q6, co1z, a1_6.z); }
+        if ok7 { store(q7, co1z, a1_7.z); }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { store(q0, co1w, a1_0.w); }
+        if ok1 { store(q1, co1w, a1_1.w); }
+        if ok2 { store(q2, co1w, a1_2.w); }
+        if ok3 { store(q3, co1w, a1_3.w); }
+        if ok4 { store(q4, co1w, a1_4.w); }
+        if ok5 { store(q5, co1w, a1_5.w); }
+        if ok6 { store(q6, co1w, a1_6.w); }
+        if ok7 { store(q7, co1w, a1_7.w); }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_r8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let hw = p.h_out * p.w_out;
+    let total = p.n * hw;
+    let plane = p.h_in * p.w_in;
+    let xb = (p.w_out + 3u) / 4u;
+    let t = (wid.z * p.groups_y + wid.y) * 64u + lid.x;
+    let row = t / xb;
+    let x0 = (t % xb) * 4u;
+    let q0 = row * p.w_out + x0;
+    let cb = wid.x * 2u;
+    let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let wb1 = min(cb + 1u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let ok0 = row < p.n * p.h_out && x0 + 0u < p.w_out;
+    let r0 = q0 % hw;
+    let base0 = (q0 / hw) * p.c_in * plane;
+    let iy0 = i32((r0 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix0 = i32((r0 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q1 = q0 + 1u;
+    let ok1 = row < p.n * p.h_out && x0 + 1u < p.w_out;
+    let r1 = q1 % hw;
+    let base1 = (q1 / hw) * p.c_in * plane;
+    let iy1 = i32((r1 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix1 = i32((r1 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q2 = q0 + 2u;
+    let ok2 = row < p.n * p.h_out && x0 + 2u < p.w_out;
+    let r2 = q2 % hw;
+    let base2 = (q2 / hw) * p.c_in * plane;
+    let iy2 = i32((r2 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix2 = i32((r2 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q3 = q0 + 3u;
+    let ok3 = row < p.n * p.h_out && x0 + 3u < p.w_out;
+    let r3 = q3 % hw;
+    let base3 = (q3 / hw) * p.c_in * plane;
+    let iy3 = i32((r3 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix3 = i32((r3 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a0_2 = vec4<f32>(0.0);
+    var a0_3 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a1_2 = vec4<f32>(0.0);
+    var a1_3 = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < p.c_in; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, p.c_in);
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        let dy = i32(ky * p.dil_h);
+        let y0 = iy0 + dy;
+        let yok0 = ok0 && y0 >= 0 && y0 < i32(p.h_in);
+        let y1 = iy1 + dy;
+        let yok1 = ok1 && y1 >= 0 && y1 < i32(p.h_in);
+        let y2 = iy2 + dy;
+        let yok2 = ok2 && y2 >= 0 && y2 < i32(p.h_in);
+        let y3 = iy3 + dy;
+        let yok3 = ok3 && y3 >= 0 && y3 < i32(p.h_in);
+        if !(yok0 || yok1 || yok2 || yok3) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let dx = i32(kx * p.dil_w);
+            let x0 = ix0 + dx;
+            let m0 = yok0 && x0 >= 0 && x0 < i32(p.w_in);
+            let x1 = ix1 + dx;
+            let m1 = yok1 && x1 >= 0 && x1 < i32(p.w_in);
+            let x2 = ix2 + dx;
+            let m2 = yok2 && x2 >= 0 && x2 < i32(p.w_in);
+            let x3 = ix3 + dx;
+            let m3 = yok3 && x3 >= 0 && x3 < i32(p.w_in);
+            if !(m0 || m1 || m2 || m3) {
+                continue;
+            }
+            let i0 = select(0u, base0 + u32(y0) * p.w_in + u32(x0), m0);
+            let i1 = select(0u, base1 + u32(y1) * p.w_in + u32(x1), m1);
+            let i2 = select(0u, base2 + u32(y2) * p.w_in + u32(x2), m2);
+            let i3 = select(0u, base3 + u32(y3) * p.w_in + u32(x3), m3);
+            let tap = (ky * p.k_w + kx) * p.c_in;
+            var w0i = wb0 + tap + c0;
+            var w1i = wb1 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
+                let w0 = vec4<f32>(weight[w0i]);
+                w0i++;
+                let w1 = vec4<f32>(weight[w1i]);
+                w1i++;
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                a0_0 = fma(w0, v0, a0_0);
+                a1_0 = fma(w1, v0, a1_0);
+                a0_1 = fma(w0, v1, a0_1);
+                a1_1 = fma(w1, v1, a1_1);
+                a0_2 = fma(w0, v2, a0_2);
+                a1_2 = fma(w1, v2, a1_2);
+                a0_3 = fma(w0, v3, a0_3);
+                a1_3 = fma(w1, v3, a1_3);
+                off += plane;
+            }
+        }
+    }
+    }
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { store(q0, co0x, a0_0.x); }
+        if ok1 { store(q1, co0x, a0_1.x); }
+        if ok2 { store(q2, co0x, a0_2.x); }
+        if ok3 { store(q3, co0x, a0_3.x); }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { store(q0, co0y, a0_0.y); }
+        if ok1 { store(q1, co0y, a0_1.y); }
+        if ok2 { store(q2, co0y, a0_2.y); }
+        if ok3 { store(q3, co0y, a0_3.y); }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { store(q0, co0z, a0_0.z); }
+        if ok1 { store(q1, co0z, a0_1.z); }
+        if ok2 { store(q2, co0z, a0_2.z); }
+        if ok3 { store(q3, co0z, a0_3.z); }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { store(q0, co0w, a0_0.w); }
+        if ok1 { store(q1, co0w, a0_1.w); }
+        if ok2 { store(q2, co0w, a0_2.w); }
+        if ok3 { store(q3, co0w, a0_3.w); }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { store(q0, co1x, a1_0.x); }
+        if ok1 { store(q1, co1x, a1_1.x); }
+        if ok2 { store(q2, co1x, a1_2.x); }
+        if ok3 { store(q3, co1x, a1_3.x); }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { store(q0, co1y, a1_0.y); }
+        if ok1 { store(q1, co1y, a1_1.y); }
+        if ok2 { store(q2, co1y, a1_2.y); }
+        if ok3 { store(q3, co1y, a1_3.y); }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { store(q0, co1z, a1_0.z); }
+        if ok1 { store(q1, co1z, a1_1.z); }
+        if ok2 { store(q2, co1z, a1_2.z); }
+        if ok3 { store(q3, co1z, a1_3.z); }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { store(q0, co1w, a1_0.w); }
+        if ok1 { store(q1, co1w, a1_1.w); }
+        if ok2 { store(q2, co1w, a1_2.w); }
+        if ok3 { store(q3, co1w, a1_3.w); }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_r8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let hw = p.h_out * p.w_out;
+    let total = p.n * hw;
+    let plane = p.h_in * p.w_in;
+    let xb = (p.w_out + 7u) / 8u;
+    let t = (wid.z * p.groups_y + wid.y) * 64u + lid.x;
+    let row = t / xb;
+    let x0 = (t % xb) * 8u;
+    let q0 = row * p.w_out + x0;
+    let cb = wid.x * 2u;
+    let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let wb1 = min(cb + 1u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let ok0 = row < p.n * p.h_out && x0 + 0u < p.w_out;
+    let r0 = q0 % hw;
+    let base0 = (q0 / hw) * p.c_in * plane;
+    let iy0 = i32((r0 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix0 = i32((r0 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q1 = q0 + 1u;
+    let ok1 = row < p.n * p.h_out && x0 + 1u < p.w_out;
+    let r1 = q1 % hw;
+    let base1 = (q1 / hw) * p.c_in * plane;
+    let iy1 = i32((r1 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix1 = i32((r1 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q2 = q0 + 2u;
+    let ok2 = row < p.n * p.h_out && x0 + 2u < p.w_out;
+    let r2 = q2 % hw;
+    let base2 = (q2 / hw) * p.c_in * plane;
+    let iy2 = i32((r2 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix2 = i32((r2 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q3 = q0 + 3u;
+    let ok3 = row < p.n * p.h_out && x0 + 3u < p.w_out;
+    let r3 = q3 % hw;
+    let base3 = (q3 / hw) * p.c_in * plane;
+    let iy3 = i32((r3 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix3 = i32((r3 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q4 = q0 + 4u;
+    let ok4 = row < p.n * p.h_out && x0 + 4u < p.w_out;
+    let r4 = q4 % hw;
+    let base4 = (q4 / hw) * p.c_in * plane;
+    let iy4 = i32((r4 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix4 = i32((r4 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q5 = q0 + 5u;
+    let ok5 = row < p.n * p.h_out && x0 + 5u < p.w_out;
+    let r5 = q5 % hw;
+    let base5 = (q5 / hw) * p.c_in * plane;
+    let iy5 = i32((r5 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix5 = i32((r5 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q6 = q0 + 6u;
+    let ok6 = row < p.n * p.h_out && x0 + 6u < p.w_out;
+    let r6 = q6 % hw;
+    let base6 = (q6 / hw) * p.c_in * plane;
+    let iy6 = i32((r6 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix6 = i32((r6 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q7 = q0 + 7u;
+    let ok7 = row < p.n * p.h_out && x0 + 7u < p.w_out;
     let r7 = q7 % hw;
     let base7 = (q7 / hw) * p.c_in * plane;
     let iy7 = i32((r7 / p.w_out) * p.stride_h) - i32(p.pad_top);

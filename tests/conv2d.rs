@@ -119,6 +119,10 @@ fn check_on(
     path: Option<Path>,
     precision: Precision,
 ) {
+    // One conv at a time: on GL, wgpu gives up after 6 s waiting for the adapter's context, which a parallel
+    // test holds while llvmpipe compiles a large tiled pipeline (seconds on a loaded machine, uncached).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = rng(seed);
     let p = &case.conv;
     let x = rounded(precision, &random_tensor(&mut rng, case.input));
@@ -267,6 +271,11 @@ fn check_paths(precision: Precision) {
         conv2d::TILES
             .iter()
             .map(|&(channels, pixels)| Path::Tiled { channels, pixels }),
+    );
+    paths.extend(
+        conv2d::ROW_TILES
+            .iter()
+            .map(|&(channels, pixels)| Path::TiledRows { channels, pixels }),
     );
     let cases = [
         // 65 x 65 output: 4225 pixels, one past a multiple of 64 * 4 and 64 * 8
@@ -436,9 +445,14 @@ fn conv2d_choose_should_split_only_underfilled_long_reductions() {
     for size in [9, 33, 65] {
         assert!(matches!(
             conv2d::choose(&aspp, at(size), cpu_like),
-            Path::Tiled { .. }
+            Path::Tiled { .. } | Path::TiledRows { .. }
         ));
     }
+    // Dilated convs on big enough maps take the row-consecutive tile.
+    assert!(matches!(
+        conv2d::choose(&aspp, at(65), cpu_like),
+        Path::TiledRows { .. }
+    ));
     // Short reductions stay tiled however small the output: 16 input channels x 3 x 3 taps.
     let short = conv(16, 256, 3, 1, 1, 1, 1);
     assert!(matches!(

@@ -23,6 +23,9 @@ pub enum Path {
     /// Register-tiled (shaders/conv2d_tiled.wgsl): each thread computes `channels` output channels for `pixels`
     /// output pixels; groups == 1 only. Weights packed by [`fold`] as vec4 over output channels.
     Tiled { channels: u32, pixels: u32 },
+    /// [`Path::Tiled`] with a thread's pixels consecutive in one output row ([`ROW_TILES`]), so taps in padding
+    /// rows are skipped per thread for all its pixels.
+    TiledRows { channels: u32, pixels: u32 },
     /// Split-K (shaders/conv2d_split.wgsl): the tiled kernel's tile over `splits` slices of the input channels into a
     /// scratch buffer, then a reduction with the epilogue; groups == 1 only. Weights packed as for `Tiled`.
     SplitK {
@@ -35,13 +38,19 @@ pub enum Path {
 /// Tile shapes compiled in shaders/conv2d_tiled.wgsl, as `(channels, pixels)` per thread.
 pub const TILES: [(u32, u32); 4] = [(4, 4), (8, 4), (4, 8), (8, 8)];
 
+/// Tile shapes also compiled with row-consecutive pixels ([`Path::TiledRows`]).
+pub const ROW_TILES: [(u32, u32); 2] = [(8, 4), (8, 8)];
+
 fn depthwise(p: &Conv2d) -> bool {
     p.groups == p.in_channels && p.groups == p.out_channels
 }
 
 /// The weight layout a path reads: true for the vec4-packed layout of the tiled kernels.
 fn packed(path: Path) -> bool {
-    matches!(path, Path::Tiled { .. } | Path::SplitK { .. })
+    matches!(
+        path,
+        Path::Tiled { .. } | Path::TiledRows { .. } | Path::SplitK { .. }
+    )
 }
 
 /// The path [`conv2d`] takes for `p` on `input` on an adapter running about `parallelism` threads at once
@@ -72,6 +81,14 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
             pixels: px,
             splits,
         },
+        // Dilated convs (ASPP) have whole padding rows per tap: with a thread's pixels in one row, those taps are
+        // skipped rather than computed on zeros (1.5x on lavapipe for ASPP d12 at 33 and 65, BENCHMARKS.md).
+        None if p.dilation.iter().any(|&d| d > 1) && ROW_TILES.contains(&(c, px)) => {
+            Path::TiledRows {
+                channels: c,
+                pixels: px,
+            }
+        }
         None => Path::Tiled {
             channels: c,
             pixels: px,
@@ -190,7 +207,7 @@ pub fn conv2d_on(
 ) -> Result<Conv2dKernels> {
     let dest = p.output_shape(input)?;
     let k = Target { dest, precision };
-    let tile_ok = |tile| p.groups == 1 && TILES.contains(&tile);
+    let tile_ok = |tiles: &[(u32, u32)], tile| p.groups == 1 && tiles.contains(&tile);
     let no_tile = || {
         Err(Error::Gpu {
             context: format!("{label} (conv2d)"),
@@ -211,8 +228,12 @@ pub fn conv2d_on(
             }
             naive(gpu, label, p, input, k, true)?
         }
-        Path::Tiled { channels, pixels } => match tile_ok((channels, pixels)) {
-            true => tiled(gpu, label, p, input, k, [channels, pixels])?,
+        Path::Tiled { channels, pixels } => match tile_ok(&TILES, (channels, pixels)) {
+            true => tiled(gpu, label, p, input, k, (channels, pixels), false)?,
+            false => return no_tile(),
+        },
+        Path::TiledRows { channels, pixels } => match tile_ok(&ROW_TILES, (channels, pixels)) {
+            true => tiled(gpu, label, p, input, k, (channels, pixels), true)?,
             false => return no_tile(),
         },
         Path::SplitK {
@@ -220,7 +241,7 @@ pub fn conv2d_on(
             pixels,
             splits,
         } => {
-            if !tile_ok((channels, pixels)) {
+            if !tile_ok(&TILES, (channels, pixels)) {
                 return no_tile();
             }
             let tile = (channels, pixels);
@@ -318,23 +339,31 @@ fn tiled(
     p: &Conv2d,
     input: Shape,
     k: Target,
-    [channels, pixels]: [u32; 2],
+    (channels, pixels): (u32, u32),
+    rows: bool,
 ) -> Result<Kernel> {
     let dest = k.dest;
     let u = |v: usize| v as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension;
-    let pixel_groups =
-        (input.n * dest.h * dest.w).div_ceil(WORKGROUP_SIZE as usize * pixels as usize);
+    // Threads: one per `pixels` outputs, strided over the flattened map, or consecutive within each row.
+    let pixel_groups = match rows {
+        false => (input.n * dest.h * dest.w).div_ceil(WORKGROUP_SIZE as usize * pixels as usize),
+        true => {
+            (input.n * dest.h * dest.w.div_ceil(pixels as usize)).div_ceil(WORKGROUP_SIZE as usize)
+        }
+    };
     let groups_y = u(pixel_groups).clamp(1, max);
     let groups_z = u(pixel_groups).div_ceil(groups_y).max(1);
     let params = TiledParams {
         geometry: TileGeometry::new(p, input, dest),
         groups_y,
     };
-    let entry = match (channels, pixels) {
-        (4, 4) => "conv2d_t4x4",
-        (8, 4) => "conv2d_t8x4",
-        (4, 8) => "conv2d_t4x8",
+    let entry = match (rows, channels, pixels) {
+        (true, _, 4) => "conv2d_r8x4",
+        (true, ..) => "conv2d_r8x8",
+        (_, 4, 4) => "conv2d_t4x4",
+        (_, 8, 4) => "conv2d_t8x4",
+        (_, 4, 8) => "conv2d_t4x8",
         _ => "conv2d_t8x8",
     };
     let weights = p.out_channels.div_ceil(4) * 4 * p.weight_shape()[1..].iter().product::<usize>();

@@ -31,7 +31,6 @@ pub(crate) struct Call {
 }
 
 /// The kernels of one node, in recording order, and the bytes of each scratch buffer they share.
-#[derive(Default)]
 pub(crate) struct Lowered {
     pub calls: Vec<Call>,
     pub scratch: Vec<u64>,

@@ -8,6 +8,9 @@
 //!   together (so conflicts never share one);
 //! - arenas: tensors are coloured into a few arenas so that no conflict shares one, then packed at offsets inside
 //!   each arena by their lifetimes.
+//!
+//! A node's scratch buffers (split-K's partial sums) are planned the same way, as tensors live for the node's step
+//! only, in conflict with the node's inputs and outputs.
 
 /// When a tensor is live: from the step that first writes it to the last step that reads it, inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
     #[arg(long, default_value = "f32")]
     precision: Precision,
+    /// Choose kernels as for an adapter running this many threads at once (default: the adapter's estimate), e.g.
+    /// 100000 to see split-K convs on a CPU adapter.
+    #[arg(long)]
+    parallelism: Option<u64>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -149,7 +153,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         PlanOptions {
             fuse: !args.no_fuse,
             precision: args.precision,
-            ..Default::default()
+            parallelism: args.parallelism,
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
