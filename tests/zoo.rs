@@ -8,7 +8,7 @@ use atrous::gpu::Precision;
 use atrous::models;
 use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
-use atrous::{Engine, Model, Shape, Tensor};
+use atrous::{Engine, Model};
 use common::{compare, tensor};
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.safetensors"))
 }
 
-const FIXTURES: [&str; 8] = [
+const FIXTURES: [&str; 10] = [
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
     "fcn_resnet50",
@@ -27,6 +27,8 @@ const FIXTURES: [&str; 8] = [
     "lraspp_mobilenet_v3_large",
     "unet",
     "unet_bilinear",
+    "unet_odd",
+    "unet_bilinear_odd",
 ];
 
 /// Builds `name`'s fixture from its state_dict (architecture from the metadata), runs it, and checks it against
@@ -129,6 +131,13 @@ fn unet_transposed_should_match_pytorch() {
 #[test]
 fn unet_bilinear_should_match_pytorch() {
     check_fixture("unet_bilinear");
+}
+
+/// 67 x 93 and 45 x 61 inputs: every level pads its upsampled map to the skip's size, as PyTorch's `F.pad` does.
+#[test]
+fn unet_at_sizes_that_need_padding_should_match_pytorch() {
+    check_fixture("unet_odd");
+    check_fixture("unet_bilinear_odd");
 }
 
 /// Every tensor of a fixture except `drop` (and the ones atrous cannot read, such as int64 counters), in memory,
@@ -241,18 +250,6 @@ fn architecture_should_be_detected_from_key_names() {
         let model = models::build(w, None).unwrap();
         assert_eq!(model.info.architecture.as_deref(), Some(arch));
     }
-}
-
-#[test]
-fn unet_should_refuse_sizes_it_would_have_to_pad() {
-    let gpu = gpu_or_skip!();
-    let model = models::build(Weights::open(fixture("unet")).unwrap(), None).unwrap();
-    let x = Tensor::new(Shape::new(1, 3, 40, 72), vec![0.0; 3 * 40 * 72]).unwrap();
-    let err = Engine::new(gpu, model)
-        .run(&[("input", &x)], &["out"])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("multiples of 16"), "{err}");
 }
 
 #[test]

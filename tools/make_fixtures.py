@@ -193,6 +193,9 @@ FIXTURES = {
     "lraspp_mobilenet_v3_large": ("lraspp_mobilenet_v3_large", lraspp_mobilenet, (2, 3, 67, 93), 21),
     "unet": ("unet", lambda k: UNet(3, k, bilinear=False, base=8), (1, 3, 48, 80), 3),
     "unet_bilinear": ("unet", lambda k: UNet(3, k, bilinear=True, base=8), (2, 3, 32, 48), 2),
+    # Sides that are not multiples of 16: every level pads its upsampled map (67 -> 33 -> 16 -> 8 -> 4 and back).
+    "unet_odd": ("unet", lambda k: UNet(3, k, bilinear=False, base=4), (1, 3, 67, 93), 3),
+    "unet_bilinear_odd": ("unet", lambda k: UNet(3, k, bilinear=True, base=4), (1, 3, 45, 61), 2),
 }
 
 

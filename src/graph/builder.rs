@@ -144,6 +144,11 @@ impl GraphBuilder {
         self.single(name, Op::ConvTranspose2d { params, weights }, &[x])
     }
 
+    /// `x` zero-padded to the height and width of `like` (read only for its shape).
+    pub fn pad_like(&mut self, name: &str, x: &str, like: &str) -> String {
+        self.single(name, Op::PadLike, &[x, like])
+    }
+
     /// A group norm with its per-channel scale and shift given as host data (stored as `<name>.weight`,
     /// `<name>.bias`).
     pub fn group_norm(

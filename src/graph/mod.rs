@@ -47,6 +47,7 @@ impl BatchNormNames {
 /// What a node computes. Inputs and outputs are listed on the [`Node`]:
 /// - `conv2d`: inputs `[x]`, or `[x, residual]` when `params.residual`; output `[y]`.
 /// - `resize`: `[x]`, or `[x, like]` when its target is `like` (the output takes `like`'s height and width).
+/// - `pad_like`: `[x, like]` -> `[y]`, `x` zero-padded to `like`'s height and width.
 /// - `conv_transpose2d`, pools, `softmax`, `argmax`, `unary`, `group_norm`: `[x]` -> `[y]`.
 /// - `max_pool2d` with `return_indices`: `[x]` -> `[values, indices]`.
 /// - `max_unpool2d`: `[values, indices]` -> `[y]`.
@@ -86,6 +87,7 @@ pub enum Op {
     Unary {
         params: ops::Unary,
     },
+    PadLike,
     /// `weights.weight` and `weights.bias` name the per-channel scale and shift (`[channels]` each); no batch norm.
     GroupNorm {
         params: ops::GroupNorm,
@@ -109,6 +111,7 @@ impl Op {
             Op::Binary { .. } => "binary",
             Op::Unary { .. } => "unary",
             Op::GroupNorm { .. } => "group_norm",
+            Op::PadLike => "pad_like",
         }
     }
 
@@ -134,10 +137,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// The inputs whose values the node reads: all but a resize's `like`, which gives only its shape.
+    /// The inputs whose values the node reads: all but the `like` of a resize or a pad, which gives only its shape.
     pub fn data_inputs(&self) -> &[String] {
         match self.op {
-            Op::Resize { .. } => &self.inputs[..self.inputs.len().min(1)],
+            Op::Resize { .. } | Op::PadLike => &self.inputs[..self.inputs.len().min(1)],
             _ => &self.inputs,
         }
     }
@@ -419,6 +422,12 @@ fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
             )?)]
         }
         Op::Unary { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::PadLike => {
+            expect_inputs(ins, 2)?;
+            vec![f32(
+                ops::PadLike.output_shape(f32_input(ins[0], "input")?, ins[1].shape)?
+            )]
+        }
         Op::GroupNorm { params, weights } => {
             if weights.bias.is_none() || weights.batch_norm.is_some() {
                 return Err(Error::Model(

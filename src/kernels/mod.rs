@@ -9,6 +9,7 @@ pub mod conv2d_split;
 pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod norm;
+pub mod pad;
 pub mod pool;
 pub mod preprocess;
 pub mod resize;
@@ -72,6 +73,7 @@ pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
 pub(crate) const NORM: Shader = shader!("norm");
+pub(crate) const PAD: Shader = shader!("pad");
 pub(crate) const POOL: Shader = shader!("pool");
 pub(crate) const PREPROCESS: Shader = shader!("preprocess");
 pub(crate) const RESIZE: Shader = shader!("resize");
@@ -85,6 +87,7 @@ pub const SHADERS: &[Shader] = &[
     CONV_TRANSPOSE2D,
     ELEMENTWISE,
     NORM,
+    PAD,
     POOL,
     PREPROCESS,
     RESIZE,

@@ -2,9 +2,8 @@
 //! (transposed 2x2 stride-2 convolution, or bilinear x2 with align_corners=True, then `cat([skip, up])` and a
 //! DoubleConv), `outc` 1x1. Widths, class count, depth and the upsampling variant come from the keys.
 //!
-//! PyTorch pads the upsampled map to the skip's size; that padding is zero when every level's size is even, i.e.
-//! when the input's height and width are multiples of `2^depth` (16). The graph is size-agnostic and has no pad op,
-//! so other sizes are refused: the concat node of the first mismatching level says so in its name.
+//! PyTorch pads the upsampled map to the skip's size (`F.pad`, the odd row and column at the bottom and right), so
+//! any input size works; the padding is zero where every level's size is even (sides multiple of `2^depth`).
 
 use super::{ConvSpec, Net};
 use crate::error::{Error, Result};
@@ -28,7 +27,6 @@ pub fn build(weights: Weights) -> Result<Model> {
                 .map_or(String::new(), |p| format!(" in {}", p.display()))
         )));
     }
-    let multiple = 1usize << depth;
     let mut model = {
         let mut net = Net::new();
         let channels = net.conv_shape(&root.pp("inc.double_conv.0"), "weight")?[1];
@@ -71,12 +69,8 @@ pub fn build(weights: Weights) -> Result<Model> {
                     },
                 )
             };
-            let cat = net.b.concat(
-                &format!(
-                    "{name}.cat (UNet input height and width must be multiples of {multiple})"
-                ),
-                &[&skip, &up],
-            );
+            let up = net.b.pad_like(&format!("{name}.pad"), &up, &skip);
+            let cat = net.b.concat(&format!("{name}.cat"), &[&skip, &up]);
             y = double_conv(&mut net, &p.pp("conv"), &format!("{name}.conv"), &cat)?;
         }
         net.conv(
@@ -97,9 +91,7 @@ pub fn build(weights: Weights) -> Result<Model> {
             std: [1.0; 3],
             value_range: [0.0, 1.0],
             channel_order: ChannelOrder::Rgb,
-            input_size: InputSize::Original {
-                multiple_of: multiple,
-            },
+            input_size: InputSize::Original { multiple_of: 1 },
         }),
         labels: Vec::new(),
         palette: Vec::new(),

@@ -4,6 +4,7 @@
 mod conv;
 mod elementwise;
 mod norm;
+mod pad;
 mod pool;
 mod preprocess;
 mod resize;
@@ -12,6 +13,7 @@ mod softmax;
 pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
 pub use elementwise::{Binary, BinaryOp, Concat, Unary};
 pub use norm::GroupNorm;
+pub use pad::PadLike;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
 pub use resize::{Resize, ResizeMode, ResizeTarget};

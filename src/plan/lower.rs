@@ -5,7 +5,7 @@ use super::WeightCache;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Precision};
 use crate::graph::{Node, Op, TensorInfo};
-use crate::kernels::{conv2d, conv_transpose2d, elementwise, norm, pool, resize, softmax};
+use crate::kernels::{conv2d, conv_transpose2d, elementwise, norm, pad, pool, resize, softmax};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,6 +140,12 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 inputs,
             }]
         }
+        Op::PadLike => vec![Call {
+            kernel: pad::pad_like(gpu, label, x(), shape(&node.inputs[1]), precision)?,
+            outputs: outputs(),
+            // The size source is only read for its shape.
+            inputs: vec![Bind::Tensor(node.inputs[0].clone())],
+        }],
         Op::GroupNorm {
             params,
             weights: names,

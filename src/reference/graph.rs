@@ -88,6 +88,10 @@ pub fn run_graph(
             }
             Op::Binary { params } => vec![Output::F32(super::binary(params, x()?, f32_input(1)?)?)],
             Op::Unary { params } => vec![Output::F32(super::unary(params, x()?)?)],
+            Op::PadLike => vec![Output::F32(super::pad_like(
+                x()?,
+                values[&node.inputs[1]].shape(),
+            )?)],
             Op::GroupNorm { params, weights } => {
                 let (w, b) = model.affine_weights(weights, params.channels)?;
                 vec![Output::F32(super::group_norm(params, x()?, &w, &b)?)]
