@@ -3,12 +3,14 @@
 // Batch-norm is folded into the weights and bias on the host. One thread per output element. Sums run in f32
 // whatever `elem` is.
 
+// The host's `TileGeometry` (shared with the tiled and split-K kernels), then the group count.
 struct Params {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
-    c_out: u32, h_out: u32, w_out: u32, groups: u32,
-    k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
-    pad_top: u32, pad_left: u32, dil_h: u32, dil_w: u32,
-    dest_c: u32, dest_offset: u32, activation: u32, has_residual: u32,
+    c_out: u32, h_out: u32, w_out: u32, k_h: u32,
+    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
+    pad_left: u32, dil_h: u32, dil_w: u32, dest_c: u32,
+    dest_offset: u32, activation: u32, has_residual: u32, c_out4: u32,
+    groups: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

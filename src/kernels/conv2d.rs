@@ -153,26 +153,8 @@ pub fn upload_weights(
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
-    c_in: u32,
-    h_in: u32,
-    w_in: u32,
-    c_out: u32,
-    h_out: u32,
-    w_out: u32,
+    geometry: TileGeometry,
     groups: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    dil_h: u32,
-    dil_w: u32,
-    dest_c: u32,
-    dest_offset: u32,
-    activation: u32,
-    has_residual: u32,
 }
 
 /// The conv2d kernels for `input` on the path [`choose`] picks for this adapter. Outputs: `output` (the destination,
@@ -272,7 +254,7 @@ fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec
     )
 }
 
-/// The uniforms the tiled and the split-K shaders share, in their order (`TParams` and `SParams` up to `c_out4`).
+/// The uniforms every conv2d shader starts with, in their order (`Params`, `TParams` and `SParams` up to `c_out4`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct TileGeometry {
@@ -395,28 +377,9 @@ fn naive(
 ) -> Result<Kernel> {
     let dest = k.dest;
     let result = dest.with_c(p.out_channels);
-    let u = |v: usize| v as u32;
     let params = Params {
-        n: u(input.n),
-        c_in: u(input.c),
-        h_in: u(input.h),
-        w_in: u(input.w),
-        c_out: u(p.out_channels),
-        h_out: u(dest.h),
-        w_out: u(dest.w),
-        groups: u(p.groups),
-        k_h: u(p.kernel[0]),
-        k_w: u(p.kernel[1]),
-        stride_h: u(p.stride[0]),
-        stride_w: u(p.stride[1]),
-        pad_top: u(p.padding.top),
-        pad_left: u(p.padding.left),
-        dil_h: u(p.dilation[0]),
-        dil_w: u(p.dilation[1]),
-        dest_c: u(dest.c),
-        dest_offset: u(p.out_channel_offset),
-        activation: p.activation.code(),
-        has_residual: p.residual as u32,
+        geometry: TileGeometry::new(p, input, dest),
+        groups: p.groups as u32,
     };
     let weights: usize = p.weight_shape().iter().product();
     let (outputs, inputs) = slots(p, input, k, weights);

@@ -68,11 +68,12 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
     let shape = |name: &String| infos[name].shape;
     let x = || shape(&node.inputs[0]);
     let outputs = || tensors(&node.outputs);
+    // Binds the tensors the kernel reads: a size source (`like`) is read for its shape only, at compile time.
     let single = |kernel: Kernel| {
         vec![Call {
             kernel,
             outputs: outputs(),
-            inputs: tensors(&node.inputs),
+            inputs: tensors(node.data_inputs()),
         }]
     };
     let calls = match &node.op {
@@ -140,12 +141,13 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 inputs,
             }]
         }
-        Op::PadLike => vec![Call {
-            kernel: pad::pad_like(gpu, label, x(), shape(&node.inputs[1]), precision)?,
-            outputs: outputs(),
-            // The size source is only read for its shape.
-            inputs: vec![Bind::Tensor(node.inputs[0].clone())],
-        }],
+        Op::PadLike => single(pad::pad_like(
+            gpu,
+            label,
+            x(),
+            shape(&node.inputs[1]),
+            precision,
+        )?),
         Op::GroupNorm {
             params,
             weights: names,
@@ -191,12 +193,13 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         }
         Op::Resize { params } => {
             let like = node.inputs.get(1).map(shape);
-            vec![Call {
-                kernel: resize::resize(gpu, label, &params.resolve(like)?, x(), precision)?,
-                outputs: outputs(),
-                // The size source is only read for its shape.
-                inputs: vec![Bind::Tensor(node.inputs[0].clone())],
-            }]
+            single(resize::resize(
+                gpu,
+                label,
+                &params.resolve(like)?,
+                x(),
+                precision,
+            )?)
         }
         Op::Softmax => single(softmax::softmax(
             gpu,
