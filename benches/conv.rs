@@ -17,7 +17,7 @@ mod common;
 
 use atrous::gpu::{BoundKernel, Precision};
 use atrous::kernels::conv2d::{self, Path};
-use atrous::kernels::conv_transpose2d;
+use atrous::kernels::conv_transpose2d::{self, Path as DeconvPath};
 use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
 use atrous::{Gpu, Shape};
 use common::{bind_random, dims, Bound};
@@ -246,26 +246,34 @@ fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, 
     group.finish();
 }
 
-/// UNet's transposed 2x2 stride-2 upsampling convs at 256 x 256 (milesial UNet: up1 and up4).
+/// UNet's transposed 2x2 stride-2 upsampling convs (milesial UNet at 256 x 256: up4 and up1), on both kernels.
 fn conv_transpose2d_group(c: &mut Criterion, gpu: &Gpu) {
     let mut group = common::group(c, "conv_transpose2d");
-    let mut cases = vec![(128, 64, 128)];
-    if common::full() {
-        // up1: 1024 -> 512 from 16 x 16; ~7 s a run on lavapipe (one thread per output, 1024-long reduction)
-        cases.push((1024, 512, 16));
-    }
-    for (cin, cout, side) in cases {
-        let p = ConvTranspose2d::new(cin, cout, [2, 2], [2, 2]);
-        let input = Shape::new(1, cin, side, side);
-        let name = format!("conv_transpose2d_{}_to{cout}_k2x2_s2", dims(input));
-        if !common::selected(&name) {
-            continue;
-        }
-        let kernel = conv_transpose2d::conv_transpose2d(gpu, "bench", &p, input, Precision::F32)
+    for (cin, cout, side) in [(128, 64, 128), (1024, 512, 16)] {
+        for path in [DeconvPath::Tiled, DeconvPath::Gather] {
+            // The gather kernel's up1 takes ~7 s a run on lavapipe (one thread per output, 1024-long reductions).
+            if path == DeconvPath::Gather && cin == 1024 && !common::full() {
+                continue;
+            }
+            let p = ConvTranspose2d::new(cin, cout, [2, 2], [2, 2]);
+            let input = Shape::new(1, cin, side, side);
+            let name = format!("conv_transpose2d_{}_to{cout}_k2x2_s2_{path:?}", dims(input));
+            if !common::selected(&name) {
+                continue;
+            }
+            let kernel = conv_transpose2d::conv_transpose2d_on(
+                gpu,
+                "bench",
+                &p,
+                input,
+                path,
+                Precision::F32,
+            )
             .expect("compiling the bench transposed conv")
             .with_flops(p.flops(input));
-        let bound = bind_random(gpu, vec![kernel]);
-        common::bench(&mut group, gpu, &name, &bound);
+            let bound = bind_random(gpu, vec![kernel]);
+            common::bench(&mut group, gpu, &name, &bound);
+        }
     }
     group.finish();
 }

@@ -1,9 +1,10 @@
-//! conv_transpose2d on the GPU (gather form) against the CPU reference (scatter form) over a grid of shapes.
+//! conv_transpose2d on the GPU (gather and tiled kernels) against the CPU reference (scatter form) over a grid of
+//! shapes.
 
 mod common;
 
 use atrous::gpu::Precision;
-use atrous::kernels::conv_transpose2d;
+use atrous::kernels::conv_transpose2d::{self, Path};
 use atrous::ops::{Activation, BatchNorm, ConvTranspose2d, ConvWeights};
 use atrous::{reference, Shape};
 use common::*;
@@ -62,6 +63,10 @@ fn cases() -> Vec<Case> {
     add(1, 13, 5, 3, deconv(13, 3, 1, 1, 0, 0, 1, 1), true, false);
     add(1, 3, 11, 13, deconv(3, 5, 3, 1, 1, 0, 1, 1), false, false);
     add(1, 2, 5, 7, deconv(2, 3, 5, 3, 2, 2, 1, 1), true, false);
+    // the tiled kernel across several channel blocks and column blocks, c_out not a multiple of 8, stride 3
+    add(2, 16, 5, 19, deconv(16, 20, 2, 2, 0, 0, 1, 1), true, false);
+    add(1, 12, 9, 11, deconv(12, 13, 4, 2, 1, 0, 1, 1), true, true);
+    add(1, 9, 4, 23, deconv(9, 11, 5, 3, 2, 1, 2, 1), false, false);
     // non-square kernel, stride and padding
     add(
         2,
@@ -99,9 +104,32 @@ fn weights(
     }
 }
 
-/// Runs one transposed conv on the GPU into a poisoned output and compares with the reference. In f16 the input is
-/// rounded on the host first; the weights are not (their rounding is part of the tolerance).
+/// Runs one transposed conv on every path that takes it into a poisoned output and compares with the reference. In
+/// f16 the input is rounded on the host first; the weights are not (their rounding is part of the tolerance).
 fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, precision: Precision) {
+    for path in [Path::Gather, Path::Tiled] {
+        if path == Path::Tiled && case.conv.groups != 1 {
+            continue;
+        }
+        check_on(
+            gpu,
+            &format!("{name} {path:?}"),
+            case,
+            seed,
+            precision,
+            path,
+        );
+    }
+}
+
+fn check_on(
+    gpu: &atrous::Gpu,
+    name: &str,
+    case: &Case,
+    seed: u64,
+    precision: Precision,
+    path: Path,
+) {
     let mut rng = rng(seed);
     let p = &case.conv;
     let x = rounded(precision, &random_tensor(&mut rng, case.input));
@@ -110,8 +138,10 @@ fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, precision: Preci
     let want = reference::conv_transpose2d(p, &x, &w).unwrap();
     assert_eq!(want.shape, out_shape);
 
-    let kernel = conv_transpose2d::conv_transpose2d(gpu, name, p, case.input, precision).unwrap();
-    let gw = conv_transpose2d::upload_weights(gpu, name, p, &w, precision).unwrap();
+    let kernel =
+        conv_transpose2d::conv_transpose2d_on(gpu, name, p, case.input, path, precision).unwrap();
+    let folded = conv_transpose2d::fold_for(p, &w, path).unwrap();
+    let gw = atrous::kernels::upload_folded(gpu, name, folded, precision).unwrap();
     let gx = upload_in(gpu, "x", &x, precision);
     let out = gpu.tensor_in("out", out_shape, precision, true).unwrap();
     let bound = kernel
@@ -250,6 +280,16 @@ fn conv_transpose2d_should_reject_bad_parameters() {
         let err =
             conv_transpose2d::conv_transpose2d(&gpu, "bad", &p, x, Precision::F32).unwrap_err();
         assert!(err.to_string().starts_with("conv_transpose2d"), "{err}");
+    }
+    if let Some(gpu) = common::gpu() {
+        let p = ConvTranspose2d {
+            groups: 2,
+            ..ConvTranspose2d::new(4, 4, [2, 2], [2, 2])
+        };
+        let err =
+            conv_transpose2d::conv_transpose2d_on(&gpu, "g2", &p, x, Path::Tiled, Precision::F32)
+                .unwrap_err();
+        assert!(err.to_string().contains("groups == 1"), "{err}");
     }
     let p = ConvTranspose2d::new(4, 4, [2, 2], [2, 2]);
     let short = ConvWeights {

@@ -4,7 +4,7 @@
 use super::load_model;
 use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
-use atrous::ops::{Conv2d, ConvWeights, Padding2d};
+use atrous::ops::{Conv2d, ConvTranspose2d, ConvWeights, Padding2d};
 use atrous::plan::{KernelTime, Plan, PlanOptions};
 use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub struct BenchArgs {
     model: Option<PathBuf>,
     #[arg(long)]
     arch: Option<String>,
-    /// A single op to time instead of a model: conv2d.
+    /// A single op to time instead of a model: conv2d or conv_transpose2d.
     #[arg(long, conflicts_with = "model")]
     op: Option<String>,
     /// Input height x width, e.g. 520x520 (default: the model's own size, or 65x65 for --op).
@@ -47,18 +47,19 @@ pub struct BenchArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
-    /// --op conv2d: input channels.
+    /// --op: input channels.
     #[arg(long, default_value_t = 256)]
     in_channels: usize,
-    /// --op conv2d: output channels.
+    /// --op: output channels.
     #[arg(long, default_value_t = 256)]
     out_channels: usize,
-    /// --op conv2d: kernel size (square).
+    /// --op: kernel size (square).
     #[arg(long, default_value_t = 3)]
     kernel: usize,
     #[arg(long, default_value_t = 1)]
     stride: usize,
-    /// --op conv2d: padding on every side (default: dilation * (kernel - 1) / 2, "same").
+    /// --op: padding on every side (default for conv2d: dilation * (kernel - 1) / 2, "same"; for
+    /// conv_transpose2d: 0).
     #[arg(long)]
     padding: Option<usize>,
     #[arg(long, default_value_t = 1)]
@@ -82,34 +83,53 @@ fn parse_size(text: &str) -> Result<[usize; 2]> {
 
 /// A one-node model with deterministic pseudo-random weights (never zeros).
 fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
-    if op != "conv2d" {
-        return Err(Error::Model(format!("--op {op}: supported ops: conv2d")));
-    }
     let k = args.kernel;
-    let pad = args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2);
-    let p = Conv2d {
-        stride: [args.stride; 2],
-        padding: Padding2d::uniform(pad),
-        dilation: [args.dilation; 2],
-        groups: args.groups,
-        ..Conv2d::new(args.in_channels, args.out_channels, [k, k])
+    let values = |count: usize| -> Vec<f32> {
+        (0..count)
+            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
+            .collect()
     };
-    let count: usize = p.weight_shape().iter().product();
-    let weight = (0..count)
-        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
-        .collect();
+    let weights = |count| ConvWeights {
+        weight: values(count),
+        bias: Some(vec![0.01; args.out_channels]),
+        batch_norm: None,
+    };
     let mut b = GraphBuilder::new();
     let x = b.input("input", args.in_channels);
-    b.conv2d(
-        "out",
-        &x,
-        p,
-        ConvWeights {
-            weight,
-            bias: Some(vec![0.01; args.out_channels]),
-            batch_norm: None,
-        },
-    )?;
+    match op {
+        "conv2d" => {
+            let pad = args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2);
+            let p = Conv2d {
+                stride: [args.stride; 2],
+                padding: Padding2d::uniform(pad),
+                dilation: [args.dilation; 2],
+                groups: args.groups,
+                ..Conv2d::new(args.in_channels, args.out_channels, [k, k])
+            };
+            let w = weights(p.weight_shape().iter().product());
+            b.conv2d("out", &x, p, w)?;
+        }
+        "conv_transpose2d" => {
+            let p = ConvTranspose2d {
+                padding: [args.padding.unwrap_or(0); 2],
+                dilation: [args.dilation; 2],
+                groups: args.groups,
+                ..ConvTranspose2d::new(
+                    args.in_channels,
+                    args.out_channels,
+                    [k, k],
+                    [args.stride; 2],
+                )
+            };
+            let w = weights(p.weight_shape().iter().product());
+            b.conv_transpose2d("out", &x, p, w)?;
+        }
+        _ => {
+            return Err(Error::Model(format!(
+                "--op {op}: supported ops: conv2d, conv_transpose2d"
+            )))
+        }
+    }
     b.finish(&["out"])
 }
 
