@@ -19,7 +19,7 @@ struct Params {
 // [c_out, c_in / groups, k_h, k_w]
 @group(0) @binding(3) var<storage, read> weight: array<elem>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-// [n, c_out, h_out, w_out] when has_residual
+// [n, c_out, h_out, w_out] when has_residual == 1
 @group(0) @binding(5) var<storage, read> residual: array<elem>;
 
 @compute @workgroup_size(WG)
@@ -62,10 +62,13 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 
     var v = acc + bias[co];
-    if p.has_residual != 0u {
-        v += f32(residual[i]);
-    }
     let dest = ((b * p.dest_c + p.dest_offset + co) * p.h_out + oy) * p.w_out + ox;
+    // 1: a residual tensor of the output's shape; 2: the residual is the destination itself (in place).
+    if p.has_residual == 1u {
+        v += f32(residual[i]);
+    } else if p.has_residual == 2u {
+        v += f32(output[dest]);
+    }
     output[dest] = elem(activate(v, p.activation));
 }
 
@@ -117,8 +120,10 @@ fn conv2d_depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             break;
         }
         var v = acc[j] + bias[co];
-        if p.has_residual != 0u {
+        if p.has_residual == 1u {
             v += f32(residual[res_row + ox]);
+        } else if p.has_residual == 2u {
+            v += f32(output[out_row + ox]);
         }
         output[out_row + ox] = elem(activate(v, p.activation));
     }

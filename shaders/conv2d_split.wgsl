@@ -36,7 +36,7 @@ const CHUNK: u32 = 16u;
 @group(0) @binding(1) var<storage, read_write> r_output: array<elem>;
 @group(0) @binding(2) var<storage, read> r_scratch: array<f32>;
 @group(0) @binding(3) var<storage, read> r_bias: array<f32>;
-// [n, c_out, h_out, w_out] when has_residual
+// [n, c_out, h_out, w_out] when has_residual == 1
 @group(0) @binding(4) var<storage, read> r_residual: array<elem>;
 
 // Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
@@ -61,10 +61,13 @@ fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         v += r_scratch[s * total + i];
     }
     v += r_bias[co];
-    if p.has_residual != 0u {
+    let dest = (b * p.dest_c + p.dest_offset + co) * hw + i % hw;
+    if p.has_residual == 1u {
         v += f32(r_residual[i]);
+    } else if p.has_residual == 2u {
+        v += f32(r_output[dest]);
     }
-    r_output[(b * p.dest_c + p.dest_offset + co) * hw + i % hw] = elem(activate(v, p.activation));
+    r_output[dest] = elem(activate(v, p.activation));
 }
 
 @compute @workgroup_size(64)

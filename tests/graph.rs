@@ -670,3 +670,85 @@ fn split_k_convs_in_a_plan_should_match_cpu_executor() {
     let m = plan.memory();
     assert!(m.planned_bytes >= m.lower_bound_bytes, "{m:?}");
 }
+
+/// Two residual blocks in a row: each block's last conv is its residual's last reader, so it writes over the
+/// residual (in place) and the blocks' inputs and outputs share memory. Without that, the residual, the conv's
+/// input and its output are live together in three buffers.
+#[test]
+fn residual_convs_should_write_over_their_residual() {
+    let gpu = gpu_or_skip!();
+    let mut r = rng(21);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let mut add_conv = |b: &mut GraphBuilder, name: &str, x: &str, p: Conv2d| {
+        let w = conv_weights(&mut r, p.weight_shape(), p.out_channels, true, true);
+        b.conv2d(name, x, p, w).unwrap()
+    };
+    let stem = add_conv(&mut b, "stem", &x, conv(3, 16, 3, 1, 1));
+    let mut block_input = b.activation("stem.relu", &stem, Activation::Relu);
+    for i in 0..2 {
+        let c1 = add_conv(
+            &mut b,
+            &format!("b{i}.conv1"),
+            &block_input,
+            conv(16, 16, 3, 1, 1),
+        );
+        let c1 = b.activation(&format!("b{i}.relu1"), &c1, Activation::Relu);
+        let c2 = add_conv(&mut b, &format!("b{i}.conv2"), &c1, conv(16, 16, 3, 1, 1));
+        let sum = b.add(&format!("b{i}.add"), &c2, &block_input);
+        block_input = b.activation(&format!("b{i}.relu"), &sum, Activation::Relu);
+    }
+    add_conv(&mut b, "out", &block_input, conv(16, 2, 1, 0, 1));
+    let model = b.finish(&["out"]).unwrap();
+
+    let input = Shape::new(1, 3, 24, 24);
+    check_model(&gpu, "residual chain", &model, input, 22);
+    let one = 4 * 16 * 24 * 24;
+    let fused = compile(&gpu, &model, input, true).memory();
+    let unfused = compile(&gpu, &model, input, false).memory();
+    assert!(fused.planned_bytes < 3 * one, "{fused:?}");
+    assert_eq!(fused.lower_bound_bytes, 2 * one, "{fused:?}");
+    assert!(unfused.planned_bytes >= 3 * one, "{unfused:?}");
+}
+
+/// UNet's up step: a transposed conv padded to the skip's size, concatenated with it. Where the sizes already agree
+/// the pad is skipped; where they do not it runs; both match the CPU executor.
+#[test]
+fn pads_that_change_nothing_should_be_skipped() {
+    let gpu = gpu_or_skip!();
+    let mut r = rng(23);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 4);
+    let p = Conv2d {
+        stride: [2, 2],
+        ..conv(4, 8, 2, 0, 1)
+    };
+    let w = conv_weights(&mut r, p.weight_shape(), 8, true, false);
+    let down = b.conv2d("down", &x, p, w).unwrap();
+    let t = ConvTranspose2d::new(8, 4, [2, 2], [2, 2]);
+    let w = conv_weights(&mut r, t.weight_shape(), 4, true, false);
+    let up = b.conv_transpose2d("up", &down, t, w).unwrap();
+    let padded = b.pad_like("pad", &up, &x);
+    let cat = b.concat("cat", &[&x, &padded]);
+    let p = conv(8, 2, 1, 0, 1);
+    let w = conv_weights(&mut r, p.weight_shape(), 2, true, false);
+    b.conv2d("out", &cat, p, w).unwrap();
+    let model = b.finish(&["out"]).unwrap();
+    for (input, pads) in [
+        (Shape::new(1, 4, 8, 12), false),
+        (Shape::new(1, 4, 9, 13), true),
+    ] {
+        let plan = compile(&gpu, &model, input, true);
+        let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+        assert_eq!(
+            labels.iter().any(|l| l.contains("pad")),
+            pads,
+            "{input}: {labels:?}"
+        );
+        let x = random_tensor(&mut rng(24), input);
+        let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())]))
+            .unwrap();
+        let got = plan.run(&[("input", &x)], &["out"]).unwrap();
+        assert_outputs_match(&format!("{input}"), &got, &want, 1e-4);
+    }
+}

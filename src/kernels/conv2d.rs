@@ -159,7 +159,8 @@ struct Params {
 
 /// The conv2d kernels for `input` on the path [`choose`] picks for this adapter. Outputs: `output` (the destination,
 /// [`Conv2d::output_shape`]). Inputs: `input`, `weight`, `bias` (from [`upload_weights`]), `residual`
-/// (`N x out_channels x H x W`; bind [`Gpu::placeholder`] when `p.residual` is false). Output, input, weight and
+/// (`N x out_channels x H x W`; bind [`Gpu::placeholder`] when `p.residual` is false or `p.residual_in_place`, which
+/// reads it from the output). Output, input, weight and
 /// residual are stored in `precision`, the bias in f32; sums accumulate in f32.
 pub fn conv2d(
     gpu: &Gpu,
@@ -249,9 +250,17 @@ fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec
             floats("input", input.numel()),
             floats("weight", weights),
             Slot::elements("bias", p.out_channels),
-            floats("residual", if p.residual { result.numel() } else { 0 }),
+            floats("residual", residual_elements(p, result)),
         ],
     )
+}
+
+/// Elements of the residual binding: none without one, or where it is read from the destination in place.
+pub(super) fn residual_elements(p: &Conv2d, result: Shape) -> usize {
+    match p.residual && !p.residual_in_place {
+        true => result.numel(),
+        false => 0,
+    }
 }
 
 /// The uniforms every conv2d shader starts with, in their order (`Params`, `TParams` and `SParams` up to `c_out4`).
@@ -302,7 +311,11 @@ impl TileGeometry {
             dest_c: u(dest.c),
             dest_offset: u(p.out_channel_offset),
             activation: p.activation.code(),
-            has_residual: p.residual as u32,
+            has_residual: match (p.residual, p.residual_in_place) {
+                (false, _) => 0,
+                (true, false) => 1,
+                (true, true) => 2,
+            },
             c_out4: u(p.out_channels.div_ceil(4)),
         }
     }

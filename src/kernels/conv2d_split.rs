@@ -43,8 +43,8 @@ impl SplitK {
 #[derive(Debug)]
 pub enum Conv2dKernels {
     /// One kernel. Outputs: `output` (the destination, [`Conv2d::output_shape`]). Inputs: `input`, `weight`,
-    /// `bias` (from [`super::conv2d::upload_weights`]), `residual` (`N x out_channels x H x W`; bind [`Gpu::placeholder`] when
-    /// `p.residual` is false).
+    /// `bias` (from [`super::conv2d::upload_weights`]), `residual` (`N x out_channels x H x W`; bind
+    /// [`Gpu::placeholder`] when `p.residual` is false or in place).
     Direct(Kernel),
     /// Partial sums into a scratch buffer, then their reduction with the epilogue; same buffers as `Direct` plus
     /// the scratch.
@@ -200,7 +200,7 @@ pub(super) fn split_k(
             inputs: vec![
                 Slot::elements("scratch", scratch),
                 Slot::elements("bias", p.out_channels),
-                floats("residual", if p.residual { result.numel() } else { 0 }),
+                floats("residual", super::conv2d::residual_elements(p, result)),
             ],
         },
     )?;

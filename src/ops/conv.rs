@@ -32,6 +32,10 @@ pub struct Conv2d {
     /// Add a tensor of the output's shape before the activation.
     #[serde(default, skip_serializing_if = "is_default")]
     pub residual: bool,
+    /// Set by the planner, never stored: the residual lives in the destination itself (the conv was its last
+    /// reader), so each output is read as the residual and overwritten. Needs `residual` and no channel offset.
+    #[serde(skip)]
+    pub residual_in_place: bool,
     /// Write channel `c` of the result to channel `c + out_channel_offset` of the destination.
     #[serde(default, skip_serializing_if = "is_default")]
     pub out_channel_offset: usize,
@@ -53,6 +57,7 @@ impl Conv2d {
             groups: 1,
             activation: Activation::None,
             residual: false,
+            residual_in_place: false,
             out_channel_offset: 0,
             out_channels_total: None,
         }
@@ -127,6 +132,12 @@ impl Conv2d {
             self.dilation[1],
         )?;
         let total = self.dest_channels();
+        if self.residual_in_place && (!self.residual || total != self.out_channels) {
+            return Err(Error::params(
+                OP,
+                "an in-place residual needs a residual and a destination of the output's own channels",
+            ));
+        }
         if self.out_channel_offset + self.out_channels > total {
             return Err(Error::params(
                 OP,

@@ -1,5 +1,6 @@
 //! Graph rewrites that move work into convolution epilogues: a following activation (into group norms too), a
-//! residual add, and writing straight into a concatenation's output at a channel offset. Each rewrite keeps the graph's results exactly.
+//! residual add, and writing straight into a concatenation's output at a channel offset; a residual conv writing
+//! over its residual where nothing reads it later; and pads that change nothing skipped. Each rewrite keeps the graph's results exactly.
 
 use crate::graph::{Graph, Node, Op, TensorInfo};
 use crate::ops::{Activation, BinaryOp};
@@ -46,9 +47,12 @@ pub(crate) fn schedule(
 ) -> Schedule {
     let mut nodes: Vec<Node> = order.iter().map(|&i| graph.nodes[i].clone()).collect();
     let concat_offsets = if fuse {
+        skip_identity_pads(&mut nodes, graph, infos);
         fuse_residual_adds(&mut nodes, &graph.outputs, infos);
         fuse_activations(&mut nodes, &graph.outputs);
-        fuse_concats(&mut nodes, &graph.outputs, infos)
+        let offsets = fuse_concats(&mut nodes, &graph.outputs, infos);
+        residuals_in_place(&mut nodes, graph);
+        offsets
     } else {
         HashMap::new()
     };
@@ -68,6 +72,29 @@ pub(crate) fn schedule(
     Schedule {
         nodes,
         concat_offsets,
+    }
+}
+
+/// A `pad_like` whose input already has the size of `like` is a copy: later nodes read its input instead. (UNet
+/// pads its upsampled maps only where the input size is not a multiple of 16.)
+fn skip_identity_pads(nodes: &mut Vec<Node>, graph: &Graph, infos: &HashMap<String, TensorInfo>) {
+    let mut k = 0;
+    while k < nodes.len() {
+        let node = &nodes[k];
+        let identity = matches!(node.op, Op::PadLike)
+            && infos[&node.inputs[0]].shape == infos[&node.outputs[0]].shape
+            && !graph.outputs.contains(&node.outputs[0]);
+        if !identity {
+            k += 1;
+            continue;
+        }
+        let (input, output) = (node.inputs[0].clone(), node.outputs[0].clone());
+        nodes.remove(k);
+        for name in nodes[k..].iter_mut().flat_map(|n| &mut n.inputs) {
+            if *name == output {
+                *name = input.clone();
+            }
+        }
     }
 }
 
@@ -209,4 +236,33 @@ fn fuse_concats(
         }
     }
     copy_offsets
+}
+
+/// A conv with residual `r` that is `r`'s last reader writes its result over `r` (each output reads its residual
+/// first), so a residual block's input and output share memory. WebGPU would refuse `r` bound both as an input and
+/// as the output, so the kernel reads it through the output binding. Later readers of the conv's output read `r`.
+/// Graph inputs and outputs keep their own memory.
+fn residuals_in_place(nodes: &mut [Node], graph: &Graph) {
+    let kept = |t: &String| graph.outputs.contains(t) || graph.inputs.iter().any(|i| &i.name == t);
+    for k in 0..nodes.len() {
+        let (r, out) = match &nodes[k].op {
+            Op::Conv2d { params, .. } if params.residual && params.out_channels_total.is_none() => {
+                (nodes[k].inputs[1].clone(), nodes[k].outputs[0].clone())
+            }
+            _ => continue,
+        };
+        let read_later = nodes[k + 1..].iter().any(|n| n.data_inputs().contains(&r));
+        if nodes[k].inputs[0] == r || read_later || kept(&r) || kept(&out) {
+            continue;
+        }
+        if let Op::Conv2d { params, .. } = &mut nodes[k].op {
+            params.residual_in_place = true;
+        }
+        nodes[k].outputs[0] = r.clone();
+        for input in nodes[k + 1..].iter_mut().flat_map(|n| &mut n.inputs) {
+            if *input == out {
+                *input = r.clone();
+            }
+        }
+    }
 }

@@ -88,7 +88,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
                 conv2d::upload_weights(gpu, label, params, &host, precision)
             })?;
-            let residual = match params.residual {
+            let residual = match params.residual && !params.residual_in_place {
                 true => Bind::Tensor(node.inputs[1].clone()),
                 false => Bind::Placeholder,
             };

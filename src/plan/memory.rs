@@ -137,8 +137,9 @@ fn greedy_buffers(lifetimes: &[Lifetime], order: &[usize], grow: bool) -> Memory
     }
 }
 
-/// The smaller of two arena plans, both taking tensors in order of first use and never putting a conflicting
-/// pair in one arena: [`colour_then_pack`] and [`first_fit`].
+/// The smallest of four arena plans, [`colour_then_pack`] and [`first_fit`] taking tensors in order of first use or
+/// largest first; none puts a conflicting pair in one arena. (Largest first lets a late, large tensor, such as
+/// full-size logits, claim an arena that the early tensors then share.)
 pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
     let mut neighbours = vec![Vec::new(); lifetimes.len()];
     for &(a, b) in conflicts {
@@ -147,13 +148,19 @@ pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) 
     }
     let mut by_time: Vec<usize> = (0..lifetimes.len()).collect();
     by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    let mut by_size: Vec<usize> = (0..lifetimes.len()).collect();
+    by_size.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
     let round = |b: u64| b.div_ceil(align) * align;
-    let a = colour_then_pack(lifetimes, &neighbours, &by_time, round);
-    let b = first_fit(lifetimes, &neighbours, &by_time, round);
-    match a.planned_bytes() <= b.planned_bytes() {
-        true => a,
-        false => b,
-    }
+    [&by_time, &by_size]
+        .into_iter()
+        .flat_map(|order| {
+            [
+                colour_then_pack(lifetimes, &neighbours, order, round),
+                first_fit(lifetimes, &neighbours, order, round),
+            ]
+        })
+        .min_by_key(MemoryPlan::planned_bytes)
+        .expect("four candidate plans")
 }
 
 const UNPLACED: Placement = Placement {
@@ -199,12 +206,12 @@ fn taken_during(
 fn colour_then_pack(
     lifetimes: &[Lifetime],
     neighbours: &[Vec<usize>],
-    by_time: &[usize],
+    order: &[usize],
     round: impl Fn(u64) -> u64 + Copy,
 ) -> MemoryPlan {
     let mut arena_of = vec![usize::MAX; lifetimes.len()];
     let mut members: Vec<Vec<usize>> = Vec::new();
-    for &i in by_time {
+    for &i in order {
         let live_in = |a: usize| -> u64 {
             members[a]
                 .iter()
@@ -244,13 +251,13 @@ fn colour_then_pack(
 fn first_fit(
     lifetimes: &[Lifetime],
     neighbours: &[Vec<usize>],
-    by_time: &[usize],
+    order: &[usize],
     round: impl Fn(u64) -> u64 + Copy,
 ) -> MemoryPlan {
     let mut placement = vec![UNPLACED; lifetimes.len()];
     let mut members: Vec<Vec<usize>> = Vec::new();
     let mut buffer_bytes: Vec<u64> = Vec::new();
-    for &i in by_time {
+    for &i in order {
         let size = round(lifetimes[i].bytes);
         let best = (0..members.len())
             .filter(|&a| !neighbours[i].iter().any(|&j| placement[j].buffer == a))
