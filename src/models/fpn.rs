@@ -30,7 +30,7 @@ pub fn decoder(
     merge: &str,
     interpolation: &str,
 ) -> Result<String> {
-    let mode = super::smp::decoder_interpolation("FPN", interpolation)?;
+    let mode = super::smp_decoders::decoder_interpolation("FPN", interpolation)?;
     if merge != "add" && merge != "cat" {
         return Err(Error::Model(format!(
             "smp FPN decoder_merge_policy {merge:?} is not supported (add, cat)"

@@ -15,6 +15,7 @@ pub mod fpn;
 pub mod mobilenetv3;
 pub mod resnet;
 pub mod smp;
+mod smp_decoders;
 pub mod torchvision;
 pub mod unet;
 

@@ -2,21 +2,24 @@
 //! the GPU and a planned activation memory. A run is an upload, one submit and a readback of what was asked for.
 
 mod fuse;
+mod lifetimes;
 mod lower;
 pub mod memory;
 mod profile;
 mod results;
+mod run;
 
 pub use profile::KernelTime;
 pub use results::{Output, WeightCache};
+pub use run::{Readback, Upload};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{BoundKernel, Gpu, Precision};
 use crate::graph::{DType, TensorInfo};
 use crate::model::Model;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::Shape;
 use lower::Bind;
-use memory::{Lifetime, Placement};
+use memory::Placement;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -104,40 +107,7 @@ impl Plan {
         model.check_weights()?;
         let schedule = fuse::schedule(graph, &order, &infos, options.fuse);
 
-        // Tensor lifetimes: graph inputs are written at step 0, node k at step k + 1, outputs read at the end.
-        let end = schedule.nodes.len() + 1;
-        let mut names: Vec<String> = graph.inputs.iter().map(|i| i.name.clone()).collect();
-        let mut lifetimes: HashMap<String, (usize, usize)> =
-            names.iter().map(|n| (n.clone(), (0, 0))).collect();
-        for (k, node) in schedule.nodes.iter().enumerate() {
-            for input in node.data_inputs() {
-                if let Some(l) = lifetimes.get_mut(input) {
-                    l.1 = l.1.max(k + 1);
-                }
-            }
-            for out in &node.outputs {
-                if !lifetimes.contains_key(out) {
-                    names.push(out.clone());
-                    lifetimes.insert(out.clone(), (k + 1, k + 1));
-                }
-            }
-        }
-        for out in &graph.outputs {
-            if let Some(l) = lifetimes.get_mut(out) {
-                l.1 = end;
-            }
-        }
-        let mut spans: Vec<Lifetime> = names
-            .iter()
-            .map(|n| {
-                let (first, last) = lifetimes[n];
-                Lifetime {
-                    bytes: tensor_bytes(&infos[n], precision),
-                    first,
-                    last,
-                }
-            })
-            .collect();
+        let (names, mut spans) = lifetimes::tensors(graph, &schedule.nodes, &infos, precision);
         for (i, name) in names.iter().enumerate() {
             gpu.check_storage_size(
                 &format!("tensor {name:?} ({})", infos[name].shape),
@@ -159,42 +129,13 @@ impl Plan {
             .iter()
             .map(|node| lower::lower(&context, node))
             .collect::<Result<Vec<_>>>()?;
-        // A node's scratch buffers (sized and checked by their kernels) live for its step alone, after the tensors.
-        let mut scratch_span = HashMap::new();
-        for (k, node) in lowered.iter().enumerate() {
-            for (i, &bytes) in node.scratch.iter().enumerate() {
-                scratch_span.insert((k, i), spans.len());
-                spans.push(Lifetime {
-                    bytes: bytes.max(4),
-                    first: k + 1,
-                    last: k + 1,
-                });
-            }
-        }
-        // A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other; a
-        // node's scratch is written and read by its own dispatches, beside its inputs and outputs.
+        let scratch_span = lifetimes::add_scratch(&mut spans, &lowered);
         let index: HashMap<&str, usize> = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i))
             .collect();
-        let mut conflicts = Vec::new();
-        for (k, node) in schedule.nodes.iter().enumerate() {
-            for (o, out) in node.outputs.iter().enumerate() {
-                let written = node.outputs[o + 1..].iter();
-                for other in node.data_inputs().iter().chain(written) {
-                    if other != out {
-                        conflicts.push((index[out.as_str()], index[other.as_str()]));
-                    }
-                }
-            }
-            for i in 0..lowered[k].scratch.len() {
-                let scratch = scratch_span[&(k, i)];
-                for t in node.data_inputs().iter().chain(&node.outputs) {
-                    conflicts.push((scratch, index[t.as_str()]));
-                }
-            }
-        }
+        let conflicts = lifetimes::conflicts(&schedule.nodes, &index, &lowered, &scratch_span);
         let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
         let memory_plan = memory::plan(&spans, &conflicts, align);
         let memory = MemoryReport {
@@ -310,200 +251,9 @@ impl Plan {
     pub fn output_info(&self, name: &str) -> Option<TensorInfo> {
         self.outputs.get(name).map(|(i, _)| *i)
     }
-
-    /// Uploads `inputs` (every graph input, by name), records every kernel in one encoder, submits once and reads
-    /// back only `outputs` (graph output names).
-    pub fn run(
-        &self,
-        inputs: &[(&str, &Tensor)],
-        outputs: &[&str],
-    ) -> Result<HashMap<String, Output>> {
-        if inputs.len() != self.inputs.len() {
-            let expected: Vec<&String> = self.inputs.keys().collect();
-            return Err(Error::Model(format!(
-                "expected inputs {expected:?}, got {} tensors",
-                inputs.len()
-            )));
-        }
-        for &(name, tensor) in inputs {
-            let (shape, _) = self
-                .inputs
-                .get(name)
-                .ok_or_else(|| Error::Model(format!("{name:?} is not a graph input")))?;
-            if tensor.shape != *shape || tensor.data.len() != shape.numel() {
-                return Err(Error::Model(format!(
-                    "input {name:?} has shape {}, the plan was compiled for {shape}",
-                    tensor.shape
-                )));
-            }
-        }
-        for &name in outputs {
-            if !self.outputs.contains_key(name) {
-                let known: Vec<&String> = self.outputs.keys().collect();
-                return Err(Error::Model(format!(
-                    "{name:?} is not a graph output (outputs: {known:?})"
-                )));
-            }
-        }
-        // Converted on the host: one pass over the input, and half the bytes to upload in f16, where a conversion
-        // kernel would need an f32 staging buffer and a dispatch.
-        let encoded: Vec<std::borrow::Cow<[u8]>> = inputs
-            .iter()
-            .map(|&(_, t)| match self.precision {
-                Precision::F32 => std::borrow::Cow::Borrowed(bytemuck::cast_slice(&t.data)),
-                p => std::borrow::Cow::Owned(p.encode(&t.data)),
-            })
-            .collect();
-        let uploads: Vec<Upload> = inputs
-            .iter()
-            .zip(&encoded)
-            .map(|(&(name, _), bytes)| {
-                let at = self.inputs[name].1;
-                Upload {
-                    target: &self.buffers[at.buffer],
-                    offset: at.offset,
-                    bytes: bytes.as_ref(),
-                }
-            })
-            .collect();
-        let readbacks: Vec<Readback> = outputs
-            .iter()
-            .map(|&name| {
-                let (info, at) = self.outputs[name];
-                Readback {
-                    source: &self.buffers[at.buffer],
-                    offset: at.offset,
-                    staging: &self.staging[name],
-                    bytes: tensor_bytes(&info, self.precision),
-                }
-            })
-            .collect();
-        let data = self.submit(&uploads, &[], &[], &readbacks)?;
-        let mut results = HashMap::new();
-        for (&name, bytes) in outputs.iter().zip(data) {
-            let (info, _) = self.outputs[name];
-            let output = match info.dtype {
-                DType::F32 => Output::F32(Tensor {
-                    shape: info.shape,
-                    data: self.precision.decode(&bytes, info.shape.numel()),
-                }),
-                DType::U32 => Output::U32 {
-                    shape: info.shape,
-                    data: bytemuck::pod_collect_to_vec(&bytes[..4 * info.shape.numel()]),
-                },
-            };
-            results.insert(name.to_string(), output);
-        }
-        Ok(results)
-    }
-
-    /// The buffer region of a graph input or output, for kernels recorded around the plan's own (see
-    /// [`Plan::submit`]).
-    pub fn binding(&self, tensor: &str) -> Option<wgpu::BufferBinding<'_>> {
-        let (info, at) = match (self.inputs.get(tensor), self.outputs.get(tensor)) {
-            (Some(&(shape, at)), _) => (
-                TensorInfo {
-                    shape,
-                    dtype: DType::F32,
-                },
-                at,
-            ),
-            (None, Some(&(info, at))) => (info, at),
-            (None, None) => return None,
-        };
-        Some(wgpu::BufferBinding {
-            buffer: &self.buffers[at.buffer],
-            offset: at.offset,
-            size: wgpu::BufferSize::new(tensor_bytes(&info, self.precision)),
-        })
-    }
-
-    /// One submission: writes `uploads`, records `before`, the plan's kernels and `after` in one pass, copies each
-    /// readback's source into its (MAP_READ) staging buffer, submits once and returns the read bytes in order.
-    /// `before` may write the plan's inputs and `after` read its outputs (through [`Plan::binding`]).
-    pub fn submit(
-        &self,
-        uploads: &[Upload<'_>],
-        before: &[&BoundKernel],
-        after: &[&BoundKernel],
-        readbacks: &[Readback<'_>],
-    ) -> Result<Vec<Vec<u8>>> {
-        let _guard = self
-            .run_lock
-            .lock()
-            .map_err(|_| Error::Device("a previous run panicked".into()))?;
-        let gpu = &self.gpu;
-        gpu.scoped(
-            || "recording and submitting the plan".to_string(),
-            || {
-                for u in uploads {
-                    gpu.queue.write_buffer(u.target, u.offset, u.bytes);
-                }
-                let mut encoder = gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    for kernel in before
-                        .iter()
-                        .copied()
-                        .chain(&self.kernels)
-                        .chain(after.iter().copied())
-                    {
-                        kernel.encode(&mut pass);
-                    }
-                }
-                for r in readbacks {
-                    encoder.copy_buffer_to_buffer(r.source, r.offset, r.staging, 0, r.bytes);
-                }
-                gpu.queue.submit([encoder.finish()]);
-            },
-        )?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        for (i, r) in readbacks.iter().enumerate() {
-            let sender = sender.clone();
-            r.staging
-                .slice(..r.bytes)
-                .map_async(wgpu::MapMode::Read, move |result| {
-                    let _ = sender.send((i, result));
-                });
-        }
-        drop(sender);
-        gpu.wait()?;
-        for (i, result) in receiver.iter() {
-            result.map_err(|e| Error::Device(format!("mapping readback {i}: {e}")))?;
-        }
-        readbacks
-            .iter()
-            .map(|r| {
-                let bytes = r
-                    .staging
-                    .slice(..r.bytes)
-                    .get_mapped_range()
-                    .map_err(|e| Error::Device(format!("reading back: {e}")))?
-                    .to_vec();
-                r.staging.unmap();
-                Ok(bytes)
-            })
-            .collect()
-    }
 }
 
 /// Ties a binding's lifetime to the [`Bind`] it resolves (closures cannot say so in their signature).
 fn binder<'a, F: Fn(&'a Bind) -> wgpu::BufferBinding<'a>>(f: F) -> F {
     f
-}
-
-/// A write before the kernels of [`Plan::submit`]: `bytes` into `target` at `offset`.
-pub struct Upload<'a> {
-    pub target: &'a wgpu::Buffer,
-    pub offset: u64,
-    pub bytes: &'a [u8],
-}
-
-/// A copy after the kernels of [`Plan::submit`]: `bytes` from `source` at `offset` into `staging`.
-pub struct Readback<'a> {
-    pub source: &'a wgpu::Buffer,
-    pub offset: u64,
-    /// A buffer with `MAP_READ | COPY_DST` usage.
-    pub staging: &'a wgpu::Buffer,
-    pub bytes: u64,
 }
