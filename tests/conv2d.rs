@@ -149,9 +149,14 @@ fn check_on(
     let mut initial = rounded(precision, &random_tensor(&mut rng, dest));
     let poison = Tensor::new(result_shape, vec![f32::NAN; result_shape.numel()]).unwrap();
     reference::place_channels(&mut initial, &poison, p.out_channel_offset);
+    // In place, the destination holds the residual and the residual binding is unused.
+    if p.residual_in_place {
+        initial = residual.clone().expect("an in-place residual");
+    }
     let out = upload_in(gpu, "out", &initial, precision);
     let gres = residual
         .as_ref()
+        .filter(|_| !p.residual_in_place)
         .map(|r| upload_in(gpu, "residual", r, precision));
     let res_binding = gres.as_ref().map_or(gpu.placeholder(), |r| r.binding());
     // Split-K's partial sums must all be written: poison the scratch too.
@@ -321,9 +326,18 @@ fn check_variants(
     precision: Precision,
 ) {
     {
-        for (v, variant) in ["plain", "offset+residual"].into_iter().enumerate() {
+        for (v, variant) in ["plain", "offset+residual", "residual in place"]
+            .into_iter()
+            .enumerate()
+        {
             let conv = match v {
                 0 => base.clone(),
+                2 => Conv2d {
+                    residual: true,
+                    residual_in_place: true,
+                    activation: Activation::Relu,
+                    ..base.clone()
+                },
                 _ => Conv2d {
                     residual: true,
                     activation: Activation::Relu6,
@@ -336,7 +350,7 @@ fn check_variants(
                 input,
                 conv,
                 bias: true,
-                batch_norm: v == 1,
+                batch_norm: v != 0,
             };
             for &path in paths {
                 let name = format!("case {i} {variant} {path:?}: {input}");
@@ -367,6 +381,17 @@ fn conv2d_should_reject_bad_parameters() {
         Conv2d {
             out_channel_offset: 2,
             out_channels_total: Some(5),
+            ..Conv2d::new(4, 4, [1, 1])
+        },
+        // in place without a residual, or into a wider destination
+        Conv2d {
+            residual_in_place: true,
+            ..Conv2d::new(4, 4, [1, 1])
+        },
+        Conv2d {
+            residual: true,
+            residual_in_place: true,
+            out_channels_total: Some(6),
             ..Conv2d::new(4, 4, [1, 1])
         },
     ];

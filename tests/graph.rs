@@ -621,7 +621,8 @@ fn resize_like_should_follow_the_size_the_graph_runs_at() {
 }
 
 /// A plan compiled as for a device with many more threads than these tiny shapes fill: long-reduction convs run
-/// split-K, with their scratch buffers in the memory plan, fused into residual, activation and concat epilogues.
+/// split-K, with their scratch buffers in the memory plan, fused into residual (one in place), activation and
+/// concat epilogues.
 #[test]
 fn split_k_convs_in_a_plan_should_match_cpu_executor() {
     let gpu = gpu_or_skip!();
@@ -637,8 +638,15 @@ fn split_k_convs_in_a_plan_should_match_cpu_executor() {
     let c = add_conv(&mut b, "c", &x, conv(256, 16, 3, 1, 1), false);
     let s = b.add("sum", &c, &a);
     let s = b.activation("sum_relu", &s, Activation::Relu);
+    // t's residual is read by nothing after it: the split-K reduction writes over it in place.
+    let r = add_conv(&mut b, "r", &x, conv(256, 16, 1, 0, 1), true);
+    let r = b.activation("r_relu", &r, Activation::Relu);
+    let t = add_conv(&mut b, "t", &x, conv(256, 16, 3, 1, 1), false);
+    let u = b.add("sum2", &t, &r);
     let cat = b.concat("cat", &[&a, &s]);
-    let out = add_conv(&mut b, "head", &cat, conv(32, 3, 1, 0, 1), false);
+    let head = add_conv(&mut b, "head", &cat, conv(32, 3, 1, 0, 1), false);
+    let side = add_conv(&mut b, "side", &u, conv(16, 3, 1, 0, 1), false);
+    let out = b.add("out", &head, &side);
     let model = b.finish(&[&out]).unwrap();
 
     let input = Shape::new(1, 256, 9, 11);
@@ -659,8 +667,8 @@ fn split_k_convs_in_a_plan_should_match_cpu_executor() {
         .filter(|l| l.contains("split-K reduce"))
         .count();
     assert_eq!(
-        split, 2,
-        "both 256-channel convs should run split-K: {labels:?}"
+        split, 3,
+        "the three 256-channel 3x3 convs should run split-K: {labels:?}"
     );
     let x = random_tensor(&mut rng(12), input);
     let want =
