@@ -1,6 +1,7 @@
 //! Graph rewrites that move work into convolution epilogues: a following activation (into group norms too), a
 //! residual add, and writing straight into a concatenation's output at a channel offset; a residual conv writing
-//! over its residual where nothing reads it later; and pads that change nothing skipped. Each rewrite keeps the graph's results exactly.
+//! over its residual where nothing reads it later; and pads that change nothing skipped. Each rewrite keeps the
+//! graph's results exactly.
 
 use crate::graph::{Graph, Node, Op, TensorInfo};
 use crate::ops::{Activation, BinaryOp};
