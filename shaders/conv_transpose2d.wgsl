@@ -18,6 +18,8 @@ struct Params {
     k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
     pad_h: u32, pad_w: u32, dil_h: u32, dil_w: u32,
     activation: u32, c_out4: u32, col_blocks: u32, groups_y: u32,
+    // Channels of the destination and where channel 0 of the result goes (writing into a concatenation).
+    dest_c: u32, dest_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,7 +79,8 @@ fn conv_transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
     }
-    output[i] = elem(activate(acc + bias[co], p.activation));
+    let dest = ((b * p.dest_c + p.dest_offset + co) * p.h_out + oy) * p.w_out + ox;
+    output[dest] = elem(activate(acc + bias[co], p.activation));
 }
 
 // [ceil(c_out / 4)][k_h][k_w][c_in] vec4 over output channels (conv_transpose2d::fold_for, zero past c_out).
@@ -176,7 +179,7 @@ fn store_t(b: u32, co: u32, oy: u32, ox0: u32, a0: vec4<f32>, a1: vec4<f32>, a2:
         for (var c = 0u; c < 4u; c++) {
             if co + c < p.c_out {
                 let v = activate(cols[j][c] + bias[co + c], p.activation);
-                output[((b * p.c_out + co + c) * p.h_out + oy) * p.w_out + ox] = elem(v);
+                output[((b * p.dest_c + p.dest_offset + co + c) * p.h_out + oy) * p.w_out + ox] = elem(v);
             }
         }
     }

@@ -6,7 +6,7 @@ mod common;
 use atrous::gpu::Precision;
 use atrous::kernels::conv_transpose2d::{self, Path};
 use atrous::ops::{Activation, BatchNorm, ConvTranspose2d, ConvWeights};
-use atrous::{reference, Shape};
+use atrous::{reference, Shape, Tensor};
 use common::*;
 use rand::Rng;
 
@@ -67,6 +67,20 @@ fn cases() -> Vec<Case> {
     add(2, 16, 5, 19, deconv(16, 20, 2, 2, 0, 0, 1, 1), true, false);
     add(1, 12, 9, 11, deconv(12, 13, 4, 2, 1, 0, 1, 1), true, true);
     add(1, 9, 4, 23, deconv(9, 11, 5, 3, 2, 1, 2, 1), false, false);
+    // into channels 3..8 of a 9-channel destination (a concatenation), tiled across two column blocks
+    add(
+        1,
+        6,
+        4,
+        10,
+        ConvTranspose2d {
+            out_channel_offset: 3,
+            out_channels_total: Some(9),
+            ..deconv(6, 5, 2, 2, 0, 0, 1, 1)
+        },
+        true,
+        false,
+    );
     // non-square kernel, stride and padding
     add(
         2,
@@ -134,16 +148,22 @@ fn check_on(
     let p = &case.conv;
     let x = rounded(precision, &random_tensor(&mut rng, case.input));
     let w = weights(&mut rng, p, case.bias, case.batch_norm);
-    let out_shape = p.output_shape(case.input).unwrap();
-    let want = reference::conv_transpose2d(p, &x, &w).unwrap();
-    assert_eq!(want.shape, out_shape);
+    let dest = p.output_shape(case.input).unwrap();
+    let result = reference::conv_transpose2d(p, &x, &w).unwrap();
+    assert_eq!(result.shape, dest.with_c(p.out_channels));
+    // The destination's other channels must survive: start from known values, poison only our channels.
+    let mut initial = rounded(precision, &random_tensor(&mut rng, dest));
+    let poison = Tensor::new(result.shape, vec![f32::NAN; result.shape.numel()]).unwrap();
+    reference::place_channels(&mut initial, &poison, p.out_channel_offset);
+    let mut want = initial.clone();
+    reference::place_channels(&mut want, &result, p.out_channel_offset);
 
     let kernel =
         conv_transpose2d::conv_transpose2d_on(gpu, name, p, case.input, path, precision).unwrap();
     let folded = conv_transpose2d::fold_for(p, &w, path).unwrap();
     let gw = atrous::kernels::upload_folded(gpu, name, folded, precision).unwrap();
     let gx = upload_in(gpu, "x", &x, precision);
-    let out = gpu.tensor_in("out", out_shape, precision, true).unwrap();
+    let out = upload_in(gpu, "out", &initial, precision);
     let bound = kernel
         .bind(
             gpu,

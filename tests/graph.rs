@@ -720,7 +720,8 @@ fn residual_convs_should_write_over_their_residual() {
 }
 
 /// UNet's up step: a transposed conv padded to the skip's size, concatenated with it. Where the sizes already agree
-/// the pad is skipped; where they do not it runs; both match the CPU executor.
+/// the pad is skipped and the transposed conv writes into the concatenation; where they do not the pad runs; both
+/// match the CPU executor.
 #[test]
 fn pads_that_change_nothing_should_be_skipped() {
     let gpu = gpu_or_skip!();
@@ -750,6 +751,12 @@ fn pads_that_change_nothing_should_be_skipped() {
         let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
         assert_eq!(
             labels.iter().any(|l| l.contains("pad")),
+            pads,
+            "{input}: {labels:?}"
+        );
+        // Unpadded, the transposed conv writes straight into the concatenation.
+        assert_eq!(
+            labels.iter().any(|l| l.contains("concat at channel 4")),
             pads,
             "{input}: {labels:?}"
         );

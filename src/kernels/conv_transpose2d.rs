@@ -121,6 +121,8 @@ struct Params {
     c_out4: u32,
     col_blocks: u32,
     groups_y: u32,
+    dest_c: u32,
+    dest_offset: u32,
 }
 
 /// The conv_transpose2d kernel for `input` on [`choose`]'s path. Outputs: `output`
@@ -163,7 +165,7 @@ pub fn conv_transpose2d_on(
         c_in: u(input.c),
         h_in: u(input.h),
         w_in: u(input.w),
-        c_out: u(out.c),
+        c_out: u(p.out_channels),
         h_out: u(out.h),
         w_out: u(out.w),
         groups: u(p.groups),
@@ -176,20 +178,26 @@ pub fn conv_transpose2d_on(
         dil_h: u(p.dilation[0]),
         dil_w: u(p.dilation[1]),
         activation: p.activation.code(),
-        c_out4: u(out.c.div_ceil(4)),
+        c_out4: u(p.out_channels.div_ceil(4)),
         col_blocks: u(col_blocks),
         groups_y,
+        dest_c: u(out.c),
+        dest_offset: u(p.out_channel_offset),
     };
     let (entry, dispatch, weights) = match path {
         Path::Gather => (
             "conv_transpose2d",
-            Dispatch::Linear(out.numel() as u64),
+            Dispatch::Linear(out.with_c(p.out_channels).numel() as u64),
             p.weight_shape().iter().product(),
         ),
         Path::Tiled => (
             "conv_transpose2d_t8x4",
-            Dispatch::Groups([u(out.c.div_ceil(TILE_CHANNELS)), groups_y, groups_z]),
-            out.c.div_ceil(4) * 4 * p.kernel[0] * p.kernel[1] * p.in_channels,
+            Dispatch::Groups([
+                u(p.out_channels.div_ceil(TILE_CHANNELS)),
+                groups_y,
+                groups_z,
+            ]),
+            p.out_channels.div_ceil(4) * 4 * p.kernel[0] * p.kernel[1] * p.in_channels,
         ),
     };
     Kernel::new(

@@ -269,6 +269,12 @@ pub struct ConvTranspose2d {
     pub groups: usize,
     #[serde(default, skip_serializing_if = "is_default")]
     pub activation: Activation,
+    /// Write channel `c` of the result to channel `c + out_channel_offset` of the destination (as in [`Conv2d`]).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub out_channel_offset: usize,
+    /// Channels of the destination tensor; `None` means `out_channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_channels_total: Option<usize>,
 }
 
 impl ConvTranspose2d {
@@ -288,7 +294,13 @@ impl ConvTranspose2d {
             dilation: [1, 1],
             groups: 1,
             activation: Activation::None,
+            out_channel_offset: 0,
+            out_channels_total: None,
         }
+    }
+
+    pub fn dest_channels(&self) -> usize {
+        self.out_channels_total.unwrap_or(self.out_channels)
     }
 
     /// PyTorch's weight shape `[in, out / groups, kh, kw]`.
@@ -307,6 +319,7 @@ impl ConvTranspose2d {
         2 * input.numel() as u64 * per_input as u64
     }
 
+    /// Validates the parameters against `input` and returns the shape of the destination tensor.
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {
         const OP: &str = "conv_transpose2d";
         positive(OP, "kernel", &self.kernel)?;
@@ -362,9 +375,19 @@ impl ConvTranspose2d {
                     )
                 })
         };
+        let total = self.dest_channels();
+        if self.out_channel_offset + self.out_channels > total {
+            return Err(Error::params(
+                OP,
+                format!(
+                    "writing {} channels at offset {} overflows a destination of {total} channels",
+                    self.out_channels, self.out_channel_offset
+                ),
+            ));
+        }
         Ok(Shape::new(
             input.n,
-            self.out_channels,
+            total,
             size(0, input.h)?,
             size(1, input.w)?,
         ))

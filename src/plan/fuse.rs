@@ -16,7 +16,8 @@ fn readers(nodes: &[Node], outputs: &[String]) -> HashMap<String, usize> {
     count
 }
 
-/// The index of the node producing `tensor` when it is a conv2d read exactly once (by the node being fused).
+/// The index of the node producing `tensor` when it is a conv2d or conv_transpose2d read exactly once (by the node
+/// being fused).
 fn sole_conv_producer(
     nodes: &[Node],
     readers: &HashMap<String, usize>,
@@ -28,7 +29,11 @@ fn sole_conv_producer(
     nodes.iter().position(|n| {
         n.outputs.len() == 1
             && n.outputs[0] == tensor
-            && matches!(&n.op, Op::Conv2d { params, .. } if params.out_channels_total.is_none())
+            && match &n.op {
+                Op::Conv2d { params, .. } => params.out_channels_total.is_none(),
+                Op::ConvTranspose2d { params, .. } => params.out_channels_total.is_none(),
+                _ => false,
+            }
     })
 }
 
@@ -215,9 +220,16 @@ fn fuse_concats(
             let duplicated = inputs.iter().filter(|u| *u == t).count() > 1;
             match sole_conv_producer(nodes, &readers, t).filter(|_| !duplicated) {
                 Some(c) => {
-                    if let Op::Conv2d { params, .. } = &mut nodes[c].op {
-                        params.out_channel_offset = offset;
-                        params.out_channels_total = Some(total);
+                    match &mut nodes[c].op {
+                        Op::Conv2d { params, .. } => {
+                            params.out_channel_offset = offset;
+                            params.out_channels_total = Some(total);
+                        }
+                        Op::ConvTranspose2d { params, .. } => {
+                            params.out_channel_offset = offset;
+                            params.out_channels_total = Some(total);
+                        }
+                        _ => {}
                     }
                     nodes[c].outputs = vec![concat_output.clone()];
                 }

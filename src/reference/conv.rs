@@ -72,9 +72,10 @@ pub fn conv2d(
 
 /// `act(bn(conv_transpose2d(x) + bias))` in the textbook scatter form: every input element adds its value times the
 /// kernel into the outputs it reaches, at `iy * stride - padding + ky * dilation` (taps cropped by the padding or
-/// beyond the output are dropped). Deliberately unlike the GPU's gather form, so the two check each other.
+/// beyond the output are dropped). Deliberately unlike the GPU's gather form, so the two check each other. Returns
+/// the `N x out_channels x H x W` result; a channel offset into a larger destination is the caller's to apply.
 pub fn conv_transpose2d(p: &ConvTranspose2d, input: &Tensor, w: &ConvWeights) -> Result<Tensor> {
-    let out_shape = p.output_shape(input.shape)?;
+    let out_shape = p.output_shape(input.shape)?.with_c(p.out_channels);
     w.check("conv_transpose2d", p.weight_shape(), p.out_channels)?;
     let s = input.shape;
     let [_, cout_g, kh, kw] = p.weight_shape();
