@@ -1,5 +1,6 @@
-//! Convolutions alone, one submit and wait per iteration, batch 1, f32: groups `conv2d` (by path), `depthwise` and
-//! `conv_transpose2d`, on shapes from DeepLabV3-ResNet50 at 520 x 520 (65 x 65 features, output stride 8),
+//! Convolutions alone, one submit and wait per iteration, batch 1, f32: groups `conv2d` (by path), `depthwise`,
+//! `dw_pointwise` (a depthwise conv and the 1 x 1 conv reading it, fused or as two kernels) and `conv_transpose2d`,
+//! on shapes from DeepLabV3-ResNet50 at 520 x 520 (65 x 65 features, output stride 8),
 //! DeepLabV3+ at output stride 16 (33 x 33 ASPP), MobileNetV3-Large and UNet at 256 x 256.
 //!
 //!     cargo bench --bench conv                                  # criterion; Gelem/s = GFLOP/s
@@ -18,6 +19,7 @@ mod common;
 use atrous::gpu::{BoundKernel, Precision};
 use atrous::kernels::conv2d::{self, Path};
 use atrous::kernels::conv_transpose2d::{self, Path as DeconvPath};
+use atrous::kernels::dw_pointwise;
 use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
 use atrous::{Gpu, Shape};
 use common::{bind_random, dims, Bound};
@@ -278,6 +280,56 @@ fn conv_transpose2d_group(c: &mut Criterion, gpu: &Gpu) {
     group.finish();
 }
 
+/// MobileNetV3-Large's inverted residuals without squeeze-excitation at high resolution (DeepLabV3-MobileNetV3 at
+/// 520: blocks 1, 2 and 3), depthwise 3x3 then the 1 x 1 projection: the fused kernel, and the two kernels the plan
+/// would otherwise run (depthwise, then the chosen 1 x 1 path).
+fn dw_pointwise_group(c: &mut Criterion, gpu: &Gpu) {
+    let mut group = common::group(c, "dw_pointwise");
+    for (mid, side, stride, out) in [(16, 260, 1, 16), (64, 260, 2, 24), (72, 130, 1, 24)] {
+        let dw = Conv2d {
+            padding: Padding2d::uniform(1),
+            activation: atrous::ops::Activation::Relu,
+            ..conv(mid, mid, 3, stride, 1, mid)
+        };
+        let pw = conv(mid, out, 1, 1, 1, 1);
+        let input = Shape::new(1, mid, side, side);
+        let between = dw.output_shape(input).expect("a valid bench shape");
+        for fused in [true, false] {
+            let name = format!(
+                "dw_pointwise_{}_k3x3_s{stride}_to{out}_{}",
+                dims(input),
+                if fused { "fused" } else { "two_kernels" }
+            );
+            if !common::selected(&name) {
+                continue;
+            }
+            let kernels = match fused {
+                true => {
+                    vec![
+                        dw_pointwise::dw_pointwise(gpu, "bench", &dw, &pw, input, Precision::F32)
+                            .expect("compiling the bench kernel"),
+                    ]
+                }
+                false => [(&dw, input), (&pw, between)]
+                    .into_iter()
+                    .map(|(p, x)| {
+                        match conv2d::conv2d(gpu, "bench", p, x, Precision::F32)
+                            .expect("compiling the bench conv")
+                        {
+                            conv2d::Conv2dKernels::Direct(k) => k.with_flops(p.flops(x)),
+                            conv2d::Conv2dKernels::SplitK(_) => panic!("no split-K at these sizes"),
+                        }
+                    })
+                    .collect(),
+            };
+            // Either way the throughput counts both convs' FLOPs once.
+            let bound = bind_random(gpu, kernels);
+            common::bench(&mut group, gpu, &name, &bound);
+        }
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let gpu = common::gpu();
     let paths: Vec<String> = std::env::var("ATROUS_BENCH_PATHS")
@@ -288,6 +340,7 @@ fn benches(c: &mut Criterion) {
         .collect();
     conv_group(c, &gpu, "conv2d", conv2d_cases(), &paths);
     conv_group(c, &gpu, "depthwise", depthwise_cases(), &["chosen".into()]);
+    dw_pointwise_group(c, &gpu);
     conv_transpose2d_group(c, &gpu);
 }
 

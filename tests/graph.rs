@@ -719,6 +719,57 @@ fn residual_convs_should_write_over_their_residual() {
     assert!(unfused.planned_bytes >= 3 * one, "{unfused:?}");
 }
 
+/// MobileNet's inverted residuals: expand (1x1), depthwise (3x3), project (1x1) added to the block's input. The
+/// depthwise conv runs inside the projection, so its output never exists: the block needs its input and the
+/// expansion only, where unfused the three tensors meet pairwise in dispatches and need three buffers. A projection
+/// to more channels than the fused kernel holds stays two kernels.
+#[test]
+fn depthwise_convs_should_run_inside_the_projection_that_reads_them() {
+    let gpu = gpu_or_skip!();
+    let mut r = rng(24);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let mut add_conv = |b: &mut GraphBuilder, name: &str, x: &str, p: Conv2d| {
+        let w = conv_weights(&mut r, p.weight_shape(), p.out_channels, false, true);
+        b.conv2d(name, x, p, w).unwrap()
+    };
+    let depthwise = |c: usize, stride: usize| Conv2d {
+        stride: [stride, stride],
+        groups: c,
+        ..conv(c, c, 3, 1, 1)
+    };
+    let stem = add_conv(&mut b, "stem", &x, conv(3, 8, 3, 1, 1));
+    let block_input = b.activation("stem.relu", &stem, Activation::Hardswish);
+    let e = add_conv(&mut b, "b0.expand", &block_input, conv(8, 32, 1, 0, 1));
+    let e = b.activation("b0.expand.relu", &e, Activation::Relu);
+    let d = add_conv(&mut b, "b0.dw", &e, depthwise(32, 1));
+    let d = b.activation("b0.dw.relu", &d, Activation::Relu);
+    let p = add_conv(&mut b, "b0.project", &d, conv(32, 8, 1, 0, 1));
+    let block_out = b.add("b0.add", &p, &block_input);
+    // Stride 2 into a projection of 40 channels: not fused.
+    let d = add_conv(&mut b, "b1.dw", &block_out, depthwise(8, 2));
+    let wide = add_conv(&mut b, "b1.project", &d, conv(8, 40, 1, 0, 1));
+    add_conv(&mut b, "out", &wide, conv(40, 2, 1, 0, 1));
+    let model = b.finish(&["out"]).unwrap();
+
+    let input = Shape::new(1, 3, 24, 24);
+    check_model(&gpu, "inverted residual", &model, input, 25);
+    let plan = compile(&gpu, &model, input, true);
+    let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+    let fused: Vec<_> = labels
+        .iter()
+        .filter(|l| l.contains("depthwise 3x3 + 1x1"))
+        .collect();
+    assert_eq!(fused.len(), 1, "{labels:?}");
+    assert!(fused[0].starts_with("b0.dw+b0.project"), "{labels:?}");
+    let plane = 4 * 24 * 24;
+    let m = plan.memory();
+    assert!(
+        m.planned_bytes < (8 + 32 + 32) * plane,
+        "x, E and the depthwise output should not all need memory: {m:?}"
+    );
+}
+
 /// UNet's up step: a transposed conv padded to the skip's size, concatenated with it. Where the sizes already agree
 /// the pad is skipped and the transposed conv writes into the concatenation; where they do not the pad runs; both
 /// match the CPU executor.

@@ -7,6 +7,7 @@
 pub mod conv2d;
 pub mod conv2d_split;
 pub mod conv_transpose2d;
+pub mod dw_pointwise;
 pub mod elementwise;
 pub mod norm;
 pub mod pad;
@@ -71,6 +72,7 @@ pub(crate) const CONV2D: Shader = shader!("conv2d");
 pub(crate) const CONV2D_SPLIT: Shader = shader!("conv2d_split");
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
+pub(crate) const DW_POINTWISE: Shader = shader!("dw_pointwise");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
 pub(crate) const NORM: Shader = shader!("norm");
 pub(crate) const PAD: Shader = shader!("pad");
@@ -85,6 +87,7 @@ pub const SHADERS: &[Shader] = &[
     CONV2D_SPLIT,
     CONV2D_TILED,
     CONV_TRANSPOSE2D,
+    DW_POINTWISE,
     ELEMENTWISE,
     NORM,
     PAD,

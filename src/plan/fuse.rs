@@ -1,9 +1,10 @@
 //! Graph rewrites that move work into convolution epilogues: a following activation (into group norms too), a
 //! residual add, and writing straight into a concatenation's output at a channel offset; a residual conv writing
-//! over its residual where nothing reads it later; and pads that change nothing skipped. Each rewrite keeps the
-//! graph's results exactly.
+//! over its residual where nothing reads it later; a depthwise conv run inside the 1 x 1 conv that reads it; and
+//! pads that change nothing skipped. Each rewrite keeps the graph's results exactly.
 
 use crate::graph::{Graph, Node, Op, TensorInfo};
+use crate::kernels::dw_pointwise;
 use crate::ops::{Activation, BinaryOp};
 use std::collections::HashMap;
 
@@ -38,29 +39,37 @@ fn sole_conv_producer(
 }
 
 /// Nodes in execution order, fused or not, plus the channel offsets at which each remaining concat node copies its
-/// inputs (by node name).
+/// inputs, and the depthwise conv that runs inside each fused 1 x 1 conv (both by node name).
 pub(crate) struct Schedule {
     pub nodes: Vec<Node>,
     pub concat_offsets: HashMap<String, Vec<usize>>,
+    pub depthwise: HashMap<String, Node>,
 }
 
-/// The schedule for `graph` in topological `order`; with `fuse`, epilogue fusion is applied.
+/// The schedule for `graph` in topological `order`; with `fuse`, epilogue fusion is applied, and depthwise convs
+/// run inside 1 x 1 convs where the device has `storage_buffers` enough for that kernel.
 pub(crate) fn schedule(
     graph: &Graph,
     order: &[usize],
     infos: &HashMap<String, TensorInfo>,
     fuse: bool,
+    storage_buffers: u32,
 ) -> Schedule {
     let mut nodes: Vec<Node> = order.iter().map(|&i| graph.nodes[i].clone()).collect();
-    let concat_offsets = if fuse {
+    let (concat_offsets, depthwise) = if fuse {
         skip_identity_pads(&mut nodes, graph, infos);
         fuse_residual_adds(&mut nodes, &graph.outputs, infos);
         fuse_activations(&mut nodes, &graph.outputs);
         let offsets = fuse_concats(&mut nodes, &graph.outputs, infos);
+        let depthwise = match storage_buffers >= dw_pointwise::STORAGE_BINDINGS {
+            true => fuse_depthwise_pointwise(&mut nodes, &graph.outputs),
+            false => HashMap::new(),
+        };
+        // After the depthwise fusion: a fused conv reads the depthwise conv's input later than it did.
         residuals_in_place(&mut nodes, graph);
-        offsets
+        (offsets, depthwise)
     } else {
-        HashMap::new()
+        (HashMap::new(), HashMap::new())
     };
     let mut concat_offsets = concat_offsets;
     for node in nodes.iter().filter(|n| matches!(n.op, Op::Concat)) {
@@ -78,6 +87,7 @@ pub(crate) fn schedule(
     Schedule {
         nodes,
         concat_offsets,
+        depthwise,
     }
 }
 
@@ -249,6 +259,39 @@ fn fuse_concats(
         }
     }
     copy_offsets
+}
+
+/// `pw(dw(x))` with `dw` a depthwise conv read by nothing else and `pw` a 1 x 1 conv -> one node named `dw+pw`
+/// reading `x` (and `pw`'s residual), run where `pw` was; the depthwise node is returned under that name. The
+/// depthwise result, an inverted residual's largest tensor, then never exists.
+fn fuse_depthwise_pointwise(nodes: &mut Vec<Node>, outputs: &[String]) -> HashMap<String, Node> {
+    let mut fused = HashMap::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        let readers = readers(nodes, outputs);
+        let producer = match &nodes[i].op {
+            Op::Conv2d { params: pw, .. } => {
+                sole_conv_producer(nodes, &readers, &nodes[i].inputs[0]).filter(|&c| {
+                    match &nodes[c].op {
+                        Op::Conv2d { params: dw, .. } => dw_pointwise::unfusable(dw, pw).is_none(),
+                        _ => false,
+                    }
+                })
+            }
+            _ => None,
+        };
+        let Some(c) = producer else {
+            i += 1;
+            continue;
+        };
+        let dw = nodes.remove(c);
+        // c < i: the pointwise node moved to i - 1.
+        let pw = &mut nodes[i - 1];
+        pw.name = format!("{}+{}", dw.name, pw.name);
+        pw.inputs[0] = dw.inputs[0].clone();
+        fused.insert(pw.name.clone(), dw);
+    }
+    fused
 }
 
 /// A conv with residual `r` that is `r`'s last reader writes its result over `r` (each output reads its residual

@@ -4,8 +4,10 @@
 use super::WeightCache;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Precision};
-use crate::graph::{Node, Op, TensorInfo};
-use crate::kernels::{conv2d, conv_transpose2d, elementwise, norm, pad, pool, resize, softmax};
+use crate::graph::{ConvWeightNames, Node, Op, TensorInfo};
+use crate::kernels::{
+    conv2d, conv_transpose2d, dw_pointwise, elementwise, norm, pad, pool, resize, softmax,
+};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub(crate) struct Context<'a> {
     pub weights: &'a WeightCache,
     pub infos: &'a HashMap<String, TensorInfo>,
     pub concat_offsets: &'a HashMap<String, Vec<usize>>,
+    /// The depthwise conv inside each fused 1 x 1 conv node, by the fused node's name.
+    pub depthwise: &'a HashMap<String, Node>,
     pub precision: Precision,
     /// Threads the adapter runs at once, for [`conv2d::choose`].
     pub parallelism: u64,
@@ -61,6 +65,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         weights,
         infos,
         concat_offsets,
+        depthwise,
         precision,
         parallelism,
     } = *cx;
@@ -77,6 +82,15 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         }]
     };
     let calls = match &node.op {
+        Op::Conv2d { params, weights } if depthwise.contains_key(&node.name) => {
+            vec![lower_dw_pointwise(
+                cx,
+                node,
+                &depthwise[&node.name],
+                params,
+                weights,
+            )?]
+        }
         Op::Conv2d {
             params,
             weights: names,
@@ -254,5 +268,54 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
     Ok(Lowered {
         calls,
         scratch: Vec::new(),
+    })
+}
+
+/// A fused depthwise + 1 x 1 conv node: `node` is the 1 x 1 conv (`pw`) reading the depthwise conv's input.
+fn lower_dw_pointwise(
+    cx: &Context<'_>,
+    node: &Node,
+    dw_node: &Node,
+    pw: &crate::ops::Conv2d,
+    pw_names: &ConvWeightNames,
+) -> Result<Call> {
+    let (gpu, precision) = (cx.gpu, cx.precision);
+    let Op::Conv2d {
+        params: dw,
+        weights: dw_names,
+    } = &dw_node.op
+    else {
+        return Err(Error::Model(format!(
+            "node {:?}: the fused depthwise node {:?} is not a conv2d",
+            node.name, dw_node.name
+        )));
+    };
+    let input = cx.infos[&node.inputs[0]].shape;
+    let kernel = dw_pointwise::dw_pointwise(gpu, &node.name, dw, pw, input, precision)?;
+    let upload = |label: &str, p: &crate::ops::Conv2d, names: &ConvWeightNames| {
+        cx.weights.get_or_upload(names, precision, || {
+            let host = cx
+                .model
+                .conv_weights(names, p.weight_shape(), p.out_channels)?;
+            conv2d::upload_weights(gpu, label, p, &host, precision)
+        })
+    };
+    let (dw_w, dw_b) = upload(&dw_node.name, dw, dw_names)?;
+    let (pw_w, pw_b) = upload(&node.name, pw, pw_names)?;
+    let residual = match pw.residual && !pw.residual_in_place {
+        true => Bind::Tensor(node.inputs[1].clone()),
+        false => Bind::Placeholder,
+    };
+    Ok(Call {
+        kernel,
+        outputs: tensors(&node.outputs),
+        inputs: vec![
+            Bind::Tensor(node.inputs[0].clone()),
+            Bind::Weight(dw_w),
+            Bind::Weight(dw_b),
+            Bind::Weight(pw_w),
+            Bind::Weight(pw_b),
+            residual,
+        ],
     })
 }

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 /// Compilation choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanOptions {
-    /// Fuse activations, residual adds and concatenation into convolution epilogues.
+    /// Fuse activations, residual adds and concatenation into convolution epilogues, and depthwise convs into the
+    /// 1 x 1 convs that read them.
     pub fuse: bool,
     /// The number of threads the adapter runs at once that kernel choices assume (see
     /// [`crate::kernels::conv2d::choose`]); `None`: [`Gpu::parallelism`]'s estimate. Set it to see what a plan
@@ -105,7 +106,13 @@ impl Plan {
         gpu.require(precision)?;
         let (order, infos) = graph.infer(input_shapes)?;
         model.check_weights()?;
-        let schedule = fuse::schedule(graph, &order, &infos, options.fuse);
+        let schedule = fuse::schedule(
+            graph,
+            &order,
+            &infos,
+            options.fuse,
+            gpu.limits().max_storage_buffers_per_shader_stage,
+        );
 
         let (names, mut spans) = lifetimes::tensors(graph, &schedule.nodes, &infos, precision);
         for (i, name) in names.iter().enumerate() {
@@ -121,6 +128,7 @@ impl Plan {
             weights,
             infos: &infos,
             concat_offsets: &schedule.concat_offsets,
+            depthwise: &schedule.depthwise,
             precision,
             parallelism: options.parallelism.unwrap_or_else(|| gpu.parallelism()),
         };

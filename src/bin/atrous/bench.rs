@@ -18,7 +18,9 @@ pub struct BenchArgs {
     model: Option<PathBuf>,
     #[arg(long)]
     arch: Option<String>,
-    /// A single op to time instead of a model: conv2d or conv_transpose2d.
+    /// A single op to time instead of a model: conv2d, conv_transpose2d, or dw_pointwise (a depthwise conv of
+    /// --in-channels with --kernel, --stride, --dilation, then a 1 x 1 conv to --out-channels: one fused kernel, or
+    /// two with --no-fuse).
     #[arg(long, conflicts_with = "model")]
     op: Option<String>,
     /// Input height x width, e.g. 520x520 (default: the model's own size, or 65x65 for --op).
@@ -89,11 +91,12 @@ fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
             .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
             .collect()
     };
-    let weights = |count| ConvWeights {
+    let weights_of = |count, channels| ConvWeights {
         weight: values(count),
-        bias: Some(vec![0.01; args.out_channels]),
+        bias: Some(vec![0.01; channels]),
         batch_norm: None,
     };
+    let weights = |count| weights_of(count, args.out_channels);
     let mut b = GraphBuilder::new();
     let x = b.input("input", args.in_channels);
     match op {
@@ -124,9 +127,26 @@ fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
             let w = weights(p.weight_shape().iter().product());
             b.conv_transpose2d("out", &x, p, w)?;
         }
+        "dw_pointwise" => {
+            let c = args.in_channels;
+            let dw = Conv2d {
+                stride: [args.stride; 2],
+                padding: Padding2d::uniform(
+                    args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2),
+                ),
+                dilation: [args.dilation; 2],
+                groups: c,
+                ..Conv2d::new(c, c, [k, k])
+            };
+            let w = weights_of(dw.weight_shape().iter().product(), c);
+            let d = b.conv2d("depthwise", &x, dw, w)?;
+            let pw = Conv2d::new(c, args.out_channels, [1, 1]);
+            let w = weights(pw.weight_shape().iter().product());
+            b.conv2d("out", &d, pw, w)?;
+        }
         _ => {
             return Err(Error::Model(format!(
-                "--op {op}: supported ops: conv2d, conv_transpose2d"
+                "--op {op}: supported ops: conv2d, conv_transpose2d, dw_pointwise"
             )))
         }
     }
