@@ -1,6 +1,6 @@
 //! A depthwise conv2d and the 1 x 1 conv2d that reads it, in one kernel (shaders/dw_pointwise.wgsl): the depthwise
 //! result stays in registers, so an inverted residual's largest tensor is never written, read back or given memory.
-//! The planner fuses such pairs (plan/fuse.rs) where [`fusable`] allows.
+//! The planner fuses such pairs (plan/fuse.rs) where [`unfusable`] finds no reason not to.
 
 use super::DW_POINTWISE;
 use crate::error::{Error, Result};

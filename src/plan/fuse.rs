@@ -284,10 +284,16 @@ fn fuse_depthwise_pointwise(nodes: &mut Vec<Node>, outputs: &[String]) -> HashMa
             i += 1;
             continue;
         };
+        // The fused node is known by its name: skip a pair whose name a node of the graph already has.
+        let name = format!("{}+{}", nodes[c].name, nodes[i].name);
+        if nodes.iter().any(|m| m.name == name) {
+            i += 1;
+            continue;
+        }
         let dw = nodes.remove(c);
         // c < i: the pointwise node moved to i - 1.
         let pw = &mut nodes[i - 1];
-        pw.name = format!("{}+{}", dw.name, pw.name);
+        pw.name = name;
         pw.inputs[0] = dw.inputs[0].clone();
         fused.insert(pw.name.clone(), dw);
     }

@@ -82,13 +82,16 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         }]
     };
     let calls = match &node.op {
-        Op::Conv2d { params, weights } if depthwise.contains_key(&node.name) => {
+        Op::Conv2d {
+            params,
+            weights: names,
+        } if depthwise.contains_key(&node.name) => {
             vec![lower_dw_pointwise(
                 cx,
                 node,
                 &depthwise[&node.name],
                 params,
-                weights,
+                names,
             )?]
         }
         Op::Conv2d {
