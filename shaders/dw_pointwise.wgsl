@@ -105,6 +105,13 @@ fn store(q: u32, g: u32, acc: vec4<f32>) {
     }
 }
 
+// Writes every output channel of pixel q, once per thread and pixel at the end.
+fn store_pixel(q: u32, acc: array<vec4<f32>, 8>) {
+    for (var g = 0u; g < OUT4; g++) {
+        store(q, g, acc[g]);
+    }
+}
+
 // One vec4 of output channels per accumulator, a_g for the first pixel and b_g for the second: named variables, not
 // an array, so no driver has to promote them to registers. `OUT4 > g` is constant per pipeline and folds away.
 @compute @workgroup_size(WG)
@@ -173,23 +180,9 @@ fn dw_pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
     }
     if a.ok {
-        store(q0, 0u, a0);
-        if OUT4 > 1u { store(q0, 1u, a1); }
-        if OUT4 > 2u { store(q0, 2u, a2); }
-        if OUT4 > 3u { store(q0, 3u, a3); }
-        if OUT4 > 4u { store(q0, 4u, a4); }
-        if OUT4 > 5u { store(q0, 5u, a5); }
-        if OUT4 > 6u { store(q0, 6u, a6); }
-        if OUT4 > 7u { store(q0, 7u, a7); }
+        store_pixel(q0, array(a0, a1, a2, a3, a4, a5, a6, a7));
     }
     if b.ok {
-        store(q1, 0u, b0);
-        if OUT4 > 1u { store(q1, 1u, b1); }
-        if OUT4 > 2u { store(q1, 2u, b2); }
-        if OUT4 > 3u { store(q1, 3u, b3); }
-        if OUT4 > 4u { store(q1, 4u, b4); }
-        if OUT4 > 5u { store(q1, 5u, b5); }
-        if OUT4 > 6u { store(q1, 6u, b6); }
-        if OUT4 > 7u { store(q1, 7u, b7); }
+        store_pixel(q1, array(b0, b1, b2, b3, b4, b5, b6, b7));
     }
 }

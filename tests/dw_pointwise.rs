@@ -4,10 +4,9 @@ mod common;
 
 use atrous::gpu::Precision;
 use atrous::kernels::{conv2d, dw_pointwise};
-use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
+use atrous::ops::{Activation, Conv2d, Padding2d};
 use atrous::{reference, Shape, Tensor};
 use common::*;
-use rand::Rng;
 
 struct Case {
     input: Shape,
@@ -72,28 +71,14 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn weights(rng: &mut rand::rngs::SmallRng, p: &Conv2d) -> ConvWeights {
-    let c = p.out_channels;
-    ConvWeights {
-        weight: random_vec(rng, p.weight_shape().iter().product()),
-        bias: Some(random_vec(rng, c)),
-        batch_norm: Some(BatchNorm {
-            weight: random_vec(rng, c),
-            bias: random_vec(rng, c),
-            running_mean: random_vec(rng, c),
-            running_var: (0..c).map(|_| rng.random_range(0.2f32..2.0)).collect(),
-            eps: 1e-5,
-        }),
-    }
-}
-
 /// Runs the fused kernel into a destination whose other channels hold known values and whose own channels are
 /// poisoned (or hold the residual, in place), and compares with the reference.
 fn check(gpu: &atrous::Gpu, name: &str, case: &Case, seed: u64, precision: Precision) {
     let mut rng = rng(seed);
     let (dw, pw) = (&case.dw, &case.pw);
     let x = rounded(precision, &random_tensor(&mut rng, case.input));
-    let (w_dw, w_pw) = (weights(&mut rng, dw), weights(&mut rng, pw));
+    let w_dw = conv_weights(&mut rng, dw.weight_shape(), dw.out_channels, true, true);
+    let w_pw = conv_weights(&mut rng, pw.weight_shape(), pw.out_channels, true, true);
     let mid = dw.output_shape(case.input).unwrap();
     let dest = pw.output_shape(mid).unwrap();
     let result_shape = dest.with_c(pw.out_channels);

@@ -5,42 +5,14 @@ mod common;
 use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{
-    Activation, AvgPool2d, BatchNorm, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights,
-    GroupNorm, MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
+    Activation, AvgPool2d, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights, GroupNorm,
+    MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
 };
 use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
 use atrous::{reference, Engine, Gpu, Model, Shape, Tensor};
 use common::*;
-use rand::rngs::SmallRng;
-use rand::Rng;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-fn conv_weights(
-    rng: &mut SmallRng,
-    shape: [usize; 4],
-    channels: usize,
-    bias: bool,
-    bn: bool,
-) -> ConvWeights {
-    let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
-    ConvWeights {
-        weight: random_vec(rng, shape.iter().product())
-            .iter()
-            .map(|v| v / fan_in.sqrt())
-            .collect(),
-        bias: bias.then(|| random_vec(rng, channels)),
-        batch_norm: bn.then(|| BatchNorm {
-            weight: random_vec(rng, channels),
-            bias: random_vec(rng, channels),
-            running_mean: random_vec(rng, channels),
-            running_var: (0..channels)
-                .map(|_| rng.random_range(0.3f32..2.0))
-                .collect(),
-            eps: 1e-5,
-        }),
-    }
-}
 
 fn conv(cin: usize, cout: usize, k: usize, pad: usize, dilation: usize) -> Conv2d {
     Conv2d {

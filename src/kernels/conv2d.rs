@@ -41,10 +41,6 @@ pub const TILES: [(u32, u32); 4] = [(4, 4), (8, 4), (4, 8), (8, 8)];
 /// Tile shapes also compiled with row-consecutive pixels ([`Path::TiledRows`]).
 pub const ROW_TILES: [(u32, u32); 2] = [(8, 4), (8, 8)];
 
-fn depthwise(p: &Conv2d) -> bool {
-    p.groups == p.in_channels && p.groups == p.out_channels
-}
-
 /// The weight layout a path reads: true for the vec4-packed layout of the tiled kernels.
 fn packed(path: Path) -> bool {
     matches!(
@@ -57,7 +53,7 @@ fn packed(path: Path) -> bool {
 /// ([`Gpu::parallelism`]). Depends on the shapes only; [`fold`]'s layout depends on `p` only.
 pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
     if p.groups != 1 {
-        return match depthwise(p) {
+        return match p.is_depthwise() {
             true => Path::Depthwise,
             false => Path::Naive,
         };
@@ -200,7 +196,7 @@ pub fn conv2d_on(
     Ok(Conv2dKernels::Direct(match path {
         Path::Naive => naive(gpu, label, p, input, k, false)?,
         Path::Depthwise => {
-            if !depthwise(p) {
+            if !p.is_depthwise() {
                 return Err(Error::Gpu {
                     context: format!("{label} (conv2d)"),
                     message: format!(
@@ -257,7 +253,7 @@ fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec
 
 /// Elements of the residual binding: none without one, or where it is read from the destination in place.
 pub(super) fn residual_elements(p: &Conv2d, result: Shape) -> usize {
-    match p.residual && !p.residual_in_place {
+    match p.residual_bound_apart() {
         true => result.numel(),
         false => 0,
     }
@@ -311,11 +307,7 @@ impl TileGeometry {
             dest_c: u(dest.c),
             dest_offset: u(p.out_channel_offset),
             activation: p.activation.code(),
-            has_residual: match (p.residual, p.residual_in_place) {
-                (false, _) => 0,
-                (true, false) => 1,
-                (true, true) => 2,
-            },
+            has_residual: p.residual_code(),
             c_out4: u(p.out_channels.div_ceil(4)),
         }
     }

@@ -22,8 +22,7 @@ const PIXELS: usize = 2;
 /// residual and no channel offset; `pw` a 1 x 1, stride 1, unpadded, ungrouped conv of `dw`'s channels with at most
 /// [`MAX_OUT_CHANNELS`] outputs (any epilogue).
 pub fn unfusable(dw: &Conv2d, pw: &Conv2d) -> Option<String> {
-    let depthwise = dw.groups == dw.in_channels && dw.groups == dw.out_channels;
-    if !depthwise || dw.residual || dw.dest_channels() != dw.out_channels {
+    if !dw.is_depthwise() || dw.residual || dw.dest_channels() != dw.out_channels {
         return Some(format!(
             "the first conv must be depthwise with no residual or channel offset (groups {}, in {}, out {})",
             dw.groups, dw.in_channels, dw.out_channels
@@ -116,19 +115,11 @@ pub fn dw_pointwise(
         dest_c: u(dest.c),
         dest_offset: u(pw.out_channel_offset),
         activation: pw.activation.code(),
-        has_residual: match (pw.residual, pw.residual_in_place) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        },
+        has_residual: pw.residual_code(),
         blocks_x,
     };
     let out4 = pw.out_channels.div_ceil(4);
     let floats = |name, n| Slot::floats(name, n, precision);
-    let residual = match pw.residual && !pw.residual_in_place {
-        true => result.numel(),
-        false => 0,
-    };
     Kernel::new(
         gpu,
         KernelSpec {
@@ -153,7 +144,7 @@ pub fn dw_pointwise(
                 Slot::elements("dw_bias", input.c),
                 floats("pw_weight", out4 * 4 * input.c),
                 Slot::elements("pw_bias", pw.out_channels),
-                floats("residual", residual),
+                floats("residual", super::conv2d::residual_elements(pw, result)),
             ],
         },
     )

@@ -67,6 +67,26 @@ impl Conv2d {
         self.out_channels_total.unwrap_or(self.out_channels)
     }
 
+    /// One filter per channel: `groups == in_channels == out_channels`.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.in_channels && self.groups == self.out_channels
+    }
+
+    /// Whether a kernel reads the residual through a binding of its own (not at all without one, or from the
+    /// destination when it is in place).
+    pub fn residual_bound_apart(&self) -> bool {
+        self.residual && !self.residual_in_place
+    }
+
+    /// The conv shaders' `has_residual`: 0 none, 1 a tensor of its own, 2 the destination itself (in place).
+    pub fn residual_code(&self) -> u32 {
+        match (self.residual, self.residual_in_place) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        }
+    }
+
     /// PyTorch's weight shape `[out, in / groups, kh, kw]`.
     pub fn weight_shape(&self) -> [usize; 4] {
         [

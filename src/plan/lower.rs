@@ -101,14 +101,8 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             let path = conv2d::choose(params, x(), parallelism);
             let kernels = conv2d::conv2d_on(gpu, label, params, x(), path, precision)?
                 .with_flops(params.flops(x()));
-            let (w, b) = weights.get_or_upload(names, precision, || {
-                let host = model.conv_weights(names, params.weight_shape(), params.out_channels)?;
-                conv2d::upload_weights(gpu, label, params, &host, precision)
-            })?;
-            let residual = match params.residual && !params.residual_in_place {
-                true => Bind::Tensor(node.inputs[1].clone()),
-                false => Bind::Placeholder,
-            };
+            let (w, b) = conv2d_weights(cx, label, params, names)?;
+            let residual = residual_binding(node, params);
             let input = Bind::Tensor(node.inputs[0].clone());
             match kernels {
                 conv2d::Conv2dKernels::Direct(kernel) => vec![Call {
@@ -295,20 +289,8 @@ fn lower_dw_pointwise(
     };
     let input = cx.infos[&node.inputs[0]].shape;
     let kernel = dw_pointwise::dw_pointwise(gpu, &node.name, dw, pw, input, precision)?;
-    let upload = |label: &str, p: &crate::ops::Conv2d, names: &ConvWeightNames| {
-        cx.weights.get_or_upload(names, precision, || {
-            let host = cx
-                .model
-                .conv_weights(names, p.weight_shape(), p.out_channels)?;
-            conv2d::upload_weights(gpu, label, p, &host, precision)
-        })
-    };
-    let (dw_w, dw_b) = upload(&dw_node.name, dw, dw_names)?;
-    let (pw_w, pw_b) = upload(&node.name, pw, pw_names)?;
-    let residual = match pw.residual && !pw.residual_in_place {
-        true => Bind::Tensor(node.inputs[1].clone()),
-        false => Bind::Placeholder,
-    };
+    let (dw_w, dw_b) = conv2d_weights(cx, &dw_node.name, dw, dw_names)?;
+    let (pw_w, pw_b) = conv2d_weights(cx, &node.name, pw, pw_names)?;
     Ok(Call {
         kernel,
         outputs: tensors(&node.outputs),
@@ -318,7 +300,30 @@ fn lower_dw_pointwise(
             Bind::Weight(dw_b),
             Bind::Weight(pw_w),
             Bind::Weight(pw_b),
-            residual,
+            residual_binding(node, pw),
         ],
     })
+}
+
+/// A conv2d's folded weights and bias, uploaded once per weight names and precision.
+fn conv2d_weights(
+    cx: &Context<'_>,
+    label: &str,
+    p: &crate::ops::Conv2d,
+    names: &ConvWeightNames,
+) -> Result<(Arc<wgpu::Buffer>, Arc<wgpu::Buffer>)> {
+    cx.weights.get_or_upload(names, cx.precision, || {
+        let host = cx
+            .model
+            .conv_weights(names, p.weight_shape(), p.out_channels)?;
+        conv2d::upload_weights(cx.gpu, label, p, &host, cx.precision)
+    })
+}
+
+/// What a conv2d node's residual slot binds: its second input, unless it has none or reads it in place.
+fn residual_binding(node: &Node, p: &crate::ops::Conv2d) -> Bind {
+    match p.residual_bound_apart() {
+        true => Bind::Tensor(node.inputs[1].clone()),
+        false => Bind::Placeholder,
+    }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use atrous::gpu::{GpuTensor, Precision, TensorData};
+use atrous::ops::{BatchNorm, ConvWeights};
 use atrous::weights::Weights;
 use atrous::{Gpu, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -191,4 +192,32 @@ pub fn compare(got: &Tensor, want: &Tensor) -> (f32, f64) {
         }
     }
     (max_err, same as f64 / (s.n * plane) as f64)
+}
+
+/// Random conv weights of PyTorch's `shape`, scaled by 1 / sqrt(fan-in) so deep graphs stay O(1), with an optional
+/// bias and batch norm (running variances in [0.3, 2)).
+pub fn conv_weights(
+    rng: &mut SmallRng,
+    shape: [usize; 4],
+    channels: usize,
+    bias: bool,
+    bn: bool,
+) -> ConvWeights {
+    let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
+    ConvWeights {
+        weight: random_vec(rng, shape.iter().product())
+            .iter()
+            .map(|v| v / fan_in.sqrt())
+            .collect(),
+        bias: bias.then(|| random_vec(rng, channels)),
+        batch_norm: bn.then(|| BatchNorm {
+            weight: random_vec(rng, channels),
+            bias: random_vec(rng, channels),
+            running_mean: random_vec(rng, channels),
+            running_var: (0..channels)
+                .map(|_| rng.random_range(0.3f32..2.0))
+                .collect(),
+            eps: 1e-5,
+        }),
+    }
 }

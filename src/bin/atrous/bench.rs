@@ -97,14 +97,15 @@ fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
         batch_norm: None,
     };
     let weights = |count| weights_of(count, args.out_channels);
+    // conv2d's default padding: "same" for stride 1.
+    let same = Padding2d::uniform(args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2));
     let mut b = GraphBuilder::new();
     let x = b.input("input", args.in_channels);
     match op {
         "conv2d" => {
-            let pad = args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2);
             let p = Conv2d {
                 stride: [args.stride; 2],
-                padding: Padding2d::uniform(pad),
+                padding: same,
                 dilation: [args.dilation; 2],
                 groups: args.groups,
                 ..Conv2d::new(args.in_channels, args.out_channels, [k, k])
@@ -131,9 +132,7 @@ fn op_model(args: &BenchArgs, op: &str) -> Result<Model> {
             let c = args.in_channels;
             let dw = Conv2d {
                 stride: [args.stride; 2],
-                padding: Padding2d::uniform(
-                    args.padding.unwrap_or(args.dilation * (k.max(1) - 1) / 2),
-                ),
+                padding: same,
                 dilation: [args.dilation; 2],
                 groups: c,
                 ..Conv2d::new(c, c, [k, k])
