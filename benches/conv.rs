@@ -106,7 +106,9 @@ fn parse_path(text: &str, chosen: Path) -> Path {
         Some((c.parse().ok()?, p.parse().ok()?))
     };
     let chosen_tile = match chosen {
-        Path::Tiled { channels, pixels }
+        Path::Tiled {
+            channels, pixels, ..
+        }
         | Path::SplitK {
             channels, pixels, ..
         } => (channels, pixels),
@@ -121,7 +123,11 @@ fn parse_path(text: &str, chosen: Path) -> Path {
         "depthwise" => Path::Depthwise,
         _ if text.starts_with("rows") => {
             let (channels, pixels) = tile(&text[4..]).unwrap_or_else(|| bad(text));
-            Path::TiledRows { channels, pixels }
+            Path::TiledRows {
+                channels,
+                pixels,
+                f16_math: false,
+            }
         }
         _ => match text.strip_prefix("split") {
             Some(rest) => {
@@ -134,11 +140,16 @@ fn parse_path(text: &str, chosen: Path) -> Path {
                     channels,
                     pixels,
                     splits,
+                    f16_math: false,
                 }
             }
             None => {
                 let (channels, pixels) = tile(text).unwrap_or_else(|| bad(text));
-                Path::Tiled { channels, pixels }
+                Path::Tiled {
+                    channels,
+                    pixels,
+                    f16_math: false,
+                }
             }
         },
     }
@@ -148,12 +159,17 @@ fn path_name(path: Path) -> String {
     match path {
         Path::Naive => "naive".into(),
         Path::Depthwise => "depthwise".into(),
-        Path::Tiled { channels, pixels } => format!("tiled{channels}x{pixels}"),
-        Path::TiledRows { channels, pixels } => format!("rows{channels}x{pixels}"),
+        Path::Tiled {
+            channels, pixels, ..
+        } => format!("tiled{channels}x{pixels}"),
+        Path::TiledRows {
+            channels, pixels, ..
+        } => format!("rows{channels}x{pixels}"),
         Path::SplitK {
             channels,
             pixels,
             splits,
+            ..
         } => format!("split{channels}x{pixels}x{splits}"),
     }
 }

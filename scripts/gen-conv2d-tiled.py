@@ -3,6 +3,10 @@
 shaders/conv2d_split.wgsl: the same tiles as the first pass of a split-K convolution (each workgroup z reduces one
 slice of the input channels into a scratch buffer of partial sums), plus the pass that sums the slices.
 
+Each is written twice: `NAME.wgsl` multiplies in f32 (for both precisions' storage), `NAME_f16.wgsl` is the f16
+path's program: f16 products summed in f16 over the (at most CHUNK) input channels of one tap, then added to f32
+accumulators, so the long sum over channels and taps stays f32.
+
 WGSL has neither macros nor constant-sized private arrays sized by override constants, so each tile shape is
 spelled out with scalar accumulators. Run from the repository root after editing: python3 scripts/gen-conv2d-tiled.py
 """
@@ -30,8 +34,7 @@ HEADER = """\
 // channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
 // zeroed with select.
 //
-// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
-// widened to f32 and the accumulators are f32, so f16 storage costs no accuracy in the sums.
+// ARITHMETIC
 
 struct TParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -82,8 +85,10 @@ SPLIT_HEADER = """\
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
-// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. Activations and weights are
-// `elem` in storage (the host's precision prelude); the partial sums and the bias stay f32.
+// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
+// are f32 in both precisions.
+//
+// ARITHMETIC
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,
@@ -145,11 +150,12 @@ fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 """
 
 
-def entry(c, px, split=False, rows=False):
+def entry(c, px, split=False, rows=False, half=False):
     """One tile's entry point. With `split`, workgroup z picks a slice of p.slice input channels (a multiple of
     CHUNK) and the raw sums go to the scratch buffer (`partial`); pixel blocks then use workgroup y only. With
     `rows` (conv2d_r{C}x{P}), a thread's P pixels are consecutive in one output row instead of strided by 64, so a
-    tap in the padding rows is skipped for all of them at once."""
+    tap in the padding rows is skipped for all of them at once. With `half`, products and each tap's sum over the
+    chunk's channels are f16 (h{k}_{j}), folded into the f32 accumulators a{k}_{j} after every tap."""
     v = c // 4
     J = range(px)
     V = range(v)
@@ -213,17 +219,29 @@ def entry(c, px, split=False, rows=False):
     for k in V:
         a(f"            var w{k}i = wb{k} + tap + c0;")
     a("            var off = c0 * plane;")
+    if half:
+        for k in V:
+            for j in J:
+                a(f"            var h{k}_{j} = vec4<f16>(0.0h);")
     a("            for (var ci = c0; ci < c1; ci++) {")
     for k in V:
-        a(f"                let w{k} = vec4<f32>(weight[w{k}i]);")
+        a(f"                let w{k} = {'weight[w%di]' % k if half else 'vec4<f32>(weight[w%di])' % k};")
         a(f"                w{k}i++;")
     for j in J:
-        a(f"                let v{j} = vec4<f32>(select(0.0, f32(input[i{j} + off]), m{j}));")
+        if half:
+            a(f"                let v{j} = vec4<f16>(select(0.0h, input[i{j} + off], m{j}));")
+        else:
+            a(f"                let v{j} = vec4<f32>(select(0.0, f32(input[i{j} + off]), m{j}));")
+    acc = "h" if half else "a"
     for j in J:
         for k in V:
-            a(f"                a{k}_{j} = fma(w{k}, v{j}, a{k}_{j});")
+            a(f"                {acc}{k}_{j} = fma(w{k}, v{j}, {acc}{k}_{j});")
     a("                off += plane;")
     a("            }")
+    if half:
+        for k in V:
+            for j in J:
+                a(f"            a{k}_{j} += vec4<f32>(h{k}_{j});")
     a("        }")
     a("    }")
     a("    }")
@@ -239,14 +257,33 @@ def entry(c, px, split=False, rows=False):
     return "\n".join(line for line in L if line != "") + "\n"
 
 
+ARITHMETIC_F32 = """\
+// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
+// widened to f32 and the accumulators are f32. The f16 path runs NAME_f16.wgsl instead.
+"""
+
+ARITHMETIC_F16 = """\
+// The f16 path's program (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
+// each tap's products over one chunk's input channels (at most CHUNK) are summed in f16, then added to f32
+// accumulators, so the sum over chunks and taps, the bias and the epilogue stay f32. A product or such a chunk sum
+// beyond f16's range (65504) becomes an infinity. NAME.wgsl is the same kernel with f32 products.
+"""
+
+
+def write(name, header, entries, half):
+    arithmetic = (ARITHMETIC_F16 if half else ARITHMETIC_F32).replace("NAME", name)
+    out = header.replace("// ARITHMETIC\n", arithmetic)
+    out += "".join(entry(c, px, half=half, **kw) for c, px, kw in entries)
+    with open(f"shaders/{name}{'_f16' if half else ''}.wgsl", "w") as f:
+        f.write(out)
+
+
 def main():
-    out = HEADER + "".join(entry(c, px) for c, px in TILES)
-    out += "".join(entry(c, px, rows=True) for c, px in ROW_TILES)
-    with open("shaders/conv2d_tiled.wgsl", "w") as f:
-        f.write(out)
-    out = SPLIT_HEADER + "".join(entry(c, px, split=True) for c, px in TILES)
-    with open("shaders/conv2d_split.wgsl", "w") as f:
-        f.write(out)
+    tiled = [(c, px, {}) for c, px in TILES] + [(c, px, {"rows": True}) for c, px in ROW_TILES]
+    split = [(c, px, {"split": True}) for c, px in TILES]
+    for half in (False, True):
+        write("conv2d_tiled", HEADER, tiled, half)
+        write("conv2d_split", SPLIT_HEADER, split, half)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
-// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. Activations and weights are
-// `elem` in storage (the host's precision prelude); the partial sums and the bias stay f32.
+// outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
+// are f32 in both precisions.
+//
+// Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
+// widened to f32 and the accumulators are f32. The f16 path runs conv2d_split_f16.wgsl instead.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,

@@ -188,7 +188,19 @@ fn check_on(
         reference::place_channels(&mut full, &want, p.out_channel_offset);
         want = full;
     }
-    assert_close_in(precision, name, &got.data, &want.data);
+    let f16_math = path.map_or(precision == Precision::F16 && gpu.prefers_f16_math(), |p| {
+        p.f16_math()
+    });
+    let tolerance = match f16_math {
+        false => tolerance(precision),
+        true => F16_MATH_TOLERANCE,
+    };
+    assert_close_tol(
+        &format!("{name} ({precision})"),
+        &got.data,
+        &want.data,
+        tolerance,
+    );
 }
 
 fn check_cases(precision: Precision) {
@@ -269,19 +281,27 @@ fn conv2d_should_write_at_channel_offset() {
 
 /// Every tile shape and the naive kernel on the edges of their tiles: widths and pixel counts not divisible by the
 /// tile, output channels not divisible by 4 or 8, channel-offset destinations, residuals, batches, padding taps.
+/// In f16 the tiled kernels run with f32 and with f16 math.
 fn check_paths(precision: Precision) {
     let gpu = gpu_or_skip!(precision);
-    let mut paths = vec![Path::Naive];
-    paths.extend(
-        conv2d::TILES
-            .iter()
-            .map(|&(channels, pixels)| Path::Tiled { channels, pixels }),
-    );
-    paths.extend(
-        conv2d::ROW_TILES
-            .iter()
-            .map(|&(channels, pixels)| Path::TiledRows { channels, pixels }),
-    );
+    let mut tiled = vec![];
+    for f16_math in f16_math_choices(precision) {
+        tiled.extend(conv2d::TILES.iter().map(|&(channels, pixels)| Path::Tiled {
+            channels,
+            pixels,
+            f16_math,
+        }));
+        tiled.extend(
+            conv2d::ROW_TILES
+                .iter()
+                .map(|&(channels, pixels)| Path::TiledRows {
+                    channels,
+                    pixels,
+                    f16_math,
+                }),
+        );
+    }
+    let paths: Vec<Path> = std::iter::once(Path::Naive).chain(tiled).collect();
     let cases = [
         // 65 x 65 output: 4225 pixels, one past a multiple of 64 * 4 and 64 * 8
         (Shape::new(1, 3, 65, 65), conv(3, 5, 3, 1, 1, 1, 1)),
@@ -412,6 +432,7 @@ fn check_split_k(precision: Precision) {
         channels,
         pixels,
         splits,
+        f16_math: false,
     };
     let cases = [
         // 40 channels in 3 slices of 16, 16 and 8; 65 x 65 pixels, one past a multiple of 64 * 8
@@ -424,7 +445,10 @@ fn check_split_k(precision: Precision) {
         (Shape::new(2, 9, 7, 5), conv(9, 1, 1, 1, 0, 1, 1), 2),
     ];
     for (i, (input, base, splits)) in cases.into_iter().enumerate() {
-        let paths: Vec<Path> = conv2d::TILES.iter().map(|&t| split(t, splits)).collect();
+        let paths: Vec<Path> = f16_math_choices(precision)
+            .into_iter()
+            .flat_map(|f16| conv2d::TILES.map(|t| split(t, splits).with_f16_math(f16)))
+            .collect();
         check_variants(&gpu, 20 + i, input, &base, &paths, precision);
     }
     for (i, activation) in Activation::ALL.into_iter().enumerate() {
@@ -439,10 +463,39 @@ fn check_split_k(precision: Precision) {
             bias: true,
             batch_norm: true,
         };
-        let name = format!("split-K {activation:?} residual");
-        let path = Some(split((8, 4), 3));
-        check_on(&gpu, &name, &case, 300 + i as u64, path, precision);
+        for f16_math in f16_math_choices(precision) {
+            let name = format!("split-K {activation:?} residual f16_math={f16_math}");
+            let path = Some(split((8, 4), 3).with_f16_math(f16_math));
+            check_on(&gpu, &name, &case, 300 + i as u64, path, precision);
+        }
     }
+}
+
+/// The math an f32 kernel can do (f32 only), or an f16 one (both).
+fn f16_math_choices(precision: Precision) -> Vec<bool> {
+    match precision {
+        Precision::F32 => vec![false],
+        Precision::F16 => vec![false, true],
+    }
+}
+
+/// f16 math on f32 storage is refused by name, as is an f16-math plan in f32; auto leaves f32 plans alone.
+#[test]
+fn f16_math_should_need_f16_storage() {
+    let gpu = gpu_or_skip!();
+    let p = conv(8, 8, 3, 1, 1, 1, 1);
+    let x = Shape::new(1, 8, 9, 9);
+    let path = conv2d::choose(&p, x, gpu.parallelism()).with_f16_math(true);
+    assert!(path.f16_math());
+    let err = conv2d::conv2d_on(&gpu, "conv7", &p, x, path, Precision::F32).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("conv7") && message.contains("f16"),
+        "{message}"
+    );
+    // The naive and depthwise kernels have no f16 math: asking for it changes nothing.
+    assert!(!Path::Naive.with_f16_math(true).f16_math());
+    assert!(!Path::Depthwise.with_f16_math(true).f16_math());
 }
 
 #[test]

@@ -84,7 +84,11 @@ fn a_wgpu_validation_error_should_become_an_error() {
     let gpu = gpu_or_skip!();
     let spec = |name, source| KernelSpec {
         label: format!("{name} kernel"),
-        shader: Shader { name, source },
+        shader: Shader {
+            name,
+            source,
+            f16_only: false,
+        },
         precision: Precision::F32,
         entry: "main",
         constants: &[],

@@ -6,7 +6,10 @@ use atrous::kernels::SHADERS;
 #[test]
 fn every_shader_should_validate_with_naga() {
     for shader in SHADERS {
-        for precision in Precision::ALL {
+        for precision in Precision::ALL
+            .into_iter()
+            .filter(|&p| shader.compiles_in(p))
+        {
             let source = shader.source_for(precision);
             let what = format!("shaders/{}.wgsl ({precision})", shader.name);
             let module = naga::front::wgsl::parse_str(&source)
@@ -66,4 +69,35 @@ fn every_shader_file_should_be_registered() {
         files, registered,
         "shaders/ and kernels::SHADERS must list the same programs"
     );
+}
+
+/// The f16-math conv programs multiply in f16 and sum in f32: every fma works on `vec4<f16>` partial sums, each
+/// folded into an f32 accumulator; their f32-math twins have no f16 arithmetic at all, and the f16 ones refuse f32.
+#[test]
+fn f16_math_programs_should_multiply_in_f16_and_accumulate_in_f32() {
+    let f16_only: Vec<_> = SHADERS.iter().filter(|s| s.f16_only).collect();
+    assert_eq!(f16_only.len(), 2);
+    for shader in f16_only {
+        assert!(!shader.compiles_in(Precision::F32), "{}", shader.name);
+        let half = shader.source_for(Precision::F16);
+        let fmas: Vec<&str> = half.lines().filter(|l| l.contains("fma(")).collect();
+        assert!(!fmas.is_empty(), "{}", shader.name);
+        for line in fmas {
+            // h{k}_{j} = fma(w{k}, v{j}, h{k}_{j}): f16 partial sums only.
+            assert!(
+                line.trim_start().starts_with('h'),
+                "{}: {line}",
+                shader.name
+            );
+        }
+        assert!(half.contains("vec4<f16>(0.0h)"), "{}", shader.name);
+        assert!(half.contains("+= vec4<f32>(h0_0)"), "{}", shader.name);
+        let twin_name = shader.name.strip_suffix("_f16").unwrap();
+        let twin = SHADERS.iter().find(|s| s.name == twin_name).unwrap();
+        let full = twin.source;
+        assert!(
+            !full.contains("<f16>") && !full.contains("0.0h"),
+            "{twin_name}: the f32-math program has f16 arithmetic"
+        );
+    }
 }

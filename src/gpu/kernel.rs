@@ -14,12 +14,19 @@ use std::sync::Arc;
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
+    /// The program computes in f16 (`shaders/*_f16.wgsl`), so it compiles in [`Precision::F16`] only.
+    pub f16_only: bool,
 }
 
 impl Shader {
     /// The complete program for `precision`: the prelude that defines `elem`, then [`Shader::source`].
     pub fn source_for(&self, precision: Precision) -> String {
         format!("{}{}", precision.prelude(), self.source)
+    }
+
+    /// Whether the program compiles in `precision`.
+    pub fn compiles_in(&self, precision: Precision) -> bool {
+        precision == Precision::F16 || !self.f16_only
     }
 }
 
@@ -359,6 +366,12 @@ impl Gpu {
     }
 
     fn module(&self, shader: Shader, precision: Precision) -> Result<wgpu::ShaderModule> {
+        if !shader.compiles_in(precision) {
+            return Err(Error::Gpu {
+                context: format!("compiling shaders/{}.wgsl ({precision})", shader.name),
+                message: "this program computes in f16 and has no f32 variant".into(),
+            });
+        }
         let key = (shader.name, precision);
         if let Some(m) = self
             .modules

@@ -5,7 +5,7 @@
 use super::conv2d_split;
 pub use super::conv2d_split::Conv2dKernels;
 use super::FoldedWeights;
-use super::{CONV2D, CONV2D_TILED};
+use super::{CONV2D, CONV2D_TILED, CONV2D_TILED_F16};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot, WORKGROUP_SIZE};
 use crate::ops::{Conv2d, ConvWeights};
@@ -21,18 +21,54 @@ pub enum Path {
     /// Plain weights.
     Depthwise,
     /// Register-tiled (shaders/conv2d_tiled.wgsl): each thread computes `channels` output channels for `pixels`
-    /// output pixels; groups == 1 only. Weights packed by [`fold`] as vec4 over output channels.
-    Tiled { channels: u32, pixels: u32 },
+    /// output pixels; groups == 1 only. Weights packed by [`fold`] as vec4 over output channels. With `f16_math`
+    /// (f16 storage only), shaders/conv2d_tiled_f16.wgsl: f16 products, summed in f16 over each tap's chunk of at
+    /// most 16 input channels, accumulated in f32.
+    Tiled {
+        channels: u32,
+        pixels: u32,
+        f16_math: bool,
+    },
     /// [`Path::Tiled`] with a thread's pixels consecutive in one output row ([`ROW_TILES`]), so taps in padding
     /// rows are skipped per thread for all its pixels.
-    TiledRows { channels: u32, pixels: u32 },
-    /// Split-K (shaders/conv2d_split.wgsl): the tiled kernel's tile over `splits` slices of the input channels into a
-    /// scratch buffer, then a reduction with the epilogue; groups == 1 only. Weights packed as for `Tiled`.
+    TiledRows {
+        channels: u32,
+        pixels: u32,
+        f16_math: bool,
+    },
+    /// Split-K (shaders/conv2d_split.wgsl, or conv2d_split_f16.wgsl with `f16_math`): the tiled kernel's tile over
+    /// `splits` slices of the input channels into a scratch buffer, then a reduction with the epilogue (f32 in
+    /// both); groups == 1 only. Weights packed as for `Tiled`.
     SplitK {
         channels: u32,
         pixels: u32,
         splits: u32,
+        f16_math: bool,
     },
+}
+
+impl Path {
+    /// Whether this path multiplies in f16.
+    pub fn f16_math(self) -> bool {
+        match self {
+            Path::Naive | Path::Depthwise => false,
+            Path::Tiled { f16_math, .. }
+            | Path::TiledRows { f16_math, .. }
+            | Path::SplitK { f16_math, .. } => f16_math,
+        }
+    }
+
+    /// This path with f16 products where it has them (the tiled and split-K kernels); the naive and depthwise
+    /// kernels always compute in f32.
+    pub fn with_f16_math(mut self, on: bool) -> Path {
+        match &mut self {
+            Path::Naive | Path::Depthwise => {}
+            Path::Tiled { f16_math, .. }
+            | Path::TiledRows { f16_math, .. }
+            | Path::SplitK { f16_math, .. } => *f16_math = on,
+        }
+        self
+    }
 }
 
 /// Tile shapes compiled in shaders/conv2d_tiled.wgsl, as `(channels, pixels)` per thread.
@@ -76,6 +112,7 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
             channels: c,
             pixels: px,
             splits,
+            f16_math: false,
         },
         // Dilated convs (ASPP) have whole padding rows per tap: with a thread's pixels in one row, those taps are
         // skipped rather than computed on zeros (1.5x on lavapipe for ASPP d12 at 33 and 65, BENCHMARKS.md).
@@ -83,11 +120,13 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
             Path::TiledRows {
                 channels: c,
                 pixels: px,
+                f16_math: false,
             }
         }
         None => Path::Tiled {
             channels: c,
             pixels: px,
+            f16_math: false,
         },
     }
 }
@@ -100,6 +139,7 @@ pub fn fold(p: &Conv2d, w: &ConvWeights) -> Result<(Vec<f32>, Vec<f32>)> {
         1 => Path::Tiled {
             channels: 4,
             pixels: 4,
+            f16_math: false,
         },
         _ => Path::Naive,
     };
@@ -156,8 +196,8 @@ struct Params {
 /// The conv2d kernels for `input` on the path [`choose`] picks for this adapter. Outputs: `output` (the destination,
 /// [`Conv2d::output_shape`]). Inputs: `input`, `weight`, `bias` (from [`upload_weights`]), `residual`
 /// (`N x out_channels x H x W`; bind [`Gpu::placeholder`] when `p.residual` is false or `p.residual_in_place`, which
-/// reads it from the output). Output, input, weight and
-/// residual are stored in `precision`, the bias in f32; sums accumulate in f32.
+/// reads it from the output). Output, input, weight and residual are stored in `precision`, the bias in f32; sums
+/// accumulate in f32. In f16, the products are f16 where the adapter prefers it ([`Gpu::prefers_f16_math`]).
 pub fn conv2d(
     gpu: &Gpu,
     label: &str,
@@ -170,7 +210,8 @@ pub fn conv2d(
         label,
         p,
         input,
-        choose(p, input, gpu.parallelism()),
+        choose(p, input, gpu.parallelism())
+            .with_f16_math(precision == Precision::F16 && gpu.prefers_f16_math()),
         precision,
     )
 }
@@ -185,7 +226,19 @@ pub fn conv2d_on(
     precision: Precision,
 ) -> Result<Conv2dKernels> {
     let dest = p.output_shape(input)?;
-    let k = Target { dest, precision };
+    if path.f16_math() && precision != Precision::F16 {
+        return Err(Error::Gpu {
+            context: format!("{label} (conv2d)"),
+            message: format!(
+                "{path:?} multiplies in f16, which needs f16 storage, not {precision}"
+            ),
+        });
+    }
+    let k = Target {
+        dest,
+        precision,
+        f16_math: path.f16_math(),
+    };
     let tile_ok = |tiles: &[(u32, u32)], tile| p.groups == 1 && tiles.contains(&tile);
     let no_tile = || {
         Err(Error::Gpu {
@@ -207,11 +260,15 @@ pub fn conv2d_on(
             }
             naive(gpu, label, p, input, k, true)?
         }
-        Path::Tiled { channels, pixels } => match tile_ok(&TILES, (channels, pixels)) {
+        Path::Tiled {
+            channels, pixels, ..
+        } => match tile_ok(&TILES, (channels, pixels)) {
             true => tiled(gpu, label, p, input, k, (channels, pixels), false)?,
             false => return no_tile(),
         },
-        Path::TiledRows { channels, pixels } => match tile_ok(&ROW_TILES, (channels, pixels)) {
+        Path::TiledRows {
+            channels, pixels, ..
+        } => match tile_ok(&ROW_TILES, (channels, pixels)) {
             true => tiled(gpu, label, p, input, k, (channels, pixels), true)?,
             false => return no_tile(),
         },
@@ -219,6 +276,7 @@ pub fn conv2d_on(
             channels,
             pixels,
             splits,
+            ..
         } => {
             if !tile_ok(&TILES, (channels, pixels)) {
                 return no_tile();
@@ -230,11 +288,12 @@ pub fn conv2d_on(
     }))
 }
 
-/// The destination shape and the storage precision of a conv kernel.
+/// The destination shape, the storage precision of a conv kernel, and whether it multiplies in f16.
 #[derive(Clone, Copy)]
 pub(super) struct Target {
     pub dest: Shape,
     pub precision: Precision,
+    pub f16_math: bool,
 }
 
 fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
@@ -358,8 +417,15 @@ fn tiled(
     Kernel::new(
         gpu,
         KernelSpec {
-            label: format!("{label} (conv2d {channels}x{pixels})"),
-            shader: CONV2D_TILED,
+            label: format!(
+                "{label} (conv2d {channels}x{pixels}{})",
+                if k.f16_math { " f16 math" } else { "" }
+            ),
+            shader: if k.f16_math {
+                CONV2D_TILED_F16
+            } else {
+                CONV2D_TILED
+            },
             precision: k.precision,
             entry,
             constants: &[],

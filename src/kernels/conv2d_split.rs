@@ -6,7 +6,7 @@
 //! channel offset).
 
 use super::conv2d::{Target, TileGeometry};
-use super::CONV2D_SPLIT;
+use super::{CONV2D_SPLIT, CONV2D_SPLIT_F16};
 use crate::error::{Error, Result};
 use crate::gpu::{BoundKernel, Dispatch, Gpu, Kernel, KernelSpec, Slot, WORKGROUP_SIZE};
 use crate::ops::Conv2d;
@@ -136,13 +136,18 @@ struct SplitParams {
 
 /// The split-K kernels of `p` on `input` into `dest` (its [`Conv2d::output_shape`]), stored in `precision`, with a
 /// tile of `channels` x `pixels` per thread, over `splits` slices of the input channels. `groups == 1` and the tile
-/// are checked by the caller ([`super::conv2d::conv2d_on`]); the partial sums stay f32.
+/// are checked by the caller ([`super::conv2d::conv2d_on`]); the partial sums stay f32. With `f16_math` the slices
+/// multiply in f16 (shaders/conv2d_split_f16.wgsl); the reduction is the same.
 pub(super) fn split_k(
     gpu: &Gpu,
     label: &str,
     p: &Conv2d,
     input: Shape,
-    Target { dest, precision }: Target,
+    Target {
+        dest,
+        precision,
+        f16_math,
+    }: Target,
     (channels, pixels): (u32, u32),
     splits: u32,
 ) -> Result<SplitK> {
@@ -171,8 +176,15 @@ pub(super) fn split_k(
     let partial = Kernel::new(
         gpu,
         KernelSpec {
-            label: format!("{label} (conv2d split-K {slices}x {channels}x{pixels})"),
-            shader: CONV2D_SPLIT,
+            label: format!(
+                "{label} (conv2d split-K {slices}x {channels}x{pixels}{})",
+                if f16_math { " f16 math" } else { "" }
+            ),
+            shader: if f16_math {
+                CONV2D_SPLIT_F16
+            } else {
+                CONV2D_SPLIT
+            },
             precision,
             entry,
             constants: &[],

@@ -53,6 +53,9 @@ pub fn upload_folded(
 
 macro_rules! shader {
     ($name:literal) => {
+        shader!($name, false)
+    };
+    ($name:literal, $f16_only:expr) => {
         Shader {
             name: $name,
             source: concat!(
@@ -64,13 +67,16 @@ macro_rules! shader {
                     ".wgsl"
                 ))
             ),
+            f16_only: $f16_only,
         }
     };
 }
 
 pub(crate) const CONV2D: Shader = shader!("conv2d");
 pub(crate) const CONV2D_SPLIT: Shader = shader!("conv2d_split");
+pub(crate) const CONV2D_SPLIT_F16: Shader = shader!("conv2d_split_f16", true);
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
+pub(crate) const CONV2D_TILED_F16: Shader = shader!("conv2d_tiled_f16", true);
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const DW_POINTWISE: Shader = shader!("dw_pointwise");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
@@ -85,7 +91,9 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 pub const SHADERS: &[Shader] = &[
     CONV2D,
     CONV2D_SPLIT,
+    CONV2D_SPLIT_F16,
     CONV2D_TILED,
+    CONV2D_TILED_F16,
     CONV_TRANSPOSE2D,
     DW_POINTWISE,
     ELEMENTWISE,

@@ -53,6 +53,8 @@ pub(crate) struct Context<'a> {
     /// The depthwise conv inside each fused 1 x 1 conv node, by the fused node's name.
     pub depthwise: &'a HashMap<String, Node>,
     pub precision: Precision,
+    /// Whether the tiled and split-K convs multiply in f16 (f16 storage only).
+    pub f16_math: bool,
     /// Threads the adapter runs at once, for [`conv2d::choose`].
     pub parallelism: u64,
 }
@@ -67,6 +69,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         concat_offsets,
         depthwise,
         precision,
+        f16_math,
         parallelism,
     } = *cx;
     let label = node.name.as_str();
@@ -98,7 +101,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             params,
             weights: names,
         } => {
-            let path = conv2d::choose(params, x(), parallelism);
+            let path = conv2d::choose(params, x(), parallelism).with_f16_math(f16_math);
             let kernels = conv2d::conv2d_on(gpu, label, params, x(), path, precision)?
                 .with_flops(params.flops(x()));
             let (w, b) = conv2d_weights(cx, label, params, names)?;

@@ -13,7 +13,7 @@ pub use profile::KernelTime;
 pub use results::{Output, WeightCache};
 pub use run::{Readback, Upload};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{BoundKernel, Gpu, Precision};
 use crate::graph::{DType, TensorInfo};
 use crate::model::Model;
@@ -36,6 +36,10 @@ pub struct PlanOptions {
     /// Storage of activations and convolution weights on the GPU. Inputs and outputs stay f32 at the API: the plan
     /// converts them on the host on upload and readback.
     pub precision: Precision,
+    /// With f16 storage, whether the tiled and split-K convs (every ungrouped conv: nearly all of a model's
+    /// arithmetic) multiply in f16 (see [`crate::kernels::conv2d::Path::Tiled`]); `None`: where the adapter has
+    /// f16 units ([`Gpu::prefers_f16_math`]). `Some(true)` needs f16 storage.
+    pub f16_math: Option<bool>,
 }
 
 impl Default for PlanOptions {
@@ -44,6 +48,7 @@ impl Default for PlanOptions {
             fuse: true,
             parallelism: None,
             precision: Precision::F32,
+            f16_math: None,
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Plan {
     staging: HashMap<String, wgpu::Buffer>,
     memory: MemoryReport,
     precision: Precision,
+    f16_math: bool,
     run_lock: Mutex<()>,
 }
 
@@ -104,6 +110,16 @@ impl Plan {
         let graph = &model.graph;
         let precision = options.precision;
         gpu.require(precision)?;
+        let f16_math = match (precision, options.f16_math) {
+            (Precision::F32, Some(true)) => {
+                return Err(Error::params(
+                    "f16_math",
+                    "f16 math needs f16 storage (precision f16)",
+                ))
+            }
+            (Precision::F32, _) => false,
+            (Precision::F16, choice) => choice.unwrap_or_else(|| gpu.prefers_f16_math()),
+        };
         let (order, infos) = graph.infer(input_shapes)?;
         model.check_weights()?;
         let schedule = fuse::schedule(
@@ -130,6 +146,7 @@ impl Plan {
             concat_offsets: &schedule.concat_offsets,
             depthwise: &schedule.depthwise,
             precision,
+            f16_math,
             parallelism: options.parallelism.unwrap_or_else(|| gpu.parallelism()),
         };
         let lowered = schedule
@@ -227,6 +244,7 @@ impl Plan {
             staging,
             memory,
             precision,
+            f16_math,
             run_lock: Mutex::new(()),
         })
     }
@@ -239,6 +257,11 @@ impl Plan {
     /// must be compiled for it.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// Whether the plan's tiled and split-K convs multiply in f16 ([`PlanOptions::f16_math`]).
+    pub fn f16_math(&self) -> bool {
+        self.f16_math
     }
 
     /// Number of dispatches per run.

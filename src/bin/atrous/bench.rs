@@ -1,8 +1,7 @@
 //! `atrous bench`: latency, throughput, planned memory and a per-kernel table from GPU timestamps, for a model or for
 //! a single op.
 
-use super::load_model;
-use atrous::gpu::Precision;
+use super::{load_model, Numerics};
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Conv2d, ConvTranspose2d, ConvWeights, Padding2d};
 use atrous::plan::{KernelTime, Plan, PlanOptions};
@@ -39,9 +38,8 @@ pub struct BenchArgs {
     /// Compile without epilogue fusion.
     #[arg(long)]
     no_fuse: bool,
-    /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    #[command(flatten)]
+    numerics: Numerics,
     /// Choose kernels as for an adapter running this many threads at once (default: the adapter's estimate), e.g.
     /// 100000 to see split-K convs on a CPU adapter.
     #[arg(long)]
@@ -191,8 +189,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model,
         PlanOptions {
             fuse: !args.no_fuse,
-            precision: args.precision,
             parallelism: args.parallelism,
+            ..args.numerics.options()
         },
     );
     let plan = engine.plan(&[(&input_name, shape)])?;
@@ -234,7 +232,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let report = Report {
         name,
         adapter,
-        precision: args.precision,
         shape,
         plan: &plan,
         times,
@@ -264,7 +261,6 @@ fn plan_summary(plan: &Plan, shape: Shape) -> String {
 struct Report<'a> {
     name: String,
     adapter: String,
-    precision: Precision,
     shape: Shape,
     plan: &'a Plan,
     times: Vec<f64>,
@@ -282,7 +278,8 @@ impl Report<'_> {
         serde_json::json!({
             "model": self.name,
             "adapter": self.adapter,
-            "precision": self.precision.name(),
+            "precision": self.plan.precision().name(),
+            "f16_math": self.plan.f16_math(),
             "input": self.shape.dims(),
             "dispatches": self.plan.dispatches(),
             "latency_ms": { "median": med * 1e3, "min": self.times[0] * 1e3, "max": self.times[self.times.len() - 1] * 1e3 },
@@ -299,9 +296,15 @@ impl Report<'_> {
 
     fn text(&self) -> String {
         let med = median(&self.times);
+        let math = match self.plan.f16_math() {
+            true => "f16",
+            false => "f32",
+        };
         let mut t = format!(
-            "{} on {}, {} storage\n",
-            self.name, self.adapter, self.precision
+            "{} on {}, {} storage, {math} conv math\n",
+            self.name,
+            self.adapter,
+            self.plan.precision()
         );
         t += &plan_summary(self.plan, self.shape);
         t += &format!(

@@ -22,6 +22,40 @@ struct Cli {
     command: Command,
 }
 
+/// How the GPU stores and computes floats: `--precision` and `--f16-math`, shared by every command that runs a model.
+#[derive(clap::Args, Clone, Copy)]
+pub struct Numerics {
+    /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// With --precision f16, whether ungrouped convs multiply in f16 (summing in f32): on, off, or auto (on for
+    /// GPUs; off for CPU adapters such as lavapipe, which emulate f16 arithmetic slowly).
+    #[arg(long, value_enum, default_value_t = F16Math::Auto)]
+    f16_math: F16Math,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum F16Math {
+    Auto,
+    On,
+    Off,
+}
+
+impl Numerics {
+    /// Plan options with these numerics (and the defaults otherwise).
+    pub fn options(self) -> PlanOptions {
+        PlanOptions {
+            precision: self.precision,
+            f16_math: match self.f16_math {
+                F16Math::Auto => None,
+                F16Math::On => Some(true),
+                F16Math::Off => Some(false),
+            },
+            ..PlanOptions::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a model on tensors: reads f32 NCHW inputs from a safetensors file, writes every graph output.
@@ -41,9 +75,8 @@ enum Command {
         /// Where to write the outputs (f32, NCHW, by graph output name).
         #[arg(long)]
         output: PathBuf,
-        /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
-        #[arg(long, default_value = "f32")]
-        precision: Precision,
+        #[command(flatten)]
+        numerics: Numerics,
     },
     /// Segment photos: writes <stem>.mask.png (class per pixel), <stem>.color.png (palette colours) and
     /// <stem>.overlay.png (the photo blended with the colours) for each image, and prints each class's share.
@@ -60,9 +93,8 @@ enum Command {
         /// Also write <stem>.probs.safetensors: the class probabilities (1 x C x H x W).
         #[arg(long)]
         probs: bool,
-        /// Storage of activations and weights on the GPU: f32, or f16 (needs SHADER_F16; sums stay f32).
-        #[arg(long, default_value = "f32")]
-        precision: Precision,
+        #[command(flatten)]
+        numerics: Numerics,
         /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -81,21 +113,21 @@ fn main() -> ExitCode {
             arch,
             input,
             output,
-            precision,
-        } => run(&model, arch.as_deref(), &input, &output, precision),
+            numerics,
+        } => run(&model, arch.as_deref(), &input, &output, numerics),
         Command::Segment {
             model,
             arch,
             out,
             probs,
-            precision,
+            numerics,
             images,
         } => segment::run(
             model.as_deref(),
             arch.as_deref(),
             &out,
             probs,
-            precision,
+            numerics,
             &images,
         ),
         Command::Bench(args) => bench::run(&args),
@@ -183,15 +215,12 @@ fn run(
     arch: Option<&str>,
     input: &Path,
     output: &Path,
-    precision: Precision,
+    numerics: Numerics,
 ) -> Result<()> {
     let model = load_model(model_path, arch)?;
     let inputs = read_inputs(&model, input)?;
     let outputs: Vec<String> = model.graph.outputs.clone();
-    let options = PlanOptions {
-        precision,
-        ..PlanOptions::default()
-    };
+    let options = numerics.options();
     let engine = Engine::with_options(Arc::new(Gpu::new()?), model, options);
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let names: Vec<&str> = outputs.iter().map(String::as_str).collect();

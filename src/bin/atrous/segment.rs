@@ -1,9 +1,8 @@
 //! `atrous segment`: photos in, masks, colour maps and overlays out.
 
 use super::load_model;
-use atrous::gpu::Precision;
+use crate::Numerics;
 use atrous::image_io::{self, IMAGE_EXTENSIONS};
-use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Error, Gpu, Result, Segmentation, Segmenter};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -72,7 +71,7 @@ pub fn run(
     arch: Option<&str>,
     out: &Path,
     probs: bool,
-    precision: Precision,
+    numerics: Numerics,
     inputs: &[PathBuf],
 ) -> Result<()> {
     let (images, mut failures) = collect(inputs);
@@ -84,10 +83,7 @@ pub fn run(
         message: format!("cannot create the output directory: {e}"),
     })?;
     let model_path = model.map_or_else(default_model, Path::to_path_buf);
-    let options = PlanOptions {
-        precision,
-        ..PlanOptions::default()
-    };
+    let options = numerics.options();
     let gpu = Arc::new(Gpu::new()?);
     let segmenter = Segmenter::with_options(gpu, load_model(&model_path, arch)?, options)?;
 
