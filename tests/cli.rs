@@ -52,8 +52,8 @@ fn small_model() -> Model {
     b.finish(&["out"]).unwrap()
 }
 
-/// `--precision f16` where the adapter has SHADER_F16 gives the same result within the f16 tolerance; where it has
-/// not, one line naming the missing feature.
+/// `--precision f16` (with f32 or f16 conv math) where the adapter has SHADER_F16 gives the same result within the
+/// f16 tolerance; where it has not, one line naming the missing feature. f16 math on f32 storage is one line too.
 #[test]
 fn run_should_give_the_cpu_executors_result() {
     let Some(gpu) = gpu() else {
@@ -76,7 +76,12 @@ fn run_should_give_the_cpu_executors_result() {
     let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)])).unwrap();
     let want: Tensor = want["out"].to_f32();
 
-    for precision in Precision::ALL {
+    let runs = [
+        (Precision::F32, "auto"),
+        (Precision::F16, "off"),
+        (Precision::F16, "on"),
+    ];
+    for (precision, f16_math) in runs {
         let _ = std::fs::remove_file(&output_path);
         let out = atrous(&[
             "run",
@@ -88,6 +93,8 @@ fn run_should_give_the_cpu_executors_result() {
             output_path.to_str().unwrap(),
             "--precision",
             precision.name(),
+            "--f16-math",
+            f16_math,
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !gpu.supports(precision) {
@@ -104,6 +111,22 @@ fn run_should_give_the_cpu_executors_result() {
         assert_eq!(got.shape, want.shape.dims().to_vec());
         assert_close_in(precision, "atrous run", &got.data, &want.data);
     }
+    // f16 math on f32 storage is refused in one line.
+    let out = atrous(&[
+        "run",
+        "--model",
+        model_path.to_str().unwrap(),
+        "--input",
+        input_path.to_str().unwrap(),
+        "--output",
+        output_path.to_str().unwrap(),
+        "--f16-math",
+        "on",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("f16 storage"), "{stderr}");
     let out = atrous(&[
         "run",
         "--model",

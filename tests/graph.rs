@@ -180,33 +180,27 @@ fn unet_like(seed: u64) -> Model {
 }
 
 fn compile(gpu: &Arc<Gpu>, model: &Model, input: Shape, fuse: bool) -> Plan {
-    compile_in(gpu, model, input, fuse, Precision::F32)
+    let options = PlanOptions {
+        fuse,
+        ..Default::default()
+    };
+    compile_in(gpu, model, input, options)
 }
 
-fn compile_in(
-    gpu: &Arc<Gpu>,
-    model: &Model,
-    input: Shape,
-    fuse: bool,
-    precision: Precision,
-) -> Plan {
+fn compile_in(gpu: &Arc<Gpu>, model: &Model, input: Shape, options: PlanOptions) -> Plan {
     let shapes = HashMap::from([("input".to_string(), input)]);
     Plan::compile(
         gpu.clone(),
         model,
         &shapes,
-        PlanOptions {
-            fuse,
-            precision,
-            ..Default::default()
-        },
+        options,
         &WeightCache::default(),
     )
     .unwrap()
 }
 
-/// Whole graphs in f16 (every op family, fused and unfused, odd element counts) against the f64 CPU executor, and
-/// an activation memory plan of half the f32 one.
+/// Whole graphs in f16 (every op family, fused and unfused, odd element counts, f32 and f16 conv math) against the
+/// f64 CPU executor, and an activation memory plan of half the f32 one.
 #[test]
 fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
     let gpu = gpu_or_skip!(Precision::F16);
@@ -223,9 +217,14 @@ fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
         let want = reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())]))
             .unwrap();
         let outputs: Vec<&str> = model.graph.outputs.iter().map(String::as_str).collect();
-        for fuse in [true, false] {
-            let plan = compile_in(&gpu, &model, input, fuse, Precision::F16);
+        for (fuse, f16_math) in [(true, false), (false, false), (true, true), (false, true)] {
+            let options = PlanOptions {
+                fuse,
+                ..f16_options(f16_math)
+            };
+            let plan = compile_in(&gpu, &model, input, options);
             assert_eq!(plan.precision(), Precision::F16);
+            assert_eq!(plan.f16_math(), f16_math);
             if plan.can_profile() {
                 // `atrous bench` profiles the plan: its upload must be converted like a run's.
                 let times = plan.profile(&[("input", &x)]).unwrap();
@@ -233,7 +232,7 @@ fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
             }
             let got = plan.run(&[("input", &x)], &outputs).unwrap();
             for (name, w) in &want {
-                let what = format!("{what} fuse={fuse} (f16): {name}");
+                let what = format!("{what} fuse={fuse} ({}): {name}", numerics(&options));
                 match (&got[name], w) {
                     (Output::F32(g), Output::F32(w)) => {
                         assert_close_tol(&what, &g.data, &w.data, GRAPH_F16_TOLERANCE)
@@ -266,9 +265,38 @@ fn graphs_in_f16_should_match_cpu_executor_in_half_the_memory() {
     }
 }
 
-/// Whole-graph f16 tolerance relative to max(1, max |reference|): a few convolutions deep, each rounding its
-/// output and weights to f16.
+/// Whole-graph f16 tolerance relative to max(1, max |reference|), with either conv math: a few convolutions deep,
+/// each rounding its output and weights to f16 (and with f16 math, its products and chunk sums; these graphs'
+/// reductions are short, so both reach about 4.8e-4).
 const GRAPH_F16_TOLERANCE: f32 = 2e-3;
+
+/// f16 math is a choice of f16 plans: an f32 plan refuses it by name, and leaves it off when it is automatic.
+#[test]
+fn f16_math_should_need_an_f16_plan() {
+    let gpu = gpu_or_skip!();
+    let model = deeplab_like(1);
+    let shapes = HashMap::from([("input".to_string(), Shape::new(1, 3, 19, 23))]);
+    let compile = |f16_math| {
+        let options = PlanOptions {
+            f16_math,
+            ..Default::default()
+        };
+        Plan::compile(
+            gpu.clone(),
+            &model,
+            &shapes,
+            options,
+            &WeightCache::default(),
+        )
+    };
+    let err = compile(Some(true)).unwrap_err().to_string();
+    assert!(
+        err.contains("f16_math") && err.contains("f16 storage"),
+        "{err}"
+    );
+    assert!(!compile(None).unwrap().f16_math());
+    assert!(!compile(Some(false)).unwrap().f16_math());
+}
 
 fn assert_outputs_match(
     what: &str,

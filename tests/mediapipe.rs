@@ -9,6 +9,7 @@ use atrous::model::InputSize;
 use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Engine, Model, Shape, Tensor};
+use common::{f16_options, numerics};
 
 fn fixture_tensor(weights: &Weights, name: &str) -> Tensor {
     let t = weights.get(name).unwrap();
@@ -18,16 +19,18 @@ fn fixture_tensor(weights: &Weights, name: &str) -> Tensor {
     Tensor::new(Shape::new(n, c, h, w), t.data).unwrap()
 }
 
-/// (max probability error, mask agreement) each precision must reach against TFLite. f16: see the README.
-fn bounds(precision: Precision) -> (f32, f64) {
-    match precision {
-        Precision::F32 => (1e-3, 0.999),
-        Precision::F16 => (1e-1, 0.999),
+/// (max probability error, mask agreement) each precision and conv math must reach against TFLite. f16: see the
+/// README.
+fn bounds(options: &PlanOptions) -> (f32, f64) {
+    match (options.precision, options.f16_math == Some(true)) {
+        (Precision::F32, _) => (1e-3, 0.999),
+        (Precision::F16, false) => (1e-1, 0.999),
+        (Precision::F16, true) => (0.2, 0.999),
     }
 }
 
-fn check_model(file: &str, architecture: &str, size: [usize; 2], precision: Precision) {
-    let gpu = gpu_or_skip!(precision);
+fn check_model(file: &str, architecture: &str, size: [usize; 2], options: PlanOptions) {
+    let gpu = gpu_or_skip!(options.precision);
     let root = env!("CARGO_MANIFEST_DIR");
     let model = Model::load(format!("{root}/weights/{file}")).unwrap();
     assert_eq!(model.info.architecture.as_deref(), Some(architecture));
@@ -50,10 +53,6 @@ fn check_model(file: &str, architecture: &str, size: [usize; 2], precision: Prec
     let expected = fixture_tensor(&fixture, "expected");
     assert_eq!(input.shape, Shape::new(1, 3, size[0], size[1]));
 
-    let options = PlanOptions {
-        precision,
-        ..PlanOptions::default()
-    };
     let out = Engine::with_options(gpu, model, options)
         .run(&[("input", &input)], &["out"])
         .unwrap();
@@ -69,9 +68,10 @@ fn check_model(file: &str, architecture: &str, size: [usize; 2], precision: Prec
     }
     let agreement = agree as f64 / got.data.len() as f64;
     eprintln!(
-        "{file} ({precision}): max |atrous - tflite| = {max_err:.3e} at {worst}, mask agreement {agreement:.6}"
+        "{file} ({}): max |atrous - tflite| = {max_err:.3e} at {worst}, mask agreement {agreement:.6}",
+        numerics(&options)
     );
-    let (max_bound, agreement_bound) = bounds(precision);
+    let (max_bound, agreement_bound) = bounds(&options);
     assert!(
         max_err <= max_bound,
         "{file}: probability {} at index {worst}, TFLite says {} (error {max_err})",
@@ -90,24 +90,27 @@ fn selfie_segmenter_should_match_tflite() {
         "selfie_segmenter.safetensors",
         "mediapipe_selfie_segmenter",
         [256, 256],
-        Precision::F32,
+        PlanOptions::default(),
     );
 }
 
+/// Both segmenters in f16, with f32 and with f16 conv math.
 #[test]
 fn selfie_segmenters_in_f16_should_match_tflite() {
-    check_model(
-        "selfie_segmenter.safetensors",
-        "mediapipe_selfie_segmenter",
-        [256, 256],
-        Precision::F16,
-    );
-    check_model(
-        "selfie_segmenter_landscape.safetensors",
-        "mediapipe_selfie_segmenter_landscape",
-        [144, 256],
-        Precision::F16,
-    );
+    for f16_math in [false, true] {
+        check_model(
+            "selfie_segmenter.safetensors",
+            "mediapipe_selfie_segmenter",
+            [256, 256],
+            f16_options(f16_math),
+        );
+        check_model(
+            "selfie_segmenter_landscape.safetensors",
+            "mediapipe_selfie_segmenter_landscape",
+            [144, 256],
+            f16_options(f16_math),
+        );
+    }
 }
 
 #[test]
@@ -116,6 +119,6 @@ fn selfie_segmenter_landscape_should_match_tflite() {
         "selfie_segmenter_landscape.safetensors",
         "mediapipe_selfie_segmenter_landscape",
         [144, 256],
-        Precision::F32,
+        PlanOptions::default(),
     );
 }

@@ -3,6 +3,7 @@
 
 use atrous::gpu::{GpuTensor, Precision, TensorData};
 use atrous::ops::{BatchNorm, ConvWeights};
+use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
 use atrous::{Gpu, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -225,5 +226,22 @@ pub fn conv_weights(
                 .collect(),
             eps: 1e-5,
         }),
+    }
+}
+
+/// Plan options for f16 storage with f32 conv math or with f16 conv math ([`PlanOptions::f16_math`]).
+pub fn f16_options(f16_math: bool) -> PlanOptions {
+    PlanOptions {
+        precision: Precision::F16,
+        f16_math: Some(f16_math),
+        ..PlanOptions::default()
+    }
+}
+
+/// "f32", "f16" (f32 conv math) or "f16, f16 math", for messages.
+pub fn numerics(options: &PlanOptions) -> String {
+    match options.f16_math {
+        Some(true) => format!("{}, f16 math", options.precision),
+        _ => options.precision.to_string(),
     }
 }
