@@ -3,7 +3,8 @@
 # build tools: atrous (a release binary built elsewhere) against PyTorch eager with cuDNN, side by side, in rounds
 # that alternate the two.
 #
-#   deeplabv3_resnet50 at 520 x 520, batch 1: atrous f32 and f16, PyTorch f32 (TF32 off) and f16;
+#   deeplabv3_resnet50 at 520 x 520, batch 1: atrous f32, f16 with f32 conv math and with f16 conv math, PyTorch
+#   f32 (TF32 off) and f16;
 #   the largest 3x3 convs of that model alone: atrous `bench --op conv2d` and PyTorch's F.conv2d, GFLOP/s.
 #
 # Prepare on the build machine, in the repository root (the Vulkan loader, for a machine that has only the driver):
@@ -38,8 +39,12 @@ python3 tools/export.py --arch deeplabv3_resnet50 --random --seed 1 --out "$mode
 
 for round in $(seq "$ROUNDS"); do
     for p in f32 f16; do
-        "$BIN" bench --model "$model" --size 520x520 --iters "$ITERS" --warmup 3 --precision "$p" --json \
-            > "$OUT/atrous-model-$p-$round.json"
+        for math in off on; do
+            [ "$p" = f32 ] && [ "$math" = on ] && continue
+            tag=$p; [ "$p" = f16 ] && tag=$p-math-$math
+            "$BIN" bench --model "$model" --size 520x520 --iters "$ITERS" --warmup 3 --precision "$p" \
+                --f16-math "$([ "$p" = f16 ] && echo "$math" || echo auto)" --json > "$OUT/atrous-model-$tag-$round.json"
+        done
         python3 tools/torch_latency.py --size 520 --iters "$ITERS" --precision "$p" >> "$OUT/torch-model.jsonl"
     done
 done
@@ -58,10 +63,11 @@ python3 - "$OUT" <<'EOF'
 import glob, json, statistics, sys
 out = sys.argv[1]
 print("\n== deeplabv3_resnet50 520x520, median latency ms per round")
-for p in ["f32", "f16"]:
-    ours = [json.load(open(f))["latency_ms"]["median"] for f in sorted(glob.glob(f"{out}/atrous-model-{p}-*.json"))]
+for tag in ["f32", "f16-math-off", "f16-math-on"]:
+    p = tag[:3]
+    ours = [json.load(open(f))["latency_ms"]["median"] for f in sorted(glob.glob(f"{out}/atrous-model-{tag}-[0-9]*.json"))]
     theirs = [r["median_ms"] for r in map(json.loads, open(f"{out}/torch-model.jsonl")) if r["what"].endswith(p)]
-    print(f"{p}: atrous {[round(v, 2) for v in ours]}  torch {[round(v, 2) for v in theirs]}  "
+    print(f"{tag}: atrous {[round(v, 2) for v in ours]}  torch {[round(v, 2) for v in theirs]}  "
           f"ratio of medians {statistics.median(ours) / statistics.median(theirs):.2f}")
 print("\n== 3x3 convs, GFLOP/s (median over rounds)")
 torch_rows = [json.loads(l) for l in open(f"{out}/torch-conv.jsonl")]

@@ -3,9 +3,9 @@
 shaders/conv2d_split.wgsl: the same tiles as the first pass of a split-K convolution (each workgroup z reduces one
 slice of the input channels into a scratch buffer of partial sums), plus the pass that sums the slices.
 
-Each is written twice: `NAME.wgsl` multiplies in f32 (for both precisions' storage), `NAME_f16.wgsl` is the f16
-path's program: f16 products summed in f16 over the (at most CHUNK) input channels of one tap, then added to f32
-accumulators, so the long sum over channels and taps stays f32.
+Each is written twice: `NAME.wgsl` multiplies in f32 (on either precision's storage), `NAME_f16.wgsl` is the f16
+math variant (f16 storage only; `Path::*::f16_math`): f16 products summed in f16 over the (at most CHUNK) input
+channels of one tap, then added to f32 accumulators, so the long sum over channels and taps stays f32.
 
 WGSL has neither macros nor constant-sized private arrays sized by override constants, so each tile shape is
 spelled out with scalar accumulators. Run from the repository root after editing: python3 scripts/gen-conv2d-tiled.py
@@ -259,11 +259,11 @@ def entry(c, px, split=False, rows=False, half=False):
 
 ARITHMETIC_F32 = """\
 // Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
-// widened to f32 and the accumulators are f32. The f16 path runs NAME_f16.wgsl instead.
+// widened to f32 and the accumulators are f32. NAME_f16.wgsl is the same kernel with f16 products.
 """
 
 ARITHMETIC_F16 = """\
-// The f16 path's program (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
+// The f16 math variant (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
 // each tap's products over one chunk's input channels (at most CHUNK) are summed in f16, then added to f32
 // accumulators, so the sum over chunks and taps, the bias and the epilogue stay f32. A product or such a chunk sum
 // beyond f16's range (65504) becomes an infinity. NAME.wgsl is the same kernel with f32 products.

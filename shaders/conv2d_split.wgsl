@@ -13,7 +13,7 @@
 // are f32 in both precisions.
 //
 // Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
-// widened to f32 and the accumulators are f32. The f16 path runs conv2d_split_f16.wgsl instead.
+// widened to f32 and the accumulators are f32. conv2d_split_f16.wgsl is the same kernel with f16 products.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,

@@ -15,7 +15,7 @@
 // channels of the chunk; a tap that lies in padding for every pixel of the thread is skipped, and padded reads are
 // zeroed with select.
 //
-// The f16 path's program (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
+// The f16 math variant (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
 // each tap's products over one chunk's input channels (at most CHUNK) are summed in f16, then added to f32
 // accumulators, so the sum over chunks and taps, the bias and the epilogue stay f32. A product or such a chunk sum
 // beyond f16's range (65504) becomes an infinity. conv2d_tiled.wgsl is the same kernel with f32 products.

@@ -2,7 +2,8 @@
 //!
 //! One WGSL source serves both precisions: the host prepends a prelude that aliases `elem` (and `elem4`) to f32 or
 //! f16, and shaders declare float storage as `array<elem>` and convert explicitly (`f32(x)` on load, `elem(v)` on
-//! store). Arithmetic and every sum stay in f32: f16 only halves the bytes kernels move and buffers hold.
+//! store). Arithmetic and every sum stay in f32, except in the f16 math variants of the tiled and split-K convs
+//! (shaders/*_f16.wgsl, chosen by `PlanOptions::f16_math`), which multiply in f16 and accumulate in f32.
 
 use crate::error::{Error, Result};
 
@@ -12,8 +13,9 @@ pub enum Precision {
     /// f32 everywhere.
     #[default]
     F32,
-    /// f16 activations and convolution weights (biases stay f32), f32 arithmetic and accumulation. Needs the
-    /// adapter feature `SHADER_F16`.
+    /// f16 activations and convolution weights (biases stay f32); f32 arithmetic and accumulation, or f16 products
+    /// with f32 accumulation in the ungrouped convs (`PlanOptions::f16_math`). Needs the adapter feature
+    /// `SHADER_F16`.
     F16,
 }
 
