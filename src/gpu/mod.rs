@@ -250,8 +250,8 @@ impl Gpu {
 
     /// Whether f16 plans should multiply in f16 by default ([`crate::plan::PlanOptions::f16_math`]): on a GPU with
     /// `SHADER_F16`, whose f16 units run faster than its f32 ones. A CPU adapter (lavapipe, llvmpipe) emulates f16
-    /// arithmetic in f32 with conversions around every operation: 0.6-0.7x the speed of f32 math on f16 storage
-    /// there (BENCHMARKS.md), and less accurate.
+    /// arithmetic in f32 with conversions around every operation: 1.3-1.7x the latency of f32 math on f16 storage
+    /// on lavapipe (BENCHMARKS.md), and less accurate.
     pub fn prefers_f16_math(&self) -> bool {
         self.supports(Precision::F16) && self.info.device_type != wgpu::DeviceType::Cpu
     }
