@@ -82,7 +82,8 @@ SPLIT_HEADER = """\
 // conv2d_split_t{C}x{P}: conv2d_tiled.wgsl's tile of C output channels x P pixels per thread, over one slice of
 //   p.slice input channels per workgroup z; writes the raw sums to scratch[z][n][c_out][h_out][w_out].
 // conv2d_split_reduce: one thread per output element; sums the p.slices partial sums in slice order, then the
-//   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
+//   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination. Only in
+//   conv2d_split.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
@@ -110,18 +111,22 @@ const CHUNK: u32 = 16u;
 @group(0) @binding(2) var<storage, read> input: array<elem>;
 @group(0) @binding(3) var<storage, read> weight: array<elem4>;
 
+// Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
+fn partial(s: u32, q: u32, co: u32, acc: f32) {
+    let hw = p.h_out * p.w_out;
+    scratch[((s * p.n + q / hw) * p.c_out + co) * hw + q % hw] = acc;
+}
+"""
+
+# The reduction pass: only in the f32-math program (conv2d_split.wgsl); both maths share it.
+SPLIT_REDUCE = """\
+
 // conv2d_split_reduce
 @group(0) @binding(1) var<storage, read_write> r_output: array<elem>;
 @group(0) @binding(2) var<storage, read> r_scratch: array<f32>;
 @group(0) @binding(3) var<storage, read> r_bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual == 1
 @group(0) @binding(4) var<storage, read> r_residual: array<elem>;
-
-// Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
-fn partial(s: u32, q: u32, co: u32, acc: f32) {
-    let hw = p.h_out * p.w_out;
-    scratch[((s * p.n + q / hw) * p.c_out + co) * hw + q % hw] = acc;
-}
 
 @compute @workgroup_size(64)
 fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -270,9 +275,9 @@ ARITHMETIC_F16 = """\
 """
 
 
-def write(name, header, entries, half):
+def write(name, header, entries, half, tail=""):
     arithmetic = (ARITHMETIC_F16 if half else ARITHMETIC_F32).replace("NAME", name)
-    out = header.replace("// ARITHMETIC\n", arithmetic)
+    out = header.replace("// ARITHMETIC\n", arithmetic) + tail
     out += "".join(entry(c, px, half=half, **kw) for c, px, kw in entries)
     with open(f"shaders/{name}{'_f16' if half else ''}.wgsl", "w") as f:
         f.write(out)
@@ -283,7 +288,8 @@ def main():
     split = [(c, px, {"split": True}) for c, px in TILES]
     for half in (False, True):
         write("conv2d_tiled", HEADER, tiled, half)
-        write("conv2d_split", SPLIT_HEADER, split, half)
+        # The f16 program holds the first pass only: the reduction is f32 in both maths.
+        write("conv2d_split", SPLIT_HEADER, split, half, "" if half else SPLIT_REDUCE)
 
 
 if __name__ == "__main__":

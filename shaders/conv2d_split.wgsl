@@ -6,7 +6,8 @@
 // conv2d_split_t{C}x{P}: conv2d_tiled.wgsl's tile of C output channels x P pixels per thread, over one slice of
 //   p.slice input channels per workgroup z; writes the raw sums to scratch[z][n][c_out][h_out][w_out].
 // conv2d_split_reduce: one thread per output element; sums the p.slices partial sums in slice order, then the
-//   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination.
+//   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination. Only in
+//   conv2d_split.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
@@ -35,18 +36,18 @@ const CHUNK: u32 = 16u;
 @group(0) @binding(2) var<storage, read> input: array<elem>;
 @group(0) @binding(3) var<storage, read> weight: array<elem4>;
 
+// Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
+fn partial(s: u32, q: u32, co: u32, acc: f32) {
+    let hw = p.h_out * p.w_out;
+    scratch[((s * p.n + q / hw) * p.c_out + co) * hw + q % hw] = acc;
+}
+
 // conv2d_split_reduce
 @group(0) @binding(1) var<storage, read_write> r_output: array<elem>;
 @group(0) @binding(2) var<storage, read> r_scratch: array<f32>;
 @group(0) @binding(3) var<storage, read> r_bias: array<f32>;
 // [n, c_out, h_out, w_out] when has_residual == 1
 @group(0) @binding(4) var<storage, read> r_residual: array<elem>;
-
-// Writes the sum of slice s for output element (q, co), q the flattened (n, y, x) index.
-fn partial(s: u32, q: u32, co: u32, acc: f32) {
-    let hw = p.h_out * p.w_out;
-    scratch[((s * p.n + q / hw) * p.c_out + co) * hw + q % hw] = acc;
-}
 
 @compute @workgroup_size(64)
 fn conv2d_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

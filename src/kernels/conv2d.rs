@@ -7,7 +7,7 @@ pub use super::conv2d_split::Conv2dKernels;
 use super::FoldedWeights;
 use super::{CONV2D, CONV2D_TILED, CONV2D_TILED_F16};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot, WORKGROUP_SIZE};
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Shader, Slot, WORKGROUP_SIZE};
 use crate::ops::{Conv2d, ConvWeights};
 use crate::tensor::Shape;
 
@@ -296,6 +296,26 @@ pub(super) struct Target {
     pub f16_math: bool,
 }
 
+impl Target {
+    /// The program of a tiled family for this target's math: `f32_math`, or its `_f16` twin.
+    pub fn program(self, f32_math: Shader, f16_math: Shader) -> Shader {
+        if self.f16_math {
+            f16_math
+        } else {
+            f32_math
+        }
+    }
+
+    /// What a kernel label adds for this target's math: " f16 math", or nothing.
+    pub fn math_label(self) -> &'static str {
+        if self.f16_math {
+            " f16 math"
+        } else {
+            ""
+        }
+    }
+}
+
 fn slots(p: &Conv2d, input: Shape, k: Target, weights: usize) -> (Vec<Slot>, Vec<Slot>) {
     let result = k.dest.with_c(p.out_channels);
     let floats = |name, n| Slot::floats(name, n, k.precision);
@@ -417,15 +437,8 @@ fn tiled(
     Kernel::new(
         gpu,
         KernelSpec {
-            label: format!(
-                "{label} (conv2d {channels}x{pixels}{})",
-                if k.f16_math { " f16 math" } else { "" }
-            ),
-            shader: if k.f16_math {
-                CONV2D_TILED_F16
-            } else {
-                CONV2D_TILED
-            },
+            label: format!("{label} (conv2d {channels}x{pixels}{})", k.math_label()),
+            shader: k.program(CONV2D_TILED, CONV2D_TILED_F16),
             precision: k.precision,
             entry,
             constants: &[],

@@ -143,14 +143,13 @@ pub(super) fn split_k(
     label: &str,
     p: &Conv2d,
     input: Shape,
-    Target {
-        dest,
-        precision,
-        f16_math,
-    }: Target,
+    k: Target,
     (channels, pixels): (u32, u32),
     splits: u32,
 ) -> Result<SplitK> {
+    let Target {
+        dest, precision, ..
+    } = k;
     let floats = |name, n| Slot::floats(name, n, precision);
     let u = |v: usize| v as u32;
     let slice = slice_channels(input.c, splits);
@@ -178,13 +177,9 @@ pub(super) fn split_k(
         KernelSpec {
             label: format!(
                 "{label} (conv2d split-K {slices}x {channels}x{pixels}{})",
-                if f16_math { " f16 math" } else { "" }
+                k.math_label()
             ),
-            shader: if f16_math {
-                CONV2D_SPLIT_F16
-            } else {
-                CONV2D_SPLIT
-            },
+            shader: k.program(CONV2D_SPLIT, CONV2D_SPLIT_F16),
             precision,
             entry,
             constants: &[],
