@@ -125,6 +125,8 @@ fn resize_group(c: &mut Criterion, gpu: &Gpu) {
             } => "bilinear_ac",
             ResizeMode::Bilinear { .. } => "bilinear",
             ResizeMode::Nearest => "nearest",
+            ResizeMode::Linear { .. } => "linear",
+            ResizeMode::NearestOnnx { .. } => "nearest_onnx",
         };
         let name = format!("resize_{kind}_{}_to{h}x{w}", dims(input));
         add(

@@ -174,6 +174,12 @@ impl Model {
     /// alone (no tensor data is read); errors name the node, the tensor and both shapes.
     pub fn check_weights(&self) -> Result<()> {
         for node in &self.graph.nodes {
+            if let Op::Constant { weight, shape } = &node.op {
+                self.weights.check_reshaped(weight, *shape).map_err(|e| {
+                    Error::Model(format!("node {:?} ({}): {e}", node.name, node.op.name()))
+                })?;
+                continue;
+            }
             let (shape, channels) = match &node.op {
                 Op::Conv2d { params, .. } => (params.weight_shape().to_vec(), params.out_channels),
                 Op::ConvTranspose2d { params, .. } => {

@@ -43,6 +43,17 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Whether a tensor of shape `actual` can be read as NCHW `shape`: rank at most 4, equal element counts.
+fn reshape_error(name: &str, actual: &[usize], shape: [usize; 4], where_: &str) -> Result<()> {
+    let count = |dims: &[usize]| dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if actual.len() > 4 || count(actual).is_none() || count(actual) != count(&shape) {
+        return Err(Error::Model(format!(
+            "weight tensor {name:?} has shape {actual:?}{where_}, which cannot be read as NCHW {shape:?} (rank at most 4, the same element count)"
+        )));
+    }
+    Ok(())
+}
+
 impl Weights {
     pub fn new() -> Self {
         Self::default()
@@ -192,6 +203,23 @@ impl Weights {
             )));
         }
         Ok(t.data)
+    }
+
+    /// Checks that `name` exists in a readable dtype with rank at most 4 and as many elements as the NCHW `shape`
+    /// (what a constant node reads), without converting its data.
+    pub fn check_reshaped(&self, name: &str, shape: [usize; 4]) -> Result<()> {
+        let actual = self.shape(name).ok_or_else(|| self.missing(name))?;
+        // Exists: its own shape checks only the dtype.
+        self.check(name, &actual)?;
+        reshape_error(name, &actual, shape, &self.where_())
+    }
+
+    /// The tensor `name` (rank at most 4, as many elements as `shape`) as an f32 tensor of NCHW `shape`.
+    pub fn get_reshaped(&self, name: &str, shape: [usize; 4]) -> Result<crate::tensor::Tensor> {
+        let t = self.get(name)?;
+        reshape_error(name, &t.shape, shape, &self.where_())?;
+        let [n, c, h, w] = shape;
+        crate::tensor::Tensor::new(crate::tensor::Shape::new(n, c, h, w), t.data)
     }
 
     fn where_(&self) -> String {

@@ -277,6 +277,38 @@ impl GraphBuilder {
         )
     }
 
+    /// An elementwise function with parameters.
+    pub fn pointwise(&mut self, name: &str, x: &str, params: ops::Pointwise) -> String {
+        self.single(name, Op::Pointwise { params }, &[x])
+    }
+
+    /// ONNX Slice / Pad.
+    pub fn slice_pad(&mut self, name: &str, x: &str, params: ops::SlicePad) -> String {
+        self.single(name, Op::SlicePad { params }, &[x])
+    }
+
+    /// A node with no inputs whose output is the weight tensor `weight_name` (already stored) as an activation of
+    /// NCHW `shape`.
+    pub fn constant(&mut self, name: &str, weight_name: &str, shape: [usize; 4]) -> String {
+        let op = Op::Constant {
+            weight: weight_name.to_string(),
+            shape,
+        };
+        self.single(name, op, &[])
+    }
+
+    /// A constant given as host data, stored as `<name>.weight` with `shape`.
+    pub fn constant_values(
+        &mut self,
+        name: &str,
+        shape: [usize; 4],
+        values: Vec<f32>,
+    ) -> Result<String> {
+        let weight = format!("{name}.weight");
+        self.weights.insert(&weight, shape.to_vec(), values)?;
+        Ok(self.constant(name, &weight, shape))
+    }
+
     /// Finishes the graph with `outputs`, checking its structure (shapes are checked when a plan is compiled).
     pub fn finish(mut self, outputs: &[&str]) -> Result<Model> {
         self.graph.outputs = outputs.iter().map(|s| s.to_string()).collect();

@@ -52,6 +52,8 @@ impl BatchNormNames {
 /// - `max_pool2d` with `return_indices`: `[x]` -> `[values, indices]`.
 /// - `max_unpool2d`: `[values, indices]` -> `[y]`.
 /// - `binary`: `[a, b]` -> `[y]`; `concat`: `[x0, x1, ...]` -> `[y]`.
+/// - `pointwise`, `slice_pad`: `[x]` -> `[y]`.
+/// - `constant`: `[]` -> `[y]`, the weight tensor `weight` as an f32 activation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -93,6 +95,21 @@ pub enum Op {
         params: ops::GroupNorm,
         weights: ConvWeightNames,
     },
+    /// An elementwise function with parameters (never fused into a conv epilogue: only `unary` is).
+    Pointwise {
+        params: ops::Pointwise,
+    },
+    /// ONNX Slice and Pad.
+    SlicePad {
+        params: ops::SlicePad,
+    },
+    /// No inputs: the weight tensor named `weight` (any rank up to 4 whose element count is `shape`'s) as an f32
+    /// activation of NCHW `shape`, for per-channel scales, PReLU slopes and other constants an ONNX graph computes
+    /// with.
+    Constant {
+        weight: String,
+        shape: [usize; 4],
+    },
 }
 
 impl Op {
@@ -112,6 +129,9 @@ impl Op {
             Op::Unary { .. } => "unary",
             Op::GroupNorm { .. } => "group_norm",
             Op::PadLike => "pad_like",
+            Op::Pointwise { .. } => "pointwise",
+            Op::SlicePad { .. } => "slice_pad",
+            Op::Constant { .. } => "constant",
         }
     }
 
@@ -123,6 +143,28 @@ impl Op {
             | Op::GroupNorm { weights, .. } => Some(weights),
             _ => None,
         }
+    }
+
+    /// Every weight tensor name this op reads: its [`Op::weight_names`] (batch-norm tensors included) or a
+    /// constant's tensor. What a saved model must keep.
+    pub fn tensor_names(&self) -> Vec<&str> {
+        if let Op::Constant { weight, .. } = self {
+            return vec![weight.as_str()];
+        }
+        let Some(w) = self.weight_names() else {
+            return Vec::new();
+        };
+        let mut names = vec![w.weight.as_str()];
+        names.extend(w.bias.as_deref());
+        if let Some(bn) = &w.batch_norm {
+            names.extend([
+                bn.weight.as_str(),
+                bn.bias.as_str(),
+                bn.running_mean.as_str(),
+                bn.running_var.as_str(),
+            ]);
+        }
+        names
     }
 }
 
@@ -345,7 +387,7 @@ fn f32_input(info: TensorInfo, what: &str) -> Result<Shape> {
 }
 
 /// Output shapes and types of one node, from its input infos.
-fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
+pub(crate) fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
     let f32 = |shape| TensorInfo {
         shape,
         dtype: DType::F32,
@@ -435,6 +477,15 @@ fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<TensorInfo>> {
                 ));
             }
             vec![f32(params.output_shape(single(ins)?)?)]
+        }
+        Op::Pointwise { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::SlicePad { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::Constant { shape, .. } => {
+            expect_inputs(ins, 0)?;
+            let [n, c, h, w] = *shape;
+            let shape = Shape::new(n, c, h, w);
+            ops::positive("constant", "shape", &shape.dims())?;
+            vec![f32(shape)]
         }
     })
 }

@@ -44,6 +44,12 @@ pub fn resize(
                 align_corners: true,
             } => 1,
             ResizeMode::Nearest => 2,
+            ResizeMode::Linear { .. } | ResizeMode::NearestOnnx { .. } => {
+                return Err(crate::error::Error::params(
+                    "resize",
+                    format!("{:?} is not yet implemented on the GPU", p.mode),
+                ))
+            }
         },
         scale_h,
         scale_w,

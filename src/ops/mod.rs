@@ -11,12 +11,14 @@ mod resize;
 mod softmax;
 
 pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
-pub use elementwise::{Binary, BinaryOp, Concat, Unary};
+pub use elementwise::{Binary, BinaryOp, Concat, Pointwise, Unary};
 pub use norm::GroupNorm;
-pub use pad::PadLike;
+pub use pad::{PadLike, PadMode, SlicePad};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
-pub use resize::{Resize, ResizeMode, ResizeTarget};
+pub use resize::{
+    CoordinateTransform, NearestRounding, OnnxAxis, Resize, ResizeMode, ResizeTarget,
+};
 pub use softmax::{Argmax, Softmax};
 
 use crate::error::{Error, Result};

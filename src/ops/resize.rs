@@ -1,4 +1,5 @@
-//! `torch.nn.functional.interpolate` for 2-D maps: bilinear (both align_corners) and legacy nearest.
+//! `torch.nn.functional.interpolate` for 2-D maps: bilinear (both align_corners) and legacy nearest; ONNX Resize's
+//! linear and nearest modes with its coordinate transforms and rounding modes.
 
 use super::positive;
 use crate::error::{Error, Result};
@@ -13,6 +14,119 @@ pub enum ResizeMode {
     },
     /// PyTorch's legacy `mode="nearest"`: `src = min(floor(dst * scale), in - 1)`.
     Nearest,
+    /// ONNX Resize `mode="linear"` (opset 11-21, no antialias): the source coordinate from `transform`, clamped to
+    /// `[0, in - 1]`, interpolated between its floor and the next index.
+    Linear {
+        transform: CoordinateTransform,
+    },
+    /// ONNX Resize `mode="nearest"`: the source coordinate from `transform`, rounded by `rounding`, clamped to
+    /// `[0, in - 1]`.
+    NearestOnnx {
+        transform: CoordinateTransform,
+        rounding: NearestRounding,
+    },
+}
+
+/// ONNX Resize's `coordinate_transformation_mode`: how output index `x` maps to a source coordinate along an axis
+/// of `input` elements resized to `output` with scale `s` (the given factor, or `output / input`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinateTransform {
+    /// `(x + 0.5) / s - 0.5`.
+    HalfPixel,
+    /// `output > 1 ? (x + 0.5) / s - 0.5 : 0`.
+    PytorchHalfPixel,
+    /// `output > 1 ? x * (input - 1) / (output - 1) : 0`.
+    AlignCorners,
+    /// `x / s`.
+    Asymmetric,
+    /// `(x + 0.5) / s`.
+    TfHalfPixelForNearest,
+}
+
+/// ONNX Resize's `nearest_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NearestRounding {
+    /// Round to nearest, halfway cases down.
+    RoundPreferFloor,
+    /// Round to nearest, halfway cases up.
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+impl NearestRounding {
+    /// The code the shader switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            NearestRounding::RoundPreferFloor => 0,
+            NearestRounding::RoundPreferCeil => 1,
+            NearestRounding::Floor => 2,
+            NearestRounding::Ceil => 3,
+        }
+    }
+
+    /// `x` rounded to an integer by this mode, in f32 as onnxruntime (exact: `x - floor(x)` loses nothing).
+    pub fn round(self, x: f32) -> f32 {
+        let f = x.floor();
+        match self {
+            NearestRounding::RoundPreferFloor => f + if x - f > 0.5 { 1.0 } else { 0.0 },
+            NearestRounding::RoundPreferCeil => f + if x - f >= 0.5 { 1.0 } else { 0.0 },
+            NearestRounding::Floor => f,
+            NearestRounding::Ceil => x.ceil(),
+        }
+    }
+}
+
+/// The source coordinate along one axis of an ONNX resize, in f32 in onnxruntime's order of operations:
+/// `((x + offset) * multiplier) / divisor + shift`, each step rounded to f32 (multiplying by 1 and adding 0 are
+/// exact, so each transform's formula is evaluated exactly as onnxruntime writes it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OnnxAxis {
+    pub offset: f32,
+    pub multiplier: f32,
+    pub divisor: f32,
+    pub shift: f32,
+}
+
+impl OnnxAxis {
+    /// The coordinate of output index `x` (before clamping or rounding).
+    pub fn coordinate(&self, x: usize) -> f32 {
+        ((x as f32 + self.offset) * self.multiplier) / self.divisor + self.shift
+    }
+}
+
+impl CoordinateTransform {
+    /// The axis map for `len_in -> len_out` with scale `scale` (f32, as onnxruntime keeps its scales).
+    pub fn axis(self, len_in: usize, len_out: usize, scale: f32) -> OnnxAxis {
+        let zero = OnnxAxis {
+            offset: 0.0,
+            multiplier: 0.0,
+            divisor: 1.0,
+            shift: 0.0,
+        };
+        let scaled = |offset, shift| OnnxAxis {
+            offset,
+            multiplier: 1.0,
+            divisor: scale,
+            shift,
+        };
+        match self {
+            CoordinateTransform::HalfPixel => scaled(0.5, -0.5),
+            CoordinateTransform::PytorchHalfPixel if len_out > 1 => scaled(0.5, -0.5),
+            CoordinateTransform::PytorchHalfPixel => zero,
+            CoordinateTransform::AlignCorners if len_out > 1 => OnnxAxis {
+                offset: 0.0,
+                multiplier: len_in as f32 - 1.0,
+                divisor: len_out as f32 - 1.0,
+                shift: 0.0,
+            },
+            CoordinateTransform::AlignCorners => zero,
+            CoordinateTransform::Asymmetric => scaled(0.0, 0.0),
+            CoordinateTransform::TfHalfPixelForNearest => scaled(0.5, 0.0),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,5 +223,24 @@ impl Resize {
             }
         };
         [axis(0, input.h, output.h), axis(1, input.w, output.w)]
+    }
+
+    /// The ONNX coordinate maps (h, w) of a [`ResizeMode::Linear`] or [`ResizeMode::NearestOnnx`] resize, with
+    /// onnxruntime's f32 scales: the given factor, else `output / input`. `None` for PyTorch's modes.
+    pub fn onnx_axes(&self, input: Shape, output: Shape) -> Option<[OnnxAxis; 2]> {
+        let transform = match self.mode {
+            ResizeMode::Linear { transform } | ResizeMode::NearestOnnx { transform, .. } => {
+                transform
+            }
+            _ => return None,
+        };
+        let scale = |i: usize, len_in: usize, len_out: usize| match self.target {
+            ResizeTarget::Scale(f) => f[i] as f32,
+            _ => len_out as f32 / len_in as f32,
+        };
+        Some([
+            transform.axis(input.h, output.h, scale(0, input.h, output.h)),
+            transform.axis(input.w, output.w, scale(1, input.w, output.w)),
+        ])
     }
 }

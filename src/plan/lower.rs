@@ -240,6 +240,12 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         Op::Unary { params } => {
             single(elementwise::activation(gpu, label, params, x(), precision)?)
         }
+        Op::Pointwise { .. } | Op::SlicePad { .. } | Op::Constant { .. } => {
+            return Err(Error::Model(format!(
+                "node {label:?} ({}): not yet implemented on the GPU",
+                node.op.name()
+            )))
+        }
         Op::Concat => {
             let offsets = concat_offsets.get(&node.name).ok_or_else(|| {
                 Error::Model(format!("node {label:?}: concat offsets were not planned"))

@@ -1,7 +1,7 @@
 //! Reference elementwise ops: broadcasting binary ops, activations and concatenation along channels.
 
 use crate::error::Result;
-use crate::ops::{Binary, Concat, Unary};
+use crate::ops::{Binary, Concat, Pointwise, Unary};
 use crate::tensor::{Shape, Tensor};
 
 /// `act(a op b)` with NumPy broadcasting over NCHW.
@@ -39,6 +39,13 @@ pub fn unary(p: &Unary, x: &Tensor) -> Result<Tensor> {
         .iter()
         .map(|&v| p.activation.apply(v as f64) as f32)
         .collect();
+    Tensor::new(shape, data)
+}
+
+/// An elementwise function with parameters ([`Pointwise::apply`]).
+pub fn pointwise(p: &Pointwise, x: &Tensor) -> Result<Tensor> {
+    let shape = p.output_shape(x.shape)?;
+    let data = x.data.iter().map(|&v| p.apply(v as f64) as f32).collect();
     Tensor::new(shape, data)
 }
 

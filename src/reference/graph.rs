@@ -96,6 +96,11 @@ pub fn run_graph(
                 let (w, b) = model.affine_weights(weights, params.channels)?;
                 vec![Output::F32(super::group_norm(params, x()?, &w, &b)?)]
             }
+            Op::Pointwise { params } => vec![Output::F32(super::pointwise(params, x()?)?)],
+            Op::SlicePad { params } => vec![Output::F32(super::slice_pad(params, x()?)?)],
+            Op::Constant { weight, shape } => {
+                vec![Output::F32(model.weights.get_reshaped(weight, *shape)?)]
+            }
         };
         for (name, value) in node.outputs.iter().zip(outs) {
             values.insert(name.clone(), value);

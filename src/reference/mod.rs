@@ -12,10 +12,10 @@ mod resize;
 mod softmax;
 
 pub use conv::{conv2d, conv_transpose2d};
-pub use elementwise::{binary, concat, unary};
+pub use elementwise::{binary, concat, pointwise, unary};
 pub use graph::run_graph;
 pub use norm::group_norm;
-pub use pad::pad_like;
+pub use pad::{pad_like, slice_pad};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
 pub use preprocess::preprocess;
 pub use resize::resize;
