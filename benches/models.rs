@@ -24,17 +24,8 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// An atrous model file, a state_dict or an smp folder, as the CLI loads them.
+/// Any model file, as the CLI loads it.
 fn load(path: &Path, arch: Option<&str>) -> atrous::Result<Model> {
-    if path.is_file() {
-        let weights = Weights::open(path)?;
-        if weights
-            .metadata()
-            .is_some_and(|m| m.contains_key(atrous::model::METADATA_KEY))
-        {
-            return Model::load(path);
-        }
-    }
     models::open(path, arch)
 }
 

@@ -9,6 +9,7 @@ pub mod image_io;
 pub mod kernels;
 pub mod model;
 pub mod models;
+pub mod onnx;
 pub mod ops;
 pub mod plan;
 pub mod reference;

@@ -4,11 +4,15 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{ConvWeightNames, Graph, Op};
+use crate::onnx::OnnxGraph;
 use crate::ops::{BatchNorm, ChannelOrder, ConvWeights};
+use crate::tensor::Shape;
 use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The version of the portable format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -82,9 +86,13 @@ struct Document {
 /// A graph with its weights and metadata.
 #[derive(Debug)]
 pub struct Model {
+    /// The graph. For an ONNX model, its translation at the declared (or probe) input shapes: plans translate the
+    /// ONNX graph again for their own shapes ([`Model::graph_for`]).
     pub graph: Graph,
     pub weights: Weights,
     pub info: ModelInfo,
+    /// The ONNX graph this model was imported from, when it was.
+    pub onnx: Option<Arc<OnnxGraph>>,
 }
 
 impl Model {
@@ -93,13 +101,30 @@ impl Model {
             graph,
             weights,
             info: ModelInfo::default(),
+            onnx: None,
         }
     }
 
-    /// Loads a model in the portable format, checking the graph's structure and every weight it names.
+    /// Opens any model file atrous reads: the portable format, an ONNX file, a PyTorch state_dict or an smp
+    /// folder ([`crate::models::open`], the one front door for model files).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let weights = Weights::open(path)?;
+        crate::models::open(path.as_ref(), None)
+    }
+
+    /// The graph for these input shapes: the model's own, or for an ONNX model its translation at these shapes.
+    pub fn graph_for(&self, inputs: &HashMap<String, Shape>) -> Result<Cow<'_, Graph>> {
+        match &self.onnx {
+            Some(onnx) => Ok(Cow::Owned(crate::onnx::graph_for(
+                onnx,
+                inputs,
+                &self.weights,
+            )?)),
+            None => Ok(Cow::Borrowed(&self.graph)),
+        }
+    }
+
+    /// Reads a model in the portable format from opened weights whose metadata holds the model document.
+    pub fn from_portable(path: &Path, weights: Weights) -> Result<Self> {
         let json = weights.metadata().and_then(|m| m.get(METADATA_KEY)).cloned().ok_or_else(|| Error::File {
             path: path.to_path_buf(),
             message: format!("no {METADATA_KEY:?} entry in the safetensors metadata: not an atrous model (see docs/model-format.md)"),
@@ -125,6 +150,7 @@ impl Model {
             graph: doc.graph,
             weights,
             info: doc.info,
+            onnx: None,
         };
         model.graph.topological_order()?;
         model.check_weights()?;

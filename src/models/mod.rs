@@ -42,15 +42,47 @@ pub const ARCHITECTURES: &[&str] = &[
     "smp_fpn",
 ];
 
-/// Opens a model file or an smp `save_pretrained` folder (`config.json` + `model.safetensors`) and builds it
-/// with [`build`]; `arch` is ignored for folders, whose `config.json` names the class.
+/// The one front door for model files: opens `path` once and picks the reader. An smp `save_pretrained` folder
+/// (`config.json` names the class; `arch` must not contradict it), an ONNX file (`.onnx`; its graph is in the file,
+/// so `arch` is refused), a model in atrous's portable format (`arch`, if given, must be the one it was built as),
+/// or a PyTorch state_dict built with [`build`]. Errors name the file.
 pub fn open(path: &std::path::Path, arch: Option<&str>) -> Result<Model> {
+    let in_file = |e: Error| match e {
+        Error::File { .. } => e,
+        other => Error::File {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    };
     if path.is_dir() {
-        let model = smp::open_dir(path)?;
-        model.check_weights()?;
+        let model = smp::open_dir(path).map_err(in_file)?;
+        model.check_weights().map_err(in_file)?;
         return Ok(model);
     }
-    build(Weights::open(path)?, arch)
+    if crate::onnx::is_onnx_path(path) {
+        if let Some(arch) = arch {
+            return Err(in_file(Error::Model(format!(
+                "--arch {arch}: an ONNX file carries its own graph; omit --arch"
+            ))));
+        }
+        return crate::onnx::load(path);
+    }
+    let weights = Weights::open(path)?;
+    if weights
+        .metadata()
+        .is_some_and(|m| m.contains_key(crate::model::METADATA_KEY))
+    {
+        let model = Model::from_portable(path, weights)?;
+        if let (Some(arch), Some(built)) = (arch, model.info.architecture.as_deref()) {
+            if arch != built {
+                return Err(in_file(Error::Model(format!(
+                    "--arch {arch}: this atrous model was built as {built}; omit --arch"
+                ))));
+            }
+        }
+        return Ok(model);
+    }
+    build(weights, arch).map_err(in_file)
 }
 
 /// The safetensors metadata key naming the architecture (written by tools/export.py).

@@ -107,7 +107,7 @@ impl Plan {
         options: PlanOptions,
         weights: &WeightCache,
     ) -> Result<Plan> {
-        let graph = &model.graph;
+        let graph = &*model.graph_for(input_shapes)?;
         let precision = options.precision;
         gpu.require(precision)?;
         let f16_math = match (precision, options.f16_math) {

@@ -148,35 +148,7 @@ mod segment;
 /// A model in the portable format (metadata key `atrous`), or a PyTorch state_dict built by the zoo: the
 /// architecture from `--arch`, else the file's metadata `architecture`, else the key names.
 fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
-    if path.is_dir() {
-        return models::open(path, arch).map_err(|e| Error::File {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        });
-    }
-    let weights = Weights::open(path)?;
-    if weights
-        .metadata()
-        .is_some_and(|m| m.contains_key(atrous::model::METADATA_KEY))
-    {
-        drop(weights);
-        let model = Model::load(path)?;
-        if let (Some(arch), Some(built)) = (arch, model.info.architecture.as_deref()) {
-            if arch != built {
-                return Err(Error::File {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "--arch {arch}: this atrous model was built as {built}; omit --arch"
-                    ),
-                });
-            }
-        }
-        return Ok(model);
-    }
-    models::build(weights, arch).map_err(|e| Error::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    models::open(path, arch)
 }
 
 fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
