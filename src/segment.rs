@@ -74,11 +74,14 @@ pub struct Segmenter {
     class_count: usize,
     labels: Vec<String>,
     palette: Vec<[u8; 3]>,
+    /// The graph output holding the logits.
+    output: String,
     pipelines: Mutex<HashMap<(u32, u32, bool), Arc<SizedPipeline>>>,
 }
 
 impl Segmenter {
-    /// Wraps a model whose metadata says how to preprocess images and whose graph has the output `out`.
+    /// Wraps a model whose metadata says how to preprocess images and whose graph has the output `out` (or one
+    /// output of any name).
     pub fn new(gpu: Arc<Gpu>, model: Model) -> Result<Self> {
         Self::with_options(gpu, model, PlanOptions::default())
     }
@@ -90,11 +93,18 @@ impl Segmenter {
         let spec = model.info.preprocess.clone().ok_or_else(|| {
             Error::Model("the model has no preprocessing metadata (mean, std, input size): cannot segment images".into())
         })?;
-        if !model.graph.outputs.iter().any(|o| o == OUTPUT) {
-            return Err(Error::Model(format!(
-                "the model has no output {OUTPUT:?} to segment with"
-            )));
-        }
+        // The output `out` (the zoo's and the portable format's convention), else the model's only output.
+        let output = match &model.graph.outputs[..] {
+            outs if outs.iter().any(|o| o == OUTPUT) => OUTPUT.to_string(),
+            [only] => only.clone(),
+            outs => {
+                return Err(Error::Model(format!(
+                    "the model has no output {OUTPUT:?} to segment with, and {} outputs ({}) to choose from",
+                    outs.len(),
+                    outs.join(", ")
+                )))
+            }
+        };
         if model.graph.inputs.len() != 1 || model.graph.inputs[0].channels != 3 {
             return Err(Error::Model(
                 "a segmentation model needs exactly one 3-channel input".into(),
@@ -106,8 +116,8 @@ impl Segmenter {
             model.graph.inputs[0].name.clone(),
             Shape::new(1, 3, probe.0, probe.1),
         )]);
-        let (_, infos) = model.graph.infer(&shapes)?;
-        let class_count = infos[OUTPUT].shape.c;
+        let (_, infos) = model.graph_for(&shapes)?.infer(&shapes)?;
+        let class_count = infos[&output].shape.c;
         let labels = match model.info.labels.len() {
             n if n == class_count.max(2) => model.info.labels.clone(),
             _ => (0..class_count.max(2))
@@ -124,6 +134,7 @@ impl Segmenter {
             class_count,
             labels,
             palette,
+            output,
             pipelines: Mutex::default(),
         })
     }
@@ -235,7 +246,7 @@ impl Segmenter {
         let plan = self
             .engine
             .plan(&[(&input_name, Shape::new(1, 3, in_h, in_w))])?;
-        let logits = plan.output_info(OUTPUT).expect("checked in new").shape;
+        let logits = plan.output_info(&self.output).expect("checked in new").shape;
 
         let layout = ImageLayout {
             width,
@@ -263,7 +274,7 @@ impl Segmenter {
             target: ResizeTarget::Size([height, width]),
         };
         let resize_kernel = resize::resize(gpu, "resize logits", &resize, logits, precision)?;
-        let out = plan.binding(OUTPUT).expect("graph output");
+        let out = plan.binding(&self.output).expect("graph output");
         let mut after =
             vec![resize_kernel.bind(gpu, &[resized.as_entire_buffer_binding()], &[out])?];
         let class_shape = full.with_c(1);

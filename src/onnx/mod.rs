@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use tensor::{dtype, HostTensor};
-use translate::{Constants, Translator};
+pub use translate::Constants;
+use translate::Translator;
 
 /// The oldest and newest default-domain opsets atrous reads.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=22;

@@ -60,8 +60,8 @@ impl Numerics {
 enum Command {
     /// Run a model on tensors: reads f32 NCHW inputs from a safetensors file, writes every graph output.
     Run {
-        /// A model in atrous's portable format (docs/model-format.md), or a PyTorch state_dict in safetensors
-        /// (tools/export.py) of one of the zoo's architectures.
+        /// A model: an ONNX file (.onnx), atrous's portable format (docs/model-format.md), a PyTorch state_dict in
+        /// safetensors (tools/export.py) of one of the zoo's architectures, or an smp save_pretrained folder.
         #[arg(long)]
         model: PathBuf,
         /// The architecture of a state_dict: deeplabv3_resnet50, deeplabv3_resnet101,
@@ -81,7 +81,8 @@ enum Command {
     /// Segment photos: writes <stem>.mask.png (class per pixel), <stem>.color.png (palette colours) and
     /// <stem>.overlay.png (the photo blended with the colours) for each image, and prints each class's share.
     Segment {
-        /// The model (atrous format); defaults to the shipped MediaPipe selfie segmenter.
+        /// The model (ONNX, atrous format, state_dict or smp folder); defaults to the shipped MediaPipe selfie
+        /// segmenter.
         #[arg(long)]
         model: Option<PathBuf>,
         /// The architecture, for weights without an atrous graph.
@@ -95,14 +96,20 @@ enum Command {
         probs: bool,
         #[command(flatten)]
         numerics: Numerics,
+        #[command(flatten)]
+        preprocessing: segment::Preprocessing,
         /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them.
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
     /// Time a model or a single op: latency, images/s, planned memory, and per-kernel GPU times.
     Bench(bench::BenchArgs),
-    /// List the GPU adapters, the one atrous picks, its features and limits.
-    Info,
+    /// List the GPU adapters, the one atrous picks, its features and limits; with --model, describe a model
+    /// instead (inputs, outputs, op histogram, and for ONNX anything unsupported).
+    Info {
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
             out,
             probs,
             numerics,
+            preprocessing,
             images,
         } => segment::run(
             model.as_deref(),
@@ -128,10 +136,12 @@ fn main() -> ExitCode {
             &out,
             probs,
             numerics,
+            &preprocessing,
             &images,
         ),
         Command::Bench(args) => bench::run(&args),
-        Command::Info => info(),
+        Command::Info { model: None } => info(),
+        Command::Info { model: Some(path) } => describe(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,6 +213,55 @@ fn run(
         file.insert(name.clone(), t.shape.dims().to_vec(), t.data)?;
     }
     file.save(output, HashMap::new())
+}
+
+/// `atrous info --model`: what a model file holds, without a GPU. An ONNX file's unsupported nodes are listed
+/// rather than refused, so the report is complete.
+fn describe(path: &Path) -> Result<()> {
+    if atrous::onnx::is_onnx_path(path) {
+        let mut weights = atrous::weights::Weights::new();
+        let onnx = atrous::onnx::OnnxGraph::open(path, &mut weights)?;
+        println!("ONNX model {} (opset {}, producer {:?})", path.display(), onnx.opset(), onnx.producer);
+        for i in &onnx.inputs {
+            let dims: Vec<String> = i.dims.iter().map(|d| d.map_or("?".into(), |v| v.to_string())).collect();
+            println!("input  {:?}: [{}]", i.name, dims.join(", "));
+        }
+        for o in &onnx.outputs {
+            println!("output {o:?}");
+        }
+        println!("weights: {} tensors", weights.names().len());
+        println!("ops:");
+        for (op, count) in onnx.histogram() {
+            println!("  {op:<24} {count}");
+        }
+        let unsupported = onnx.unsupported();
+        if unsupported.is_empty() {
+            match onnx.probe_shapes().and_then(|s| onnx.translate(&s, atrous::onnx::Constants::Add(&mut weights))) {
+                Ok(graph) => println!("translates into {} atrous nodes at its declared (or probe) input size", graph.nodes.len()),
+                Err(e) => println!("cannot be translated: {e}"),
+            }
+        } else {
+            println!("unsupported: {}", unsupported.join(", "));
+        }
+        return Ok(());
+    }
+    let model = load_model(path, None)?;
+    println!("model {}", path.display());
+    for i in &model.graph.inputs {
+        println!("input  {:?}: {} channels", i.name, i.channels);
+    }
+    for o in &model.graph.outputs {
+        println!("output {o:?}");
+    }
+    let mut ops = std::collections::BTreeMap::new();
+    for n in &model.graph.nodes {
+        *ops.entry(n.op.name()).or_insert(0usize) += 1;
+    }
+    println!("ops:");
+    for (op, count) in ops {
+        println!("  {op:<24} {count}");
+    }
+    Ok(())
 }
 
 fn info() -> Result<()> {

@@ -16,6 +16,69 @@ const DEFAULT_MODEL: &str = "weights/selfie_segmenter.safetensors";
 /// Suffixes of the files this command writes, skipped when walking a directory for inputs.
 const OUTPUT_SUFFIXES: &[&str] = &[".mask.png", ".color.png", ".overlay.png"];
 
+/// Preprocessing and labels for a model that carries none (an ONNX export) or to override its own.
+#[derive(clap::Args, Debug, Default)]
+pub struct Preprocessing {
+    /// Per-channel mean of inputs scaled to [0, 1], e.g. 0.485,0.456,0.406 (ImageNet).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation, e.g. 0.229,0.224,0.225.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    std: Option<Vec<f32>>,
+    /// Input size: the shorter side (e.g. 520), or HxW for a fixed size (e.g. 512x512).
+    #[arg(long)]
+    size: Option<String>,
+    /// A text file with one class name per line.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+}
+
+impl Preprocessing {
+    /// Applies the options given to the model's metadata.
+    fn apply(&self, model: &mut atrous::Model) -> Result<()> {
+        use atrous::model::{InputSize, PreprocessSpec};
+        if self.mean.is_some() || self.std.is_some() || self.size.is_some() {
+            let mut spec = model.info.preprocess.clone().unwrap_or(PreprocessSpec {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                value_range: [0.0, 1.0],
+                channel_order: Default::default(),
+                input_size: match &model.onnx {
+                    Some(onnx) => onnx.declared_size(),
+                    None => InputSize::Original { multiple_of: 32 },
+                },
+            });
+            let triple = |v: &Vec<f32>| [v[0], v[1], v[2]];
+            if let Some(m) = &self.mean {
+                spec.mean = triple(m);
+            }
+            if let Some(s) = &self.std {
+                if s.iter().any(|&v| !(v > 0.0)) {
+                    return Err(Error::Model(format!("--std {s:?}: every value must be positive")));
+                }
+                spec.std = triple(s);
+            }
+            if let Some(size) = &self.size {
+                let (h, w) = atrous::onnx::parse_size(size)?;
+                spec.input_size = if size.contains('x') {
+                    InputSize::Fixed { height: h, width: w }
+                } else {
+                    InputSize::ShorterSide { size: h }
+                };
+            }
+            model.info.preprocess = Some(spec);
+        }
+        if let Some(path) = &self.labels {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            model.info.labels = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        }
+        Ok(())
+    }
+}
+
 pub fn default_model() -> PathBuf {
     let local = PathBuf::from(DEFAULT_MODEL);
     if local.exists() {
@@ -72,6 +135,7 @@ pub fn run(
     out: &Path,
     probs: bool,
     numerics: Numerics,
+    preprocessing: &Preprocessing,
     inputs: &[PathBuf],
 ) -> Result<()> {
     let (images, mut failures) = collect(inputs);
@@ -85,7 +149,9 @@ pub fn run(
     let model_path = model.map_or_else(default_model, Path::to_path_buf);
     let options = numerics.options();
     let gpu = Arc::new(Gpu::new()?);
-    let segmenter = Segmenter::with_options(gpu, load_model(&model_path, arch)?, options)?;
+    let mut model = load_model(&model_path, arch)?;
+    preprocessing.apply(&mut model)?;
+    let segmenter = Segmenter::with_options(gpu, model, options)?;
 
     let bar = if images.len() > 1 {
         ProgressBar::new(images.len() as u64)
