@@ -190,3 +190,309 @@ fn onnx_backend_node_tests_should_pass_as_listed() {
     );
     assert!(passed > 0, "no node test passed");
 }
+
+mod errors {
+    //! Hostile and broken ONNX files: clear errors naming the file, node or value; never a panic or a huge
+    //! allocation. No GPU needed: loading translates the graph without one.
+
+    use atrous::model::Model;
+    use atrous::onnx::proto::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+        StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+        ValueInfoProto,
+    };
+    use atrous::onnx::{load_bytes, proto};
+    use prost::Message;
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: 1,
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| proto::Dimension {
+                                dim_value: Some(d),
+                                dim_param: None,
+                            })
+                            .collect(),
+                    }),
+                }),
+            }),
+        }
+    }
+
+    fn node(
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
+        NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            attribute: attrs,
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 7,
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn weight(name: &str, dims: &[i64]) -> TensorProto {
+        let n: i64 = dims.iter().product();
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: 1,
+            float_data: (0..n).map(|i| (i % 7) as f32 * 0.1).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// x [1, 2, 8, 8] -> Conv 3x3 (weight w) -> Relu -> y, plus extra nodes.
+    fn model(extra: Vec<NodeProto>, output: &str) -> ModelProto {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w"],
+                &["c"],
+                vec![ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "relu", &["c"], &["r"], vec![]),
+        ];
+        nodes.extend(extra);
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(GraphProto {
+                node: nodes,
+                name: "g".into(),
+                initializer: vec![weight("w", &[2, 2, 3, 3])],
+                input: vec![value("x", &[1, 2, 8, 8])],
+                output: vec![value(output, &[])],
+            }),
+            metadata_props: vec![StringStringEntryProto {
+                key: "atrous.size".into(),
+                value: "8".into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn load(m: &ModelProto) -> atrous::Result<Model> {
+        load_bytes(&m.encode_to_vec(), None)
+    }
+
+    #[test]
+    fn a_valid_model_should_load() {
+        let m = load(&model(vec![], "r")).unwrap();
+        assert_eq!(m.graph.outputs, ["r"]);
+    }
+
+    #[test]
+    fn every_unsupported_node_should_be_listed_at_once() {
+        let extra = vec![
+            node("Foo", "foo1", &["r"], &["f"], vec![]),
+            node("LSTM", "lstm", &["f"], &["l"], vec![]),
+        ];
+        let e = load(&model(extra, "l")).unwrap_err().to_string();
+        assert!(
+            e.contains("2 unsupported nodes")
+                && e.contains("\"foo1\" (Foo)")
+                && e.contains("\"lstm\" (LSTM)"),
+            "{e}"
+        );
+        assert!(e.contains("Supported ops:") && e.contains("Conv"), "{e}");
+    }
+
+    #[test]
+    fn bad_attributes_should_name_the_node_and_value() {
+        let extra = vec![node(
+            "MaxPool",
+            "pool",
+            &["r"],
+            &["p"],
+            vec![
+                ints("kernel_shape", &[2, 2]),
+                ints("strides", &[1 << 40, 1]),
+            ],
+        )];
+        let e = load(&model(extra, "p")).unwrap_err().to_string();
+        assert!(
+            e.contains("\"pool\" (MaxPool)") && e.contains("over the limit"),
+            "{e}"
+        );
+        let extra = vec![node("Pad", "pad", &["r", "pads"], &["p"], vec![])];
+        let mut m = model(extra, "p");
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(TensorProto {
+            name: "pads".into(),
+            dims: vec![8],
+            data_type: 7,
+            int64_data: vec![0, 0, 1 << 62, 0, 0, 0, 0, 0],
+            ..Default::default()
+        });
+        let e = load(&m).unwrap_err().to_string();
+        assert!(e.contains("\"pad\" (Pad)") && e.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn cycles_and_missing_values_should_be_errors() {
+        let extra = vec![node("Add", "loop", &["r", "a"], &["a"], vec![])];
+        let e = load(&model(extra, "a")).unwrap_err().to_string();
+        assert!(
+            e.contains("\"loop\" (Add)") && e.contains("not produced before"),
+            "{e}"
+        );
+        let e = load(&model(vec![], "nowhere")).unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+    }
+
+    #[test]
+    fn absurd_shapes_should_be_refused_without_allocating() {
+        // A ConstantOfShape of 2^40 elements feeding an Add.
+        let shape = TensorProto {
+            name: "s".into(),
+            dims: vec![4],
+            data_type: 7,
+            int64_data: vec![1, 1, 1 << 20, 1 << 20],
+            ..Default::default()
+        };
+        let extra = vec![
+            node("ConstantOfShape", "zeros", &["s"], &["z"], vec![]),
+            node("Add", "add", &["r", "z"], &["o"], vec![]),
+        ];
+        let mut m = model(extra, "o");
+        m.graph.as_mut().unwrap().initializer.push(shape);
+        let e = load(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("\"zeros\" (ConstantOfShape)") && e.contains("elements"),
+            "{e}"
+        );
+        // A weight whose dims promise far more than the file holds.
+        let mut m = model(vec![], "r");
+        m.graph.as_mut().unwrap().initializer[0] = TensorProto {
+            name: "w".into(),
+            dims: vec![1 << 30, 1 << 30, 3, 3],
+            data_type: 1,
+            ..Default::default()
+        };
+        let e = load(&m).unwrap_err().to_string();
+        assert!(e.contains("\"w\""), "{e}");
+    }
+
+    #[test]
+    fn missing_external_data_should_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("atrous-onnx-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = model(vec![], "r");
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.float_data.clear();
+        w.data_location = 1;
+        w.external_data = vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "weights.bin".into(),
+        }];
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(e.contains("weights.bin"), "{e}");
+        w_escape(&dir);
+    }
+
+    fn w_escape(dir: &std::path::Path) {
+        let mut m = model(vec![], "r");
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.float_data.clear();
+        w.data_location = 1;
+        w.external_data = vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "../../etc/passwd".into(),
+        }];
+        let path = dir.join("escape.onnx");
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(e.contains("inside the model's folder"), "{e}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_should_be_errors_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("atrous-onnx-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = model(vec![], "r").encode_to_vec();
+        for (name, data) in [
+            ("truncated.onnx", &bytes[..bytes.len() / 2]),
+            ("garbage.onnx", &b"\xff\xfe not protobuf"[..]),
+            ("empty.onnx", &[][..]),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, data).unwrap();
+            let e = Model::load(&path).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+
+    /// A bounded fuzz run: mutated copies of real exports (bit flips, byte overwrites, truncations, splices) must
+    /// load or fail with an error, never panic. `ATROUS_FUZZ_ITERS` runs longer.
+    #[test]
+    fn mutated_onnx_files_should_load_or_fail_cleanly() {
+        use rand::{Rng, SeedableRng};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+        let seeds: Vec<Vec<u8>> = [
+            "models/segnet_dynamo",
+            "models/unet_dynamic_ts",
+            "node/test_resize_upsample_sizes_nearest",
+        ]
+        .iter()
+        .filter_map(|c| std::fs::read(root.join(c).join("model.onnx")).ok())
+        .chain(std::iter::once(model(vec![], "r").encode_to_vec()))
+        .collect();
+        let iters: usize = std::env::var("ATROUS_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let (mut ok, mut failed) = (0, 0);
+        for i in 0..iters {
+            let mut b = seeds[i % seeds.len()].clone();
+            for _ in 0..rng.random_range(1..=4) {
+                let at = rng.random_range(0..b.len().max(1));
+                match rng.random_range(0..4) {
+                    0 if !b.is_empty() => b[at] ^= 1 << rng.random_range(0..8),
+                    1 if !b.is_empty() => b[at] = rng.random(),
+                    2 => b.truncate(at),
+                    _ => {
+                        let from = rng.random_range(0..b.len().max(1));
+                        let chunk: Vec<u8> = b.iter().skip(from).take(16).copied().collect();
+                        b.splice(at.min(b.len())..at.min(b.len()), chunk);
+                    }
+                }
+            }
+            match load_bytes(&b, None) {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    assert!(!e.to_string().is_empty());
+                    failed += 1
+                }
+            }
+        }
+        println!("{iters} mutated models: {ok} loaded, {failed} refused");
+        assert_eq!(ok + failed, iters);
+    }
+}

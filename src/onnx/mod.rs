@@ -29,7 +29,7 @@ pub use translate::Constants;
 use translate::Translator;
 
 /// The oldest and newest default-domain opsets atrous reads.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=22;
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
 
 /// Spatial size given to dynamic height and width when a model is translated at load (to validate it and report
 /// its outputs); plans are compiled for the real input shapes.
@@ -412,19 +412,23 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
 /// Loads an ONNX model: decodes it, translates it once at its declared (or probe) input shapes to validate it,
 /// and keeps the ONNX graph so plans for other shapes translate it again.
 pub fn load(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    load_bytes(&bytes, path.parent()).map_err(|e| match e {
+        Error::File { .. } => e,
+        other => file_error(path, other),
+    })
+}
+
+/// [`load`] from bytes in memory; `dir` is where external data files are looked up.
+pub fn load_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Model> {
     let mut weights = Weights::new();
-    let onnx = OnnxGraph::open(path, &mut weights)?;
-    let graph = onnx
-        .translate(
-            &onnx.probe_shapes().map_err(|e| file_error(path, e))?,
-            Constants::Add(&mut weights),
-        )
-        .map_err(|e| file_error(path, e))?;
-    let info = onnx.info().map_err(|e| file_error(path, e))?;
+    let onnx = OnnxGraph::decode(bytes, dir, &mut weights)?;
+    let graph = onnx.translate(&onnx.probe_shapes()?, Constants::Add(&mut weights))?;
+    let info = onnx.info()?;
     let mut model = Model::new(graph, weights);
     model.info = info;
     model.onnx = Some(Arc::new(onnx));
-    model.check_weights().map_err(|e| file_error(path, e))?;
+    model.check_weights()?;
     Ok(model)
 }
 

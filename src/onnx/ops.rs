@@ -83,9 +83,19 @@ pub fn translate(
     }
 }
 
+/// The largest size, stride, pad or dilation an ONNX attribute or shape input may give: far beyond any real
+/// network, small enough that no shape arithmetic downstream can overflow.
+pub const MAX_ATTRIBUTE: i64 = 1 << 20;
+
 fn usize_list(v: &[i64], what: &str) -> Result<Vec<usize>> {
     v.iter()
-        .map(|&x| usize::try_from(x).map_err(|_| err(format!("{what} {v:?} has a negative value"))))
+        .map(|&x| match x {
+            0..=MAX_ATTRIBUTE => Ok(x as usize),
+            x if x < 0 => Err(err(format!("{what} {v:?} has a negative value"))),
+            _ => Err(err(format!(
+                "{what} {v:?}: {x} is over the limit of {MAX_ATTRIBUTE}"
+            ))),
+        })
         .collect()
 }
 
@@ -192,7 +202,7 @@ fn conv(
         )));
     };
     check_kernel_shape(a, [kh, kw])?;
-    let groups = usize::try_from(a.int("group", 1)?).map_err(|_| err("group must be positive"))?;
+    let groups = usize_list(&[a.int("group", 1)?], "group")?[0];
     let stride = pair(a, "strides", 1)?;
     let dilation = pair(a, "dilations", 1)?;
     let p = window_pads(a, x.nchw, span([kh, kw], dilation), stride)?;
@@ -264,7 +274,10 @@ fn conv_transpose(
         )));
     };
     check_kernel_shape(a, [kh, kw])?;
-    let groups = usize::try_from(a.int("group", 1)?).map_err(|_| err("group must be positive"))?;
+    let groups = usize_list(&[a.int("group", 1)?], "group")?[0];
+    if groups == 0 || mg.checked_mul(groups).is_none() {
+        return Err(err(format!("group {groups} is not a positive count")));
+    }
     if c != x.nchw.c {
         return Err(err(format!(
             "weight {weight:?} {wd:?} takes {c} channels, the input has {}",
@@ -869,7 +882,12 @@ fn resize(
     let target = match (scales, sizes) {
         (_, Some(s)) => {
             let s = full(s.iter().map(|&v| v as f64).collect(), dims)?;
-            if s[0] != dims[0] || s[1] != dims[1] || s[2] < 1.0 || s[3] < 1.0 {
+            if s[0] != dims[0]
+                || s[1] != dims[1]
+                || s[2] < 1.0
+                || s[3] < 1.0
+                || s[2].max(s[3]) > MAX_ATTRIBUTE as f64
+            {
                 return Err(err(format!(
                     "sizes {s:?}: only height and width may change (input {:?})",
                     x.dims
@@ -1083,6 +1101,9 @@ fn pad(
         }
     };
     let mut ranges: Vec<(i64, i64, usize)> = x.dims.iter().map(|&d| (0, 1, d)).collect();
+    if let Some(p) = pads.iter().find(|p| p.abs() > MAX_ATTRIBUTE) {
+        return Err(err(format!("pad {p} is over the limit of {MAX_ATTRIBUTE}")));
+    }
     for (k, &ax) in axes.iter().enumerate() {
         let (begin, end) = (pads[k], pads[k + axes.len()]);
         let count = (x.dims[ax] as i64)

@@ -55,7 +55,7 @@ pub mod dtype {
 
 /// The most elements a tensor folded on the host may have: shape arithmetic is tiny, and a file that asks for more
 /// (a ConstantOfShape of 2^40 elements) is refused instead of allocating.
-pub const MAX_HOST_ELEMENTS: usize = 1 << 28;
+pub const MAX_HOST_ELEMENTS: usize = 1 << 24;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
@@ -165,7 +165,12 @@ impl HostTensor {
             .map(|&d| usize::try_from(d))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| Error::Model(format!("{what}: negative dimension in {:?}", t.dims)))?;
-        let n = element_count(&dims, &what)?;
+        // Bounded by the data actually present (checked below before anything is allocated), not by a cap: weights
+        // may be large.
+        let n = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::Model(format!("{what}: shape {dims:?} overflows")))?;
         let external;
         let raw: &[u8] = if t.data_location == 1 {
             external = read_external(t, dir, &what)?;
@@ -183,7 +188,7 @@ impl HostTensor {
             if raw.is_empty() && n > 0 {
                 return Ok(None);
             }
-            if raw.len() != n * size {
+            if n.checked_mul(size) != Some(raw.len()) {
                 return Err(bad_len(raw.len() / size.max(1)));
             }
             Ok(Some(raw.chunks_exact(size)))
