@@ -25,22 +25,80 @@ use crate::model::Model;
 use crate::ops::{Activation, Conv2d, GroupNorm, Padding2d};
 use crate::weights::{Prefixed, Weights};
 
-/// The architectures [`build`] knows.
-pub const ARCHITECTURES: &[&str] = &[
-    "deeplabv3_resnet50",
-    "deeplabv3_resnet101",
-    "deeplabv3_mobilenet_v3_large",
-    "fcn_resnet50",
-    "fcn_resnet101",
-    "lraspp_mobilenet_v3_large",
-    "unet",
-    "smp_unet",
-    "smp_deeplabv3",
-    "smp_deeplabv3plus",
-    "smp_linknet",
-    "smp_pspnet",
-    "smp_fpn",
+/// One architecture of the zoo: its name (`--arch`, the metadata key `architecture`) and how its graph is built from
+/// a state_dict.
+pub struct Architecture {
+    pub name: &'static str,
+    build: fn(Weights, &str) -> Result<Model>,
+}
+
+fn build_smp(weights: Weights, arch: &str) -> Result<Model> {
+    let class = smp::class_of(arch).expect("registered smp architectures have a class");
+    let cfg = smp::config_from_keys(&weights, class)?;
+    smp::build(weights, &cfg)
+}
+
+/// The registry of the zoo: every architecture [`build`] knows, in one place. Detection from key names is
+/// [`detect`]; ONNX files, portable models and smp folders need no architecture ([`open`]).
+pub const REGISTRY: &[Architecture] = &[
+    Architecture {
+        name: "deeplabv3_resnet50",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "deeplabv3_resnet101",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "deeplabv3_mobilenet_v3_large",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "fcn_resnet50",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "fcn_resnet101",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "lraspp_mobilenet_v3_large",
+        build: torchvision::build,
+    },
+    Architecture {
+        name: "unet",
+        build: |w, _| unet::build(w),
+    },
+    Architecture {
+        name: "smp_unet",
+        build: build_smp,
+    },
+    Architecture {
+        name: "smp_deeplabv3",
+        build: build_smp,
+    },
+    Architecture {
+        name: "smp_deeplabv3plus",
+        build: build_smp,
+    },
+    Architecture {
+        name: "smp_linknet",
+        build: build_smp,
+    },
+    Architecture {
+        name: "smp_pspnet",
+        build: build_smp,
+    },
+    Architecture {
+        name: "smp_fpn",
+        build: build_smp,
+    },
 ];
+
+/// The names of the architectures [`build`] knows, in registry order.
+pub fn architectures() -> Vec<&'static str> {
+    REGISTRY.iter().map(|a| a.name).collect()
+}
 
 /// The one front door for model files: opens `path` once and picks the reader. An smp `save_pretrained` folder
 /// (`config.json` names the class; `arch` must not contradict it), an ONNX file (`.onnx`; its graph is in the file,
@@ -104,26 +162,13 @@ pub fn build(weights: Weights, arch: Option<&str>) -> Result<Model> {
         .and_then(|m| m.get("labels"))
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_default();
-    let mut model = match arch.as_str() {
-        "deeplabv3_resnet50"
-        | "deeplabv3_resnet101"
-        | "fcn_resnet50"
-        | "fcn_resnet101"
-        | "deeplabv3_mobilenet_v3_large"
-        | "lraspp_mobilenet_v3_large" => torchvision::build(weights, &arch)?,
-        "unet" => unet::build(weights)?,
-        a if smp::class_of(a).is_some() => {
-            let class = smp::class_of(a).expect("an smp architecture");
-            let cfg = smp::config_from_keys(&weights, class)?;
-            smp::build(weights, &cfg)?
-        }
-        other => {
-            return Err(Error::Model(format!(
-                "unknown architecture {other:?}; supported: {}",
-                ARCHITECTURES.join(", ")
-            )))
-        }
-    };
+    let entry = REGISTRY.iter().find(|a| a.name == arch).ok_or_else(|| {
+        Error::Model(format!(
+            "unknown architecture {arch:?}; supported: {}",
+            architectures().join(", ")
+        ))
+    })?;
+    let mut model = (entry.build)(weights, &arch)?;
     if !labels.is_empty() {
         model.info.labels = labels;
     }
@@ -168,7 +213,7 @@ pub fn detect(weights: &Weights) -> Result<String> {
             names.len(),
             shown.join(", "),
             if names.len() > shown.len() { ", ..." } else { "" },
-            ARCHITECTURES.join(", ")
+            architectures().join(", ")
         )));
     };
     Ok(arch)
