@@ -246,7 +246,10 @@ impl Segmenter {
         let plan = self
             .engine
             .plan(&[(&input_name, Shape::new(1, 3, in_h, in_w))])?;
-        let logits = plan.output_info(&self.output).expect("checked in new").shape;
+        let logits = plan
+            .output_info(&self.output)
+            .expect("checked in new")
+            .shape;
 
         let layout = ImageLayout {
             width,

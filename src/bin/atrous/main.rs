@@ -221,9 +221,18 @@ fn describe(path: &Path) -> Result<()> {
     if atrous::onnx::is_onnx_path(path) {
         let mut weights = atrous::weights::Weights::new();
         let onnx = atrous::onnx::OnnxGraph::open(path, &mut weights)?;
-        println!("ONNX model {} (opset {}, producer {:?})", path.display(), onnx.opset(), onnx.producer);
+        println!(
+            "ONNX model {} (opset {}, producer {:?})",
+            path.display(),
+            onnx.opset(),
+            onnx.producer
+        );
         for i in &onnx.inputs {
-            let dims: Vec<String> = i.dims.iter().map(|d| d.map_or("?".into(), |v| v.to_string())).collect();
+            let dims: Vec<String> = i
+                .dims
+                .iter()
+                .map(|d| d.map_or("?".into(), |v| v.to_string()))
+                .collect();
             println!("input  {:?}: [{}]", i.name, dims.join(", "));
         }
         for o in &onnx.outputs {
@@ -236,8 +245,14 @@ fn describe(path: &Path) -> Result<()> {
         }
         let unsupported = onnx.unsupported();
         if unsupported.is_empty() {
-            match onnx.probe_shapes().and_then(|s| onnx.translate(&s, atrous::onnx::Constants::Add(&mut weights))) {
-                Ok(graph) => println!("translates into {} atrous nodes at its declared (or probe) input size", graph.nodes.len()),
+            match onnx
+                .probe_shapes()
+                .and_then(|s| onnx.translate(&s, atrous::onnx::Constants::Add(&mut weights)))
+            {
+                Ok(graph) => println!(
+                    "translates into {} atrous nodes at its declared (or probe) input size",
+                    graph.nodes.len()
+                ),
                 Err(e) => println!("cannot be translated: {e}"),
             }
         } else {

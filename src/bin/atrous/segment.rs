@@ -54,14 +54,19 @@ impl Preprocessing {
             }
             if let Some(s) = &self.std {
                 if s.iter().any(|&v| !(v > 0.0)) {
-                    return Err(Error::Model(format!("--std {s:?}: every value must be positive")));
+                    return Err(Error::Model(format!(
+                        "--std {s:?}: every value must be positive"
+                    )));
                 }
                 spec.std = triple(s);
             }
             if let Some(size) = &self.size {
                 let (h, w) = atrous::onnx::parse_size(size)?;
                 spec.input_size = if size.contains('x') {
-                    InputSize::Fixed { height: h, width: w }
+                    InputSize::Fixed {
+                        height: h,
+                        width: w,
+                    }
                 } else {
                     InputSize::ShorterSide { size: h }
                 };
@@ -73,7 +78,12 @@ impl Preprocessing {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-            model.info.labels = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            model.info.labels = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
         }
         Ok(())
     }
