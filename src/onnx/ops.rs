@@ -625,9 +625,18 @@ fn max_pool(
     let dilation = pair(a, "dilations", 1)?;
     let p = window_pads(a, x.nchw, span(kernel, dilation), stride)?;
     let indices = node.output.get(1).filter(|o| !o.is_empty()).cloned();
+    let ceil_mode = a.int("ceil_mode", 0)? != 0;
+    // atrous pools pad symmetrically by at most half the window (PyTorch's rule); other pads are applied first with
+    // the lowest float, which no window's maximum can be, unless the indices or ceil mode depend on them.
+    let awkward = p[0] != p[2] || p[1] != p[3] || 2 * p[0].max(p[1]) > kernel[0].min(kernel[1]);
+    let (x, p) = if awkward && indices.is_none() && !ceil_mode {
+        (explicit_pad(t, name, x, p, f32::MIN)?, [0; 4])
+    } else {
+        (x, p)
+    };
     if p[0] != p[2] || p[1] != p[3] {
         return Err(err(format!(
-            "asymmetric pads {p:?} are not supported for MaxPool"
+            "asymmetric pads {p:?} are not supported for MaxPool with indices or ceil_mode"
         )));
     }
     let params = MaxPool2d {
@@ -635,7 +644,7 @@ fn max_pool(
         stride,
         padding: [p[0], p[1]],
         dilation,
-        ceil_mode: a.int("ceil_mode", 0)? != 0,
+        ceil_mode,
         return_indices: indices.is_some(),
     };
     // PyTorch's exporter pools with a 1 x 1 window only to read every element's flat position from the indices.
@@ -680,19 +689,53 @@ fn avg_pool(
         return Err(err("dilations are not supported for AveragePool"));
     }
     let p = window_pads(a, x.nchw, kernel, stride)?;
+    let ceil_mode = a.int("ceil_mode", 0)? != 0;
+    let count_include_pad = a.int("count_include_pad", 0)? != 0;
+    // Pads atrous's pool cannot take (asymmetric, or over half the window) are zeros counted in every average:
+    // exact when count_include_pad is set and ceil mode is off.
+    let awkward = p[0] != p[2] || p[1] != p[3] || 2 * p[0].max(p[1]) > kernel[0].min(kernel[1]);
+    let (x, p) = if awkward && count_include_pad && !ceil_mode {
+        (explicit_pad(t, name, x, p, 0.0)?, [0; 4])
+    } else {
+        (x, p)
+    };
     if p[0] != p[2] || p[1] != p[3] {
         return Err(err(format!(
-            "asymmetric pads {p:?} are not supported for AveragePool"
+            "asymmetric pads {p:?} are supported for AveragePool only with count_include_pad=1"
         )));
     }
     let params = AvgPool2d {
         kernel,
         stride,
         padding: [p[0], p[1]],
-        ceil_mode: a.int("ceil_mode", 0)? != 0,
-        count_include_pad: a.int("count_include_pad", 0)? != 0,
+        ceil_mode,
+        count_include_pad,
     };
     let d = t.emit_data(name, Op::AvgPool2d { params }, vec![x.tensor], out, vec![])?;
+    Ok(DataValue {
+        dims: d.nchw.dims().to_vec(),
+        ..d
+    })
+}
+
+/// `x` padded by `[top, left, bottom, right]` with `value`.
+fn explicit_pad(
+    t: &mut Translator,
+    name: &str,
+    x: DataValue,
+    p: [usize; 4],
+    value: f32,
+) -> Result<DataValue> {
+    let s = x.nchw;
+    let params = SlicePad {
+        start: [0, 0, -(p[0] as i64), -(p[1] as i64)],
+        step: [1; 4],
+        output: [s.n, s.c, s.h + p[0] + p[2], s.w + p[1] + p[3]],
+        mode: PadMode::Constant { value },
+    };
+    let node = t.unique_name(&format!("{name}#pad"));
+    let padded = format!("{node}#out");
+    let d = t.emit_data(&node, Op::SlicePad { params }, vec![x.tensor], &padded, vec![])?;
     Ok(DataValue {
         dims: d.nchw.dims().to_vec(),
         ..d
