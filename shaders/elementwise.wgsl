@@ -1,6 +1,7 @@
 // Elementwise ops over NCHW float tensors (`elem` in storage, f32 arithmetic), one thread per output element:
 // - binary: act(a op b) with NumPy broadcasting (each dim of a and b equals the output's or is 1),
 // - activation: a standalone activation,
+// - pointwise: an elementwise function with up to two f32 parameters (`Pointwise` on the host),
 // - copy_channels: one input of a concatenation copied into its channel range of the destination.
 // Each entry point has globals of its own; they share binding numbers, which is fine since a pipeline (auto
 // layout) only sees the globals its entry point uses.
@@ -45,6 +46,10 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var v: f32;
     switch bp.op {
         case 1u: { v = a * b; }
+        case 2u: { v = a - b; }
+        case 3u: { v = a / b; }
+        // PRelu: b is the slope.
+        case 4u: { v = select(a * b, a, a >= 0.0); }
         default: { v = a + b; }
     }
     binary_out[i] = elem(activate(v, bp.activation));
@@ -66,6 +71,75 @@ fn activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         return;
     }
     activation_out[i] = elem(activate(f32(activation_in[i]), ap.activation));
+}
+
+struct PointwiseParams {
+    total: u32, function: u32, p0: f32, p1: f32,
+}
+
+@group(0) @binding(0) var<uniform> pp: PointwiseParams;
+@group(0) @binding(1) var<storage, read_write> pointwise_out: array<elem>;
+@group(0) @binding(2) var<storage, read> pointwise_in: array<elem>;
+
+// erfc(z) to 1.2e-7 relative everywhere (Numerical Recipes' erfcc, a Chebyshev fit): relative, so the tail of
+// GELU at large negative x keeps its digits.
+fn erfc_approx(z: f32) -> f32 {
+    let a = abs(z);
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let poly = -a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let r = t * exp(poly);
+    return select(2.0 - r, r, z >= 0.0);
+}
+
+// exp(x) - 1 without the cancellation near 0 (series below 1e-2, where its first omitted term is 4e-10 relative).
+fn expm1_approx(x: f32) -> f32 {
+    return select(exp(x) - 1.0, x * (1.0 + x * (0.5 + x * (1.0 / 6.0))), abs(x) < 1e-2);
+}
+
+// Function codes of `Pointwise::code` on the host; p0 and p1 are `Pointwise::params`.
+fn pointwise_fn(x: f32, function: u32, p0: f32, p1: f32) -> f32 {
+    switch function {
+        case 0u: { return select(p0 * x, x, x >= 0.0); }
+        // Clip as min(max(x, lo), hi); NaN stays NaN, tested on its bits (compilers may assume no NaN in
+        // comparisons: GL's does).
+        case 1u: {
+            let clipped = min(max(x, p0), p1);
+            return select(clipped, x, (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u);
+        }
+        case 2u: { return select(p0 * expm1_approx(x), x, x > 0.0); }
+        case 3u: { return clamp(p0 * x + p1, 0.0, 1.0); }
+        // tanh is +-1 in f32 beyond 9.1; the clamp keeps implementations that divide exponentials from inf / inf.
+        case 4u: { return tanh(clamp(x, -15.0, 15.0)); }
+        // ln(1 + exp(x)) = max(x, 0) + ln(1 + exp(-|x|)): no overflow.
+        case 5u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        // 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2).
+        case 6u: { return 0.5 * x * erfc_approx(-x * 0.70710678118654752); }
+        // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2 / pi) (x + 0.044715 x^3): no tanh, no cancellation.
+        case 7u: {
+            let u = 0.79788456080286536 * (x + 0.044715 * x * x * x);
+            return x / (1.0 + exp(-2.0 * u));
+        }
+        case 8u: { return exp(x); }
+        case 9u: { return log(x); }
+        case 10u: { return sqrt(x); }
+        case 11u: { return abs(x); }
+        case 12u: { return -x; }
+        case 13u: { return 1.0 / x; }
+        case 14u: { return floor(x); }
+        case 15u: { return ceil(x); }
+        default: { return x; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wid, nwg, lid);
+    if i >= pp.total {
+        return;
+    }
+    pointwise_out[i] = elem(pointwise_fn(f32(pointwise_in[i]), pp.function, pp.p0, pp.p1));
 }
 
 struct CopyParams {

@@ -1,11 +1,17 @@
-// torch.nn.functional.interpolate on NCHW maps: bilinear (align_corners false or true) and legacy nearest.
-// Source coordinates are computed in f32 from the host's f32 scales, as PyTorch does for f32 tensors.
-// Interpolation runs in f32 on `elem` values. One thread per output element.
+// torch.nn.functional.interpolate on NCHW maps: bilinear (align_corners false or true) and legacy nearest; ONNX
+// Resize linear and nearest with any coordinate transform and rounding mode.
+// Source coordinates are computed in f32 from the host's f32 scales, as PyTorch does for f32 tensors, and in ONNX
+// modes as onnxruntime does. Interpolation runs in f32 on `elem` values. One thread per output element.
 
 struct Params {
     planes: u32, h_in: u32, w_in: u32, h_out: u32,
-    // 0: bilinear, align_corners=False; 1: bilinear, align_corners=True; 2: nearest.
+    // 0: bilinear, align_corners=False; 1: bilinear, align_corners=True; 2: nearest; 3: ONNX linear;
+    // 4: ONNX nearest.
     w_out: u32, mode: u32, scale_h: f32, scale_w: f32,
+    // ONNX nearest's rounding (`NearestRounding::code`).
+    rounding: u32, pad0: u32, pad1: u32, pad2: u32,
+    // ONNX modes, per axis (`OnnxAxis`): coordinate = ((x + offset) * multiplier) / divisor + shift.
+    axis_h: vec4<f32>, axis_w: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,6 +49,40 @@ fn nearest_index(dst: u32, len_in: u32, len_out: u32, scale: f32) -> u32 {
     return min(u32(floor(f32(dst) * scale)), len_in - 1u);
 }
 
+// onnxruntime's get_original_coordinate, in its order of operations (multiplying by 1 and adding 0 are exact).
+fn onnx_coordinate(dst: u32, a: vec4<f32>) -> f32 {
+    return ((f32(dst) + a.x) * a.y) / a.z + a.w;
+}
+
+// onnxruntime's UpsampleBilinear taps: the coordinate clamped to [0, in - 1], its floor, the next index (clamped),
+// weights |x - i1| and |x - i0|, one half each where both indices are the last.
+fn onnx_linear_taps(dst: u32, len_in: u32, a: vec4<f32>) -> Taps {
+    let x = clamp(onnx_coordinate(dst, a), 0.0, f32(len_in - 1u));
+    let i0 = min(u32(x), len_in - 1u);
+    let i1 = min(i0 + 1u, len_in - 1u);
+    if i0 == i1 {
+        return Taps(i0, i1, 0.5, 0.5);
+    }
+    return Taps(i0, i1, abs(x - f32(i1)), abs(x - f32(i0)));
+}
+
+// ONNX nearest: the coordinate rounded (x - floor(x) is exact in f32), clamped to [0, in - 1]. A fraction within
+// 1e-6 of one half is a tie, as onnxruntime rounds (`NearestRounding::round`).
+fn onnx_nearest_index(dst: u32, len_in: u32, a: vec4<f32>) -> u32 {
+    let x = onnx_coordinate(dst, a);
+    let f = floor(x);
+    let d = x - f;
+    let tie = abs(d - 0.5) < 1e-6;
+    var up: bool;
+    switch p.rounding {
+        case 0u: { up = !tie && d > 0.5; }
+        case 1u: { up = tie || d > 0.5; }
+        case 2u: { up = false; }
+        default: { up = d > 0.0; }
+    }
+    return u32(clamp(select(f, f + 1.0, up), 0.0, f32(len_in - 1u)));
+}
+
 @compute @workgroup_size(WG)
 fn resize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -59,9 +99,22 @@ fn resize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         output[i] = input[plane + y * p.w_in + x];
         return;
     }
-    let align_corners = p.mode == 1u;
-    let ty = bilinear_taps(oy, p.h_in, p.h_out, p.scale_h, align_corners);
-    let tx = bilinear_taps(ox, p.w_in, p.w_out, p.scale_w, align_corners);
+    if p.mode == 4u {
+        let y = onnx_nearest_index(oy, p.h_in, p.axis_h);
+        let x = onnx_nearest_index(ox, p.w_in, p.axis_w);
+        output[i] = input[plane + y * p.w_in + x];
+        return;
+    }
+    var ty: Taps;
+    var tx: Taps;
+    if p.mode == 3u {
+        ty = onnx_linear_taps(oy, p.h_in, p.axis_h);
+        tx = onnx_linear_taps(ox, p.w_in, p.axis_w);
+    } else {
+        let align_corners = p.mode == 1u;
+        ty = bilinear_taps(oy, p.h_in, p.h_out, p.scale_h, align_corners);
+        tx = bilinear_taps(ox, p.w_in, p.w_out, p.scale_w, align_corners);
+    }
     let r0 = plane + ty.i0 * p.w_in;
     let r1 = plane + ty.i1 * p.w_in;
     let v = ty.l0 * (tx.l0 * f32(input[r0 + tx.i0]) + tx.l1 * f32(input[r0 + tx.i1]))

@@ -5,8 +5,9 @@ mod common;
 use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{
-    Activation, AvgPool2d, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights, GroupNorm,
-    MaxPool2d, MaxUnpool2d, Padding2d, Resize, ResizeMode, ResizeTarget,
+    Activation, AvgPool2d, Binary, BinaryOp, Conv2d, ConvTranspose2d, ConvWeights,
+    CoordinateTransform, GroupNorm, MaxPool2d, MaxUnpool2d, NearestRounding, PadMode, Padding2d,
+    Pointwise, Resize, ResizeMode, ResizeTarget, SlicePad,
 };
 use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
 use atrous::{reference, Engine, Gpu, Model, Shape, Tensor};
@@ -817,4 +818,266 @@ fn pads_that_change_nothing_should_be_skipped() {
         let got = plan.run(&[("input", &x)], &["out"]).unwrap();
         assert_outputs_match(&format!("{input}"), &got, &want, 1e-4);
     }
+}
+
+/// What an ONNX graph translates to, on a 3 x 10 x 12 input: constants (per-channel mean, scale and PReLU slope, a
+/// full-size map added to a conv, and a constant that is a graph output by itself), Sub / Div / PRelu against them,
+/// pointwise functions (one after a conv, which must not fuse), reflect and constant pads, a slice with negative
+/// steps, and ONNX resizes. The constants are declared first, so the topological order would run them first.
+fn onnx_like(seed: u64) -> Model {
+    let mut r = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let positive = |r: &mut rand::rngs::SmallRng, n| -> Vec<f32> {
+        random_vec(r, n).iter().map(|v| 0.5 + v.abs()).collect()
+    };
+    let mean = b
+        .constant_values("mean", [1, 3, 1, 1], random_vec(&mut r, 3))
+        .unwrap();
+    let std = b
+        .constant_values("std", [1, 3, 1, 1], positive(&mut r, 3))
+        .unwrap();
+    let slope = b
+        .constant_values("slope", [1, 4, 1, 1], random_vec(&mut r, 4))
+        .unwrap();
+    // Added to a conv of the same shape: the add fuses into the conv as its residual, which may then be written
+    // over in place; the constant's copy must run again on every run.
+    let bias_map = b
+        .constant_values("bias_map", [1, 4, 10, 12], random_vec(&mut r, 4 * 10 * 12))
+        .unwrap();
+    b.constant_values("table", [1, 2, 1, 3], random_vec(&mut r, 6))
+        .unwrap();
+    let centred = b.binary("centred", &x, &mean, Binary::new(BinaryOp::Sub));
+    let normalised = b.binary("normalised", &centred, &std, Binary::new(BinaryOp::Div));
+    let p = conv(3, 4, 3, 1, 1);
+    let w = conv_weights(&mut r, p.weight_shape(), 4, true, false);
+    let c = b.conv2d("conv", &normalised, p, w).unwrap();
+    let c = b.add("conv.bias_map", &c, &bias_map);
+    let c = b.binary("prelu", &c, &slope, Binary::new(BinaryOp::Prelu));
+    let g = b.pointwise("gelu", &c, Pointwise::Gelu { tanh: false });
+    let padded = b.slice_pad(
+        "pad",
+        &g,
+        SlicePad::pad(
+            Shape::new(1, 4, 10, 12),
+            [0, 0, 2, 1],
+            [0, 0, 1, 3],
+            PadMode::Reflect,
+        )
+        .unwrap(),
+    );
+    let p2 = conv(4, 4, 3, 0, 1);
+    let w2 = conv_weights(&mut r, p2.weight_shape(), 4, true, true);
+    let c2 = b.conv2d("conv2", &padded, p2, w2).unwrap();
+    // A pointwise function right after a conv: a node of its own, never an epilogue.
+    let clipped = b.pointwise(
+        "clip",
+        &c2,
+        Pointwise::Clip {
+            min: -0.5,
+            max: f32::INFINITY,
+        },
+    );
+    // Every other row reversed, every third column from the right, channels reversed: [1, 4, 6, 5].
+    let sliced = b.slice_pad(
+        "slice",
+        &clipped,
+        SlicePad {
+            start: [0, 3, 10, 13],
+            step: [1, -1, -2, -3],
+            output: [1, 4, 6, 5],
+            mode: PadMode::Constant { value: 0.25 },
+        },
+    );
+    let up = b.resize(
+        "up",
+        &sliced,
+        Resize {
+            mode: ResizeMode::Linear {
+                transform: CoordinateTransform::HalfPixel,
+            },
+            target: ResizeTarget::Scale([2.0, 1.5]),
+        },
+    );
+    let e = b.pointwise("elu", &up, Pointwise::Elu { alpha: 0.7 });
+    b.resize(
+        "out",
+        &e,
+        Resize {
+            mode: ResizeMode::NearestOnnx {
+                transform: CoordinateTransform::Asymmetric,
+                rounding: NearestRounding::Floor,
+            },
+            target: ResizeTarget::Size([5, 9]),
+        },
+    );
+    b.finish(&["out", "table", "prelu"]).unwrap()
+}
+
+/// The ONNX-like graph on the GPU, fused and unfused, twice each (constants must be copied on every run: the
+/// fused plan writes a conv over one in place), in f32 and f16, against the CPU executor.
+#[test]
+fn onnx_like_graph_should_match_cpu_executor() {
+    let gpu = gpu_or_skip!();
+    let model = onnx_like(31);
+    let input = Shape::new(1, 3, 10, 12);
+    let x = random_tensor(&mut rng(32), input);
+    let want =
+        reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    assert_eq!(want["out"].shape(), Shape::new(1, 4, 5, 9));
+    assert_eq!(want["table"].shape(), Shape::new(1, 2, 1, 3));
+    let outputs = ["out", "table", "prelu"];
+    for fuse in [true, false] {
+        let plan = compile(&gpu, &model, input, fuse);
+        let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+        assert!(
+            labels.iter().any(|l| l.starts_with("gelu"))
+                && labels.iter().any(|l| l.starts_with("clip")),
+            "pointwise nodes must stay kernels of their own: {labels:?}"
+        );
+        // Constants run just before their first reader, not first.
+        let position = |name: &str| labels.iter().position(|l| l.starts_with(name)).unwrap();
+        assert!(position("slope") > position("conv"), "{labels:?}");
+        assert!(position("std") > position("centred"), "{labels:?}");
+        for run in 0..2 {
+            let got = plan.run(&[("input", &x)], &outputs).unwrap();
+            assert_outputs_match(
+                &format!("onnx-like fuse={fuse} run {run}"),
+                &got,
+                &want,
+                1e-4,
+            );
+        }
+    }
+    let fused = compile(&gpu, &model, input, true);
+    let labels: Vec<&str> = fused.kernels().iter().map(|k| k.label()).collect();
+    assert!(
+        !labels.iter().any(|l| l.starts_with("conv.bias_map")),
+        "the add of the constant map should fuse into the conv: {labels:?}"
+    );
+    if let Some(gpu) = common::gpu_for(Precision::F16) {
+        for fuse in [true, false] {
+            let options = PlanOptions {
+                fuse,
+                ..f16_options(false)
+            };
+            let plan = compile_in(&gpu, &model, input, options);
+            for run in 0..2 {
+                let got = plan.run(&[("input", &x)], &outputs).unwrap();
+                assert_outputs_match(
+                    &format!("onnx-like fuse={fuse} (f16) run {run}"),
+                    &got,
+                    &want,
+                    GRAPH_F16_TOLERANCE,
+                );
+            }
+        }
+    }
+}
+
+/// The new ops survive the model document: JSON out and back gives the same graph, which runs the same.
+#[test]
+fn onnx_like_graph_should_round_trip_through_json() {
+    let model = onnx_like(31);
+    let json = model.to_json().unwrap();
+    assert!(
+        json.contains(r#""op":"constant","weight":"mean.weight","shape":[1,3,1,1]"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""function":"clip","min":-0.5,"max":"inf""#),
+        "{json}"
+    );
+    assert!(json.contains(r#""op":"slice_pad""#), "{json}");
+    let back = Model::from_json(&json, onnx_like(31).weights).unwrap();
+    assert_eq!(back.graph, model.graph);
+    let x = random_tensor(&mut rng(33), Shape::new(1, 3, 10, 12));
+    let inputs = HashMap::from([("input".to_string(), x)]);
+    assert_eq!(
+        reference::run_graph(&back, &inputs).unwrap(),
+        reference::run_graph(&model, &inputs).unwrap()
+    );
+}
+
+/// A constant's tensor may have any rank up to 4 with the NCHW shape's element count; others are refused by node
+/// name, when the model is checked and when it is compiled.
+#[test]
+fn constants_should_check_their_tensor() {
+    let build = |tensor_shape: Vec<usize>, values: usize| {
+        let mut weights = atrous::weights::Weights::new();
+        weights
+            .insert("k", tensor_shape, (0..values).map(|v| v as f32).collect())
+            .unwrap();
+        let mut b = GraphBuilder::with_weights(weights);
+        let x = b.input("input", 3);
+        let k = b.constant("scale", "k", [1, 3, 1, 1]);
+        b.mul("out", &x, &k);
+        b.finish(&["out"]).unwrap()
+    };
+    for shape in [vec![3], vec![3, 1, 1], vec![1, 3, 1, 1], vec![1, 1, 3]] {
+        let model = build(shape.clone(), 3);
+        model.check_weights().unwrap();
+        let x = random_tensor(&mut rng(34), Shape::new(1, 3, 2, 2));
+        let out = reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())]))
+            .unwrap();
+        let want: Vec<f32> = x
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (i / 4) as f32)
+            .collect();
+        assert_eq!(out["out"].to_f32().data, want, "{shape:?}");
+    }
+    for (shape, values, what) in [
+        (vec![4], 4, "[4]"),
+        (vec![1, 1, 1, 3, 1], 3, "rank"),
+        (vec![3, 2], 6, "[3, 2]"),
+    ] {
+        let model = build(shape, values);
+        let err = model.check_weights().unwrap_err().to_string();
+        assert!(
+            err.contains("\"scale\" (constant)") && err.contains("\"k\""),
+            "{what}: {err}"
+        );
+        let x = random_tensor(&mut rng(35), Shape::new(1, 3, 2, 2));
+        let err = reference::run_graph(&model, &HashMap::from([("input".to_string(), x)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"k\""), "{what}: {err}");
+        if let Some(gpu) = common::gpu() {
+            let shapes = HashMap::from([("input".to_string(), Shape::new(1, 3, 2, 2))]);
+            let err = Plan::compile(
+                gpu,
+                &model,
+                &shapes,
+                PlanOptions::default(),
+                &WeightCache::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("\"scale\" (constant)"), "{what}: {err}");
+        }
+    }
+    // A missing tensor, and a constant node given an input.
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    b.constant("scale", "nowhere", [1, 3, 1, 1]);
+    b.node(
+        "bad",
+        atrous::graph::Op::Constant {
+            weight: "nowhere".into(),
+            shape: [1, 3, 1, 1],
+        },
+        &[&x],
+        &["bad"],
+    );
+    let model = b.finish(&["scale", "bad"]).unwrap();
+    let err = model.check_weights().unwrap_err().to_string();
+    assert!(err.contains("\"nowhere\" is missing"), "{err}");
+    let shapes = HashMap::from([("input".to_string(), Shape::new(1, 3, 2, 2))]);
+    let err = model.graph.infer(&shapes).unwrap_err().to_string();
+    assert!(
+        err.contains("\"bad\" (constant)") && err.contains("takes 0 inputs"),
+        "{err}"
+    );
 }

@@ -1,10 +1,12 @@
-//! resize on the GPU against the CPU reference: bilinear (both align_corners) and nearest, from sizes and scales.
+//! resize on the GPU against the CPU reference: bilinear (both align_corners) and nearest, from sizes and scales;
+//! ONNX Resize's linear and nearest modes with every coordinate transform and rounding; the reference against
+//! values from PyTorch and onnxruntime.
 
 mod common;
 
 use atrous::gpu::Precision;
 use atrous::kernels::resize;
-use atrous::ops::{Resize, ResizeMode, ResizeTarget};
+use atrous::ops::{CoordinateTransform, NearestRounding, Resize, ResizeMode, ResizeTarget};
 use atrous::{reference, Shape};
 use common::*;
 
@@ -17,6 +19,36 @@ const MODES: [ResizeMode; 3] = [
     },
     ResizeMode::Nearest,
 ];
+
+const TRANSFORMS: [CoordinateTransform; 5] = [
+    CoordinateTransform::HalfPixel,
+    CoordinateTransform::PytorchHalfPixel,
+    CoordinateTransform::AlignCorners,
+    CoordinateTransform::Asymmetric,
+    CoordinateTransform::TfHalfPixelForNearest,
+];
+
+const ROUNDINGS: [NearestRounding; 4] = [
+    NearestRounding::RoundPreferFloor,
+    NearestRounding::RoundPreferCeil,
+    NearestRounding::Floor,
+    NearestRounding::Ceil,
+];
+
+/// Every ONNX mode: linear and nearest (each rounding) under every coordinate transform.
+fn onnx_modes() -> Vec<ResizeMode> {
+    let mut modes = Vec::new();
+    for transform in TRANSFORMS {
+        modes.push(ResizeMode::Linear { transform });
+        for rounding in ROUNDINGS {
+            modes.push(ResizeMode::NearestOnnx {
+                transform,
+                rounding,
+            });
+        }
+    }
+    modes
+}
 
 fn cases() -> Vec<(Shape, ResizeTarget)> {
     use ResizeTarget::{Scale, Size};
@@ -48,10 +80,31 @@ fn cases() -> Vec<(Shape, ResizeTarget)> {
 }
 
 fn check_resize(precision: Precision) {
+    check_resize_modes(precision, &MODES, cases());
+}
+
+/// ONNX's modes on the same cases, plus coordinates one f32 ulp from a rounding tie (the scale 1 / 3.5 of a
+/// 64-row map, whose row 1 maps to 3.4999998) and a scale whose f32 product with the input is an integer.
+fn check_onnx_resize(precision: Precision) {
+    let mut cases = cases();
+    let scale = (1.0f32 / 3.5) as f64;
+    cases.push((Shape::new(1, 2, 64, 3), ResizeTarget::Scale([scale, 1.0])));
+    cases.push((
+        Shape::new(1, 2, 3, 10),
+        ResizeTarget::Scale([1.0, 0.7f32 as f64]),
+    ));
+    check_resize_modes(precision, &onnx_modes(), cases);
+}
+
+fn check_resize_modes(
+    precision: Precision,
+    modes: &[ResizeMode],
+    cases: Vec<(Shape, ResizeTarget)>,
+) {
     let gpu = gpu_or_skip!(precision);
     let mut seed = 0;
-    for (input, target) in cases() {
-        for mode in MODES {
+    for (input, target) in cases {
+        for &mode in modes {
             seed += 1;
             let p = Resize { mode, target };
             let name = format!("{input} -> {target:?} {mode:?}");
@@ -79,6 +132,267 @@ fn resize_should_match_reference() {
 #[test]
 fn resize_in_f16_should_match_reference() {
     check_resize(Precision::F16);
+}
+
+#[test]
+fn onnx_resize_should_match_reference() {
+    check_onnx_resize(Precision::F32);
+}
+
+#[test]
+fn onnx_resize_in_f16_should_match_reference() {
+    check_onnx_resize(Precision::F16);
+}
+
+/// The reference against onnxruntime 1.23 (CPU provider, opset 19): a 2 x 4 map of 0..8 resized to 3 x 7 by
+/// `sizes` with each linear transform, and the indices each nearest mode picks; a near-tie coordinate; an output
+/// size from an f32 product.
+#[test]
+fn onnx_resize_reference_should_match_onnxruntime() {
+    let x =
+        atrous::Tensor::new(Shape::new(1, 1, 2, 4), (0..8).map(|v| v as f32).collect()).unwrap();
+    let run = |mode| {
+        let p = Resize {
+            mode,
+            target: ResizeTarget::Size([3, 7]),
+        };
+        reference::resize(&p, &x).unwrap().data
+    };
+    let half_pixel = [
+        0.0,
+        0.357_142_87,
+        0.928_571_46,
+        1.5,
+        2.071_428_5,
+        2.642_857,
+        3.0,
+        2.0,
+        2.357_143,
+        2.928_571_7,
+        3.5,
+        4.071_429,
+        4.642_857,
+        5.0,
+        4.0,
+        4.357_143,
+        4.928_571_7,
+        5.5,
+        6.071_428_3,
+        6.642_857_6,
+        7.0,
+    ];
+    let align_corners = [
+        0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 4.0, 4.5, 5.0, 5.5,
+        6.0, 6.5, 7.0,
+    ];
+    let asymmetric = [
+        0.0,
+        0.571_428_6,
+        1.142_857_2,
+        1.714_285_7,
+        2.285_714_4,
+        2.857_143,
+        3.0,
+        2.666_666_7,
+        3.238_095_3,
+        3.809_523_8,
+        4.380_952_4,
+        4.952_381,
+        5.523_809_4,
+        5.666_667,
+        4.0,
+        4.571_428_3,
+        5.142_857_6,
+        5.714_285_4,
+        6.285_714_6,
+        6.857_143,
+        7.0,
+    ];
+    for (transform, want) in [
+        (CoordinateTransform::HalfPixel, &half_pixel),
+        (CoordinateTransform::PytorchHalfPixel, &half_pixel),
+        (CoordinateTransform::AlignCorners, &align_corners),
+        (CoordinateTransform::Asymmetric, &asymmetric),
+    ] {
+        assert_close(
+            &format!("linear {transform:?}"),
+            &run(ResizeMode::Linear { transform }),
+            want,
+        );
+    }
+    use CoordinateTransform::{AlignCorners, Asymmetric, HalfPixel};
+    use NearestRounding::{Ceil, Floor, RoundPreferCeil, RoundPreferFloor};
+    let nearest: [(CoordinateTransform, NearestRounding, [u8; 21]); 12] = [
+        (
+            HalfPixel,
+            RoundPreferFloor,
+            [
+                0, 0, 1, 1, 2, 3, 3, 0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7,
+            ],
+        ),
+        (
+            HalfPixel,
+            RoundPreferCeil,
+            [
+                0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7, 4, 4, 5, 6, 6, 7, 7,
+            ],
+        ),
+        (
+            HalfPixel,
+            Floor,
+            [
+                0, 0, 0, 1, 2, 2, 3, 0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 5, 6, 6, 7,
+            ],
+        ),
+        (
+            HalfPixel,
+            Ceil,
+            [
+                0, 1, 1, 2, 3, 3, 3, 4, 5, 5, 6, 7, 7, 7, 4, 5, 5, 6, 7, 7, 7,
+            ],
+        ),
+        (
+            Asymmetric,
+            RoundPreferFloor,
+            [
+                0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7, 4, 5, 5, 6, 6, 7, 7,
+            ],
+        ),
+        (
+            Asymmetric,
+            RoundPreferCeil,
+            [
+                0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7, 4, 5, 5, 6, 6, 7, 7,
+            ],
+        ),
+        (
+            Asymmetric,
+            Floor,
+            [
+                0, 0, 1, 1, 2, 2, 3, 0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 6, 7,
+            ],
+        ),
+        (
+            Asymmetric,
+            Ceil,
+            [
+                0, 1, 2, 2, 3, 3, 3, 4, 5, 6, 6, 7, 7, 7, 4, 5, 6, 6, 7, 7, 7,
+            ],
+        ),
+        (
+            AlignCorners,
+            RoundPreferFloor,
+            [
+                0, 0, 1, 1, 2, 2, 3, 0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 6, 7,
+            ],
+        ),
+        (
+            AlignCorners,
+            RoundPreferCeil,
+            [
+                0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7, 4, 5, 5, 6, 6, 7, 7,
+            ],
+        ),
+        (
+            AlignCorners,
+            Floor,
+            [
+                0, 0, 1, 1, 2, 2, 3, 0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 6, 7,
+            ],
+        ),
+        (
+            AlignCorners,
+            Ceil,
+            [
+                0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7, 4, 5, 5, 6, 6, 7, 7,
+            ],
+        ),
+    ];
+    for (transform, rounding, want) in nearest {
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        let got = run(ResizeMode::NearestOnnx {
+            transform,
+            rounding,
+        });
+        assert_eq!(got, want, "nearest {transform:?} {rounding:?}");
+    }
+    // Row 1 of a 64-row map at scale f32(1 / 3.5) maps to 3.4999998, one ulp short of a tie: onnxruntime rounds it as
+    // the tie (3 preferring the floor, 4 the ceiling), and so does the reference.
+    let rows =
+        atrous::Tensor::new(Shape::new(1, 1, 64, 1), (0..64).map(|v| v as f32).collect()).unwrap();
+    for (rounding, want) in [
+        (RoundPreferFloor, [0.0, 3.0, 7.0, 10.0, 14.0, 17.0]),
+        (RoundPreferCeil, [0.0, 4.0, 7.0, 11.0, 14.0, 18.0]),
+    ] {
+        let p = Resize {
+            mode: ResizeMode::NearestOnnx {
+                transform: Asymmetric,
+                rounding,
+            },
+            target: ResizeTarget::Scale([(1.0f32 / 3.5) as f64, 1.0]),
+        };
+        let got = reference::resize(&p, &rows).unwrap();
+        assert_eq!(got.shape, Shape::new(1, 1, 18, 1));
+        assert_eq!(got.data[..6], want, "{rounding:?}");
+    }
+    // 10 x f32(0.7) is 7 in f32 (6.9999998 exactly): onnxruntime's output is 7 wide where PyTorch's f64 floor gives 6.
+    let p = |mode| Resize {
+        mode,
+        target: ResizeTarget::Scale([1.0, 0.7f32 as f64]),
+    };
+    let row = Shape::new(1, 1, 1, 10);
+    let onnx = p(ResizeMode::NearestOnnx {
+        transform: Asymmetric,
+        rounding: Floor,
+    });
+    assert_eq!(onnx.output_shape(row).unwrap().w, 7);
+    assert_eq!(p(ResizeMode::Nearest).output_shape(row).unwrap().w, 6);
+    let x = atrous::Tensor::new(row, (0..10).map(|v| v as f32).collect()).unwrap();
+    assert_eq!(
+        reference::resize(&onnx, &x).unwrap().data,
+        [0.0, 1.0, 2.0, 4.0, 5.0, 7.0, 8.0]
+    );
+}
+
+/// Linear ONNX resizes clamp the source coordinate to the input, as onnxruntime does (and the ONNX reference, whose
+/// edge-padded neighbours give the same values): half-pixel coordinates below 0 read the first element, those past
+/// the end the last.
+#[test]
+fn onnx_linear_resize_should_clamp_to_the_edges() {
+    let x = atrous::Tensor::new(Shape::new(1, 1, 1, 2), vec![1.0, 3.0]).unwrap();
+    let p = Resize {
+        mode: ResizeMode::Linear {
+            transform: CoordinateTransform::HalfPixel,
+        },
+        target: ResizeTarget::Size([1, 8]),
+    };
+    // x_original = (x + 0.5) / 4 - 0.5: -0.375, -0.125, 0.125, ... 1.375
+    assert_eq!(
+        reference::resize(&p, &x).unwrap().data,
+        [1.0, 1.0, 1.25, 1.75, 2.25, 2.75, 3.0, 3.0]
+    );
+}
+
+/// The ONNX modes travel in the model document.
+#[test]
+fn onnx_resize_modes_should_serialize() {
+    let mode = ResizeMode::NearestOnnx {
+        transform: CoordinateTransform::TfHalfPixelForNearest,
+        rounding: NearestRounding::RoundPreferCeil,
+    };
+    let json = serde_json::to_string(&mode).unwrap();
+    assert_eq!(
+        json,
+        r#"{"nearest_onnx":{"transform":"tf_half_pixel_for_nearest","rounding":"round_prefer_ceil"}}"#
+    );
+    for mode in onnx_modes().into_iter().chain(MODES) {
+        let json = serde_json::to_string(&mode).unwrap();
+        assert_eq!(serde_json::from_str::<ResizeMode>(&json).unwrap(), mode);
+    }
+    assert_eq!(
+        serde_json::to_string(&ResizeMode::Nearest).unwrap(),
+        r#""nearest""#
+    );
 }
 
 #[test]
@@ -120,7 +434,7 @@ fn resize_should_reject_bad_parameters() {
         ResizeTarget::Size([4, 0]),
     ];
     for target in bad {
-        for mode in MODES {
+        for mode in MODES.into_iter().chain(onnx_modes()) {
             let p = Resize { mode, target };
             let err = p
                 .output_shape(x)

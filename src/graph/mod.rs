@@ -311,7 +311,43 @@ impl Graph {
                 "graph has a cycle through nodes {stuck:?}"
             )));
         }
-        Ok(order)
+        Ok(self.defer_sources(order))
+    }
+
+    /// `order` with each node that has no inputs (a constant: ready from the start, so Kahn's algorithm puts it
+    /// first) moved to just before its first reader, so its output is not live from the first step on; one that
+    /// nothing reads (a graph output only) keeps its place. Linear in the nodes and edges.
+    fn defer_sources(&self, order: Vec<usize>) -> Vec<usize> {
+        let deferred: HashMap<&str, usize> = order
+            .iter()
+            .filter(|&&i| self.nodes[i].inputs.is_empty())
+            .flat_map(|&i| self.nodes[i].outputs.iter().map(move |o| (o.as_str(), i)))
+            .collect();
+        if deferred.is_empty() {
+            return order;
+        }
+        let read: HashSet<usize> = self
+            .nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .filter_map(|t| deferred.get(t.as_str()).copied())
+            .collect();
+        let mut placed = vec![false; self.nodes.len()];
+        let mut out = Vec::with_capacity(order.len());
+        for i in order {
+            if read.contains(&i) {
+                continue;
+            }
+            for t in &self.nodes[i].inputs {
+                if let Some(&s) = deferred.get(t.as_str()) {
+                    if !std::mem::replace(&mut placed[s], true) {
+                        out.push(s);
+                    }
+                }
+            }
+            out.push(i);
+        }
+        out
     }
 
     /// Infers every tensor's shape and type for concrete input shapes (`name -> shape`), validating each node's

@@ -1,10 +1,10 @@
-//! elementwise kernels: broadcasting binary ops, standalone activations and concatenation along channels
-//! (shaders/elementwise.wgsl).
+//! elementwise kernels: broadcasting binary ops, standalone activations, pointwise functions with parameters,
+//! concatenation along channels and plain copies (shaders/elementwise.wgsl).
 
 use super::ELEMENTWISE;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
-use crate::ops::{Binary, Concat, Unary};
+use crate::ops::{Binary, Concat, Pointwise, Unary};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -89,6 +89,76 @@ pub fn activation(
             dispatch: Dispatch::Linear(out.numel() as u64),
             outputs: vec![Slot::floats("output", out.numel(), precision)],
             inputs: vec![Slot::floats("input", input.numel(), precision)],
+        },
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PointwiseParams {
+    total: u32,
+    function: u32,
+    p0: f32,
+    p1: f32,
+}
+
+/// An elementwise function with parameters, in f32. Outputs: `output` (the input's shape). Inputs: `input`.
+pub fn pointwise(
+    gpu: &Gpu,
+    label: &str,
+    p: &Pointwise,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
+    let out = p.output_shape(input)?;
+    let [p0, p1] = p.params();
+    let params = PointwiseParams {
+        total: out.numel() as u32,
+        function: p.code(),
+        p0,
+        p1,
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} ({})", p.name()),
+            shader: ELEMENTWISE,
+            precision,
+            entry: "pointwise",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(out.numel() as u64),
+            outputs: vec![Slot::floats("output", out.numel(), precision)],
+            inputs: vec![Slot::floats("input", input.numel(), precision)],
+        },
+    )
+}
+
+/// A plain copy of a tensor of `shape` (a constant node copies its uploaded values into its activation).
+/// Outputs: `output`. Inputs: `input`. Both in `precision`.
+pub fn copy(gpu: &Gpu, label: &str, shape: Shape, precision: Precision) -> Result<Kernel> {
+    crate::ops::positive("copy", "size", &shape.dims())?;
+    let numel = u32::try_from(shape.numel())
+        .map_err(|_| Error::params("copy", format!("{shape} has more than 2^32 elements")))?;
+    let params = CopyParams {
+        n: 1,
+        c: 1,
+        plane: numel,
+        dest_c: 1,
+        offset: 0,
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (copy)"),
+            shader: ELEMENTWISE,
+            precision,
+            entry: "copy_channels",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(shape.numel() as u64),
+            outputs: vec![Slot::floats("output", shape.numel(), precision)],
+            inputs: vec![Slot::floats("input", shape.numel(), precision)],
         },
     )
 }

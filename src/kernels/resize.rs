@@ -1,9 +1,10 @@
-//! resize: `torch.nn.functional.interpolate`, bilinear and legacy nearest (shaders/resize.wgsl).
+//! resize: `torch.nn.functional.interpolate`, bilinear and legacy nearest; ONNX Resize linear and nearest
+//! (shaders/resize.wgsl).
 
 use super::RESIZE;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
-use crate::ops::{Resize, ResizeMode};
+use crate::ops::{NearestRounding, OnnxAxis, Resize, ResizeMode};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -17,6 +18,14 @@ struct Params {
     mode: u32,
     scale_h: f32,
     scale_w: f32,
+    rounding: u32,
+    pad: [u32; 3],
+    axis_h: [f32; 4],
+    axis_w: [f32; 4],
+}
+
+fn axis_uniform(a: &OnnxAxis) -> [f32; 4] {
+    [a.offset, a.multiplier, a.divisor, a.shift]
 }
 
 /// The resize kernel for `input`. Outputs: `output` ([`Resize::output_shape`]). Inputs: `input`.
@@ -29,6 +38,13 @@ pub fn resize(
 ) -> Result<Kernel> {
     let output = p.output_shape(input)?;
     let [scale_h, scale_w] = p.source_scales(input, output);
+    let unused = OnnxAxis {
+        offset: 0.0,
+        multiplier: 0.0,
+        divisor: 1.0,
+        shift: 0.0,
+    };
+    let [axis_h, axis_w] = p.onnx_axes(input, output).unwrap_or([unused; 2]);
     let u = |v: usize| v as u32;
     let params = Params {
         planes: u(input.n * input.c),
@@ -44,15 +60,18 @@ pub fn resize(
                 align_corners: true,
             } => 1,
             ResizeMode::Nearest => 2,
-            ResizeMode::Linear { .. } | ResizeMode::NearestOnnx { .. } => {
-                return Err(crate::error::Error::params(
-                    "resize",
-                    format!("{:?} is not yet implemented on the GPU", p.mode),
-                ))
-            }
+            ResizeMode::Linear { .. } => 3,
+            ResizeMode::NearestOnnx { .. } => 4,
         },
         scale_h,
         scale_w,
+        rounding: match p.mode {
+            ResizeMode::NearestOnnx { rounding, .. } => rounding.code(),
+            _ => NearestRounding::RoundPreferFloor.code(),
+        },
+        pad: [0; 3],
+        axis_h: axis_uniform(&axis_h),
+        axis_w: axis_uniform(&axis_w),
     };
     Kernel::new(
         gpu,

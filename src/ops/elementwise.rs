@@ -124,9 +124,12 @@ pub enum Pointwise {
     LeakyRelu {
         alpha: f32,
     },
-    /// `min(max(x, min), max)`; NaN stays NaN. `min > max` gives `max` everywhere (as ONNX and NumPy).
+    /// `min(max(x, min), max)`; NaN stays NaN. `min > max` gives `max` everywhere (as ONNX and NumPy). An open
+    /// bound is an infinity (`"inf"` / `"-inf"` in JSON).
     Clip {
+        #[serde(with = "super::any_f32")]
         min: f32,
+        #[serde(with = "super::any_f32")]
         max: f32,
     },
     /// `x > 0 ? x : alpha * (exp(x) - 1)`.

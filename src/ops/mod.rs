@@ -13,11 +13,12 @@ mod softmax;
 pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
 pub use elementwise::{Binary, BinaryOp, Concat, Pointwise, Unary};
 pub use norm::GroupNorm;
-pub use pad::{PadLike, PadMode, SlicePad};
+pub use pad::{PadLike, PadMode, SlicePad, SLICE_PAD_INDEX_LIMIT};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
 pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
 pub use resize::{
     CoordinateTransform, NearestRounding, OnnxAxis, Resize, ResizeMode, ResizeTarget,
+    NEAREST_TIE_TOLERANCE,
 };
 pub use softmax::{Argmax, Softmax};
 
@@ -110,6 +111,42 @@ impl Padding2d {
 
     pub const fn uniform(p: usize) -> Self {
         Self::symmetric(p, p)
+    }
+}
+
+/// Serde for f32 parameters that may be infinite or NaN (Clip's open bounds, a pad value of -inf), which JSON
+/// numbers cannot hold: finite values as numbers, the others as the strings `"inf"`, `"-inf"` and `"nan"`.
+pub(crate) mod any_f32 {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            v if v.is_finite() => s.serialize_f32(v),
+            v if v.is_nan() => s.serialize_str("nan"),
+            v if v > 0.0 => s.serialize_str("inf"),
+            _ => s.serialize_str("-inf"),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f32),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(t) => match t.as_str() {
+                "inf" | "+inf" | "infinity" => Ok(f32::INFINITY),
+                "-inf" | "-infinity" => Ok(f32::NEG_INFINITY),
+                "nan" => Ok(f32::NAN),
+                _ => Err(de::Error::custom(format!(
+                    "expected a number, \"inf\", \"-inf\" or \"nan\", got {t:?}"
+                ))),
+            },
+        }
     }
 }
 

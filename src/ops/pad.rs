@@ -33,8 +33,11 @@ impl PadLike {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum PadMode {
-    /// The value.
-    Constant { value: f32 },
+    /// The value (any f32; infinities and NaN are `"inf"`, `"-inf"`, `"nan"` in JSON).
+    Constant {
+        #[serde(with = "super::any_f32")]
+        value: f32,
+    },
     /// The reflection without repeating the edge (NumPy "reflect", ONNX Pad reflect): index -1 reads 1, index `n`
     /// reads `n - 2`. An index more than `n - 1` beyond an edge keeps reflecting (the pattern has period
     /// `2 * (n - 1)`, as NumPy's pad does); an axis that reflects needs at least 2 elements.

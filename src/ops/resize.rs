@@ -20,7 +20,10 @@ pub enum ResizeMode {
         transform: CoordinateTransform,
     },
     /// ONNX Resize `mode="nearest"`: the source coordinate from `transform`, rounded by `rounding`, clamped to
-    /// `[0, in - 1]`.
+    /// `[0, in - 1]`. Coordinates are computed in f32 in onnxruntime's order of operations ([`OnnxAxis`]); the
+    /// kernel matches the reference exactly where the adapter's f32 division is correctly rounded (lavapipe,
+    /// llvmpipe), while WGSL allows 2.5 ulp, which on some GPUs may move a coordinate within an ulp of a rounding
+    /// boundary (beyond [`NEAREST_TIE_TOLERANCE`] of a tie) to the neighbouring pixel.
     NearestOnnx {
         transform: CoordinateTransform,
         rounding: NearestRounding,
@@ -43,6 +46,10 @@ pub enum CoordinateTransform {
     /// `(x + 0.5) / s`.
     TfHalfPixelForNearest,
 }
+
+/// How close to one half (absolutely) the fraction of an ONNX nearest coordinate rounds as a tie: onnxruntime 1.23
+/// rounds fractions 0.5 +- 9.5e-7 as ties and 0.5 +- 1.43e-6 as not (measured on its CPU provider).
+pub const NEAREST_TIE_TOLERANCE: f32 = 1e-6;
 
 /// ONNX Resize's `nearest_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,15 +74,20 @@ impl NearestRounding {
         }
     }
 
-    /// `x` rounded to an integer by this mode, in f32 as onnxruntime (exact: `x - floor(x)` loses nothing).
+    /// `x` rounded to an integer by this mode, in f32 (exact: `x - floor(x)` loses nothing). As onnxruntime (1.23,
+    /// measured), a fraction within [`NEAREST_TIE_TOLERANCE`] of one half counts as halfway, so a coordinate that
+    /// f32 division leaves an ulp or two short of (or past) a tie rounds as the tie.
     pub fn round(self, x: f32) -> f32 {
         let f = x.floor();
-        match self {
-            NearestRounding::RoundPreferFloor => f + if x - f > 0.5 { 1.0 } else { 0.0 },
-            NearestRounding::RoundPreferCeil => f + if x - f >= 0.5 { 1.0 } else { 0.0 },
-            NearestRounding::Floor => f,
-            NearestRounding::Ceil => x.ceil(),
-        }
+        let d = x - f;
+        let tie = (d - 0.5).abs() < NEAREST_TIE_TOLERANCE;
+        let up = match self {
+            NearestRounding::RoundPreferFloor => !tie && d > 0.5,
+            NearestRounding::RoundPreferCeil => tie || d > 0.5,
+            NearestRounding::Floor => false,
+            NearestRounding::Ceil => d > 0.0,
+        };
+        f + if up { 1.0 } else { 0.0 }
     }
 }
 
@@ -191,10 +203,18 @@ impl Resize {
                         format!("scale factors must be finite and positive, got {factors:?}"),
                     ));
                 }
-                [
-                    (input.h as f64 * factors[0]).floor() as usize,
-                    (input.w as f64 * factors[1]).floor() as usize,
-                ]
+                if self.is_onnx() {
+                    // onnxruntime: the f32 product, truncated.
+                    [
+                        (input.h as f32 * factors[0] as f32) as usize,
+                        (input.w as f32 * factors[1] as f32) as usize,
+                    ]
+                } else {
+                    [
+                        (input.h as f64 * factors[0]).floor() as usize,
+                        (input.w as f64 * factors[1]).floor() as usize,
+                    ]
+                }
             }
         };
         positive(OP, "output size", &[h, w])?;
@@ -225,6 +245,14 @@ impl Resize {
         [axis(0, input.h, output.h), axis(1, input.w, output.w)]
     }
 
+    /// Whether the mode is one of ONNX's ([`ResizeMode::Linear`], [`ResizeMode::NearestOnnx`]).
+    pub fn is_onnx(&self) -> bool {
+        matches!(
+            self.mode,
+            ResizeMode::Linear { .. } | ResizeMode::NearestOnnx { .. }
+        )
+    }
+
     /// The ONNX coordinate maps (h, w) of a [`ResizeMode::Linear`] or [`ResizeMode::NearestOnnx`] resize, with
     /// onnxruntime's f32 scales: the given factor, else `output / input`. `None` for PyTorch's modes.
     pub fn onnx_axes(&self, input: Shape, output: Shape) -> Option<[OnnxAxis; 2]> {
@@ -234,13 +262,24 @@ impl Resize {
             }
             _ => return None,
         };
-        let scale = |i: usize, len_in: usize, len_out: usize| match self.target {
-            ResizeTarget::Scale(f) => f[i] as f32,
-            _ => len_out as f32 / len_in as f32,
+        let nearest = matches!(self.mode, ResizeMode::NearestOnnx { .. });
+        let axis = |i: usize, len_in: usize, len_out: usize| {
+            let scale = match self.target {
+                ResizeTarget::Scale(f) => f[i] as f32,
+                _ => len_out as f32 / len_in as f32,
+            };
+            // onnxruntime maps nearest axes of scale 1 one to one, whatever the transform (only
+            // tf_half_pixel_for_nearest's x + 0.5 would differ).
+            match nearest && scale == 1.0 {
+                true => OnnxAxis {
+                    offset: 0.0,
+                    multiplier: 1.0,
+                    divisor: 1.0,
+                    shift: 0.0,
+                },
+                false => transform.axis(len_in, len_out, scale),
+            }
         };
-        Some([
-            transform.axis(input.h, output.h, scale(0, input.h, output.h)),
-            transform.axis(input.w, output.w, scale(1, input.w, output.w)),
-        ])
+        Some([axis(0, input.h, output.h), axis(1, input.w, output.w)])
     }
 }

@@ -240,11 +240,23 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         Op::Unary { params } => {
             single(elementwise::activation(gpu, label, params, x(), precision)?)
         }
-        Op::Pointwise { .. } | Op::SlicePad { .. } | Op::Constant { .. } => {
-            return Err(Error::Model(format!(
-                "node {label:?} ({}): not yet implemented on the GPU",
-                node.op.name()
-            )))
+        Op::Pointwise { params } => {
+            single(elementwise::pointwise(gpu, label, params, x(), precision)?)
+        }
+        Op::SlicePad { params } => single(pad::slice_pad(gpu, label, params, x(), precision)?),
+        Op::Constant { weight, .. } => {
+            let out = shape(&node.outputs[0]);
+            let kernel = elementwise::copy(gpu, label, out, precision)?;
+            let values = weights.get_or_upload_constant(weight, precision, || {
+                let t = model.weights.get_reshaped(weight, out.dims())?;
+                check_f16_range(label, &t.data, precision)?;
+                gpu.upload_floats(&format!("{label} ({weight})"), &t.data, precision)
+            })?;
+            vec![Call {
+                kernel,
+                outputs: outputs(),
+                inputs: vec![Bind::Weight(values)],
+            }]
         }
         Op::Concat => {
             let offsets = concat_offsets.get(&node.name).ok_or_else(|| {
@@ -334,5 +346,17 @@ fn residual_binding(node: &Node, p: &crate::ops::Conv2d) -> Bind {
     match p.residual_bound_apart() {
         true => Bind::Tensor(node.inputs[1].clone()),
         false => Bind::Placeholder,
+    }
+}
+
+/// A constant beyond f16's range would become an infinity in an f16 plan: refused by name, as folded conv weights
+/// are.
+fn check_f16_range(label: &str, values: &[f32], precision: Precision) -> Result<()> {
+    let max = f32::from(half::f16::MAX);
+    match values.iter().find(|v| v.is_finite() && v.abs() > max) {
+        Some(v) if precision == Precision::F16 => Err(Error::Model(format!(
+            "node {label:?} (constant): value {v} is beyond f16's range (+-{max}); compile this model in f32"
+        ))),
+        _ => Ok(()),
     }
 }

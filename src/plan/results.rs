@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 /// A convolution's folded (weight, bias) buffers.
 type Uploaded = (Arc<wgpu::Buffer>, Arc<wgpu::Buffer>);
 
-/// Folded convolution weights uploaded once per model and shared by its plans, keyed by weight tensor names.
+/// Folded convolution weights uploaded once per model and shared by its plans, keyed by weight tensor names; and
+/// the values of constant nodes, likewise.
 #[derive(Default)]
 pub struct WeightCache {
     uploads: Mutex<HashMap<String, Uploaded>>,
+    constants: Mutex<HashMap<String, Arc<wgpu::Buffer>>>,
 }
 
 impl WeightCache {
@@ -34,6 +36,23 @@ impl WeightCache {
         let u = (Arc::new(folded.weight), Arc::new(folded.bias));
         uploads.insert(key, u.clone());
         Ok(u)
+    }
+
+    /// The values of the constant tensor `name` in `precision`, uploaded on first use.
+    pub(crate) fn get_or_upload_constant(
+        &self,
+        name: &str,
+        precision: Precision,
+        upload: impl FnOnce() -> Result<wgpu::Buffer>,
+    ) -> Result<Arc<wgpu::Buffer>> {
+        let key = format!("{precision} {name}");
+        let mut constants = self.constants.lock().expect("weight cache poisoned");
+        if let Some(b) = constants.get(&key) {
+            return Ok(b.clone());
+        }
+        let buffer = Arc::new(upload()?);
+        constants.insert(key, buffer.clone());
+        Ok(buffer)
     }
 
     /// Number of uploaded convolutions.
