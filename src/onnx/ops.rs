@@ -531,7 +531,7 @@ fn activation(
             };
             match (min, max) {
                 (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => fused(Activation::Relu6),
-                (Some(lo), None) if lo == 0.0 => fused(Activation::Relu),
+                (Some(0.0), None) => fused(Activation::Relu),
                 (lo, hi) => pw(Pointwise::Clip {
                     min: lo.unwrap_or(f32::MIN),
                     max: hi.unwrap_or(f32::MAX),
@@ -735,7 +735,13 @@ fn explicit_pad(
     };
     let node = t.unique_name(&format!("{name}#pad"));
     let padded = format!("{node}#out");
-    let d = t.emit_data(&node, Op::SlicePad { params }, vec![x.tensor], &padded, vec![])?;
+    let d = t.emit_data(
+        &node,
+        Op::SlicePad { params },
+        vec![x.tensor],
+        &padded,
+        vec![],
+    )?;
     Ok(DataValue {
         dims: d.nchw.dims().to_vec(),
         ..d

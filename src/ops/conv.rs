@@ -133,6 +133,7 @@ impl Conv2d {
         }
         positive(OP, "input size", &[input.n, input.h, input.w])?;
         let p = self.padding;
+        super::bounded(OP, "padding", &[p.top, p.left, p.bottom, p.right])?;
         let h = window_out(
             OP,
             "height",
@@ -378,6 +379,7 @@ impl ConvTranspose2d {
             ));
         }
         positive(OP, "input size", &[input.n, input.h, input.w])?;
+        super::bounded(OP, "padding", &self.padding)?;
         let size = |axis: usize, len: usize| -> Result<usize> {
             let full = (len - 1) * self.stride[axis]
                 + self.dilation[axis] * (self.kernel[axis] - 1)

@@ -158,7 +158,23 @@ pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// Checks that every value is at least 1.
+/// The largest size, channel count, kernel, stride, dilation, padding or group count any op accepts: beyond any
+/// real network (a 16-million-pixel side), and small enough that the size arithmetic of every op fits in 64 bits,
+/// so a hostile model file gets an error instead of an overflow, a wrapped value or a loop over its number.
+pub const MAX_EXTENT: usize = 1 << 24;
+
+/// Checks that every value is at most [`MAX_EXTENT`].
+pub(crate) fn bounded(op: &'static str, what: &str, values: &[usize]) -> Result<()> {
+    if let Some(v) = values.iter().find(|&&v| v > MAX_EXTENT) {
+        return Err(Error::params(
+            op,
+            format!("{what} {values:?}: {v} is over the limit of {MAX_EXTENT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that every value is at least 1 (and at most [`MAX_EXTENT`]).
 pub(crate) fn positive(op: &'static str, what: &str, values: &[usize]) -> Result<()> {
     if values.contains(&0) {
         return Err(Error::params(
@@ -166,7 +182,7 @@ pub(crate) fn positive(op: &'static str, what: &str, values: &[usize]) -> Result
             format!("{what} must be >= 1, got {values:?}"),
         ));
     }
-    Ok(())
+    bounded(op, what, values)
 }
 
 /// Output length of a sliding window (conv, pool) along one axis, floor mode.

@@ -16,6 +16,7 @@ pub(crate) fn pool_out(
     dilation: usize,
     ceil_mode: bool,
 ) -> Result<usize> {
+    super::bounded(op, "padding", &[pad])?;
     if pad * 2 > kernel {
         return Err(Error::params(
             op,
@@ -187,6 +188,7 @@ impl MaxUnpool2d {
 
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {
         const OP: &str = "max_unpool2d";
+        super::bounded(OP, "padding", &self.padding)?;
         positive(OP, "kernel", &self.kernel)?;
         positive(OP, "stride", &self.stride)?;
         check_input(OP, input)?;

@@ -68,11 +68,55 @@ pub fn lower_bound(lifetimes: &[Lifetime]) -> u64 {
 /// The smaller of the whole-buffer and the arena plan. `conflicts` are pairs of tensor indices that must not share
 /// a buffer; `align` is the offset alignment of a storage binding (a power of two).
 pub fn plan(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
+    if lifetimes.len() > LARGE_GRAPH {
+        return buffers_by_time(lifetimes);
+    }
     let whole = whole_buffers(lifetimes);
     let packed = arenas(lifetimes, conflicts, align.max(4));
     match packed.planned_bytes() < whole.planned_bytes() {
         true => packed,
         false => whole,
+    }
+}
+
+/// Above this many tensors the planners that compare every pair of tensors in a buffer (quadratic) give way to
+/// [`buffers_by_time`], linear in the tensors times the buffers.
+pub const LARGE_GRAPH: usize = 4096;
+
+/// Whole buffers in order of first use: each tensor takes the smallest buffer free for its lifetime that fits it,
+/// else the largest free one grown, else a new one. A buffer is free once its last tenant's lifetime has ended,
+/// which one number per buffer tells because tensors arrive in order of first use.
+pub fn buffers_by_time(lifetimes: &[Lifetime]) -> MemoryPlan {
+    let mut order: Vec<usize> = (0..lifetimes.len()).collect();
+    order.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    let mut busy_until: Vec<usize> = Vec::new();
+    let mut buffer_bytes: Vec<u64> = Vec::new();
+    let mut placement = vec![UNPLACED; lifetimes.len()];
+    for i in order {
+        let l = &lifetimes[i];
+        let free = (0..busy_until.len()).filter(|&b| busy_until[b] < l.first);
+        let fitting = free
+            .clone()
+            .filter(|&b| buffer_bytes[b] >= l.bytes)
+            .min_by_key(|&b| buffer_bytes[b]);
+        let b = match fitting.or_else(|| free.max_by_key(|&b| buffer_bytes[b])) {
+            Some(b) => b,
+            None => {
+                busy_until.push(0);
+                buffer_bytes.push(0);
+                busy_until.len() - 1
+            }
+        };
+        busy_until[b] = l.last;
+        buffer_bytes[b] = buffer_bytes[b].max(l.bytes);
+        placement[i] = Placement {
+            buffer: b,
+            offset: 0,
+        };
+    }
+    MemoryPlan {
+        placement,
+        buffer_bytes,
     }
 }
 

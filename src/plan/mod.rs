@@ -97,6 +97,10 @@ impl std::fmt::Debug for Plan {
     }
 }
 
+/// The most dispatches one plan records. Lavapipe crashes allocating its 100,000th bind group or so; real networks
+/// need hundreds.
+pub const MAX_DISPATCHES: usize = 50_000;
+
 impl Plan {
     /// Compiles `model` for `input_shapes` (graph input name -> NCHW shape). Everything is validated before the
     /// first GPU allocation: structure, shapes, parameters, weights, and every buffer against the device limits.
@@ -154,6 +158,13 @@ impl Plan {
             .iter()
             .map(|node| lower::lower(&context, node))
             .collect::<Result<Vec<_>>>()?;
+        let dispatches: usize = lowered.iter().map(|l| l.calls.len()).sum();
+        if dispatches > MAX_DISPATCHES {
+            return Err(Error::Model(format!(
+                "the graph needs {dispatches} dispatches at this size, more than the {MAX_DISPATCHES} one plan \
+                 records (each holds a bind group; drivers fail far below millions)"
+            )));
+        }
         let scratch_span = lifetimes::add_scratch(&mut spans, &lowered);
         let index: HashMap<&str, usize> = names
             .iter()
