@@ -176,20 +176,8 @@ impl Model {
             .graph
             .nodes
             .iter()
-            .filter_map(|n| n.op.weight_names())
-            .flat_map(|w| {
-                let mut v = vec![w.weight.clone()];
-                v.extend(w.bias.clone());
-                if let Some(bn) = &w.batch_norm {
-                    v.extend([
-                        bn.weight.clone(),
-                        bn.bias.clone(),
-                        bn.running_mean.clone(),
-                        bn.running_var.clone(),
-                    ]);
-                }
-                v
-            })
+            .flat_map(|n| n.op.tensor_names())
+            .map(String::from)
             .collect();
         names.sort();
         names.dedup();

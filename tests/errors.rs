@@ -188,3 +188,45 @@ fn bad_shapes_and_attributes_should_fail_before_allocating() {
     let err = compile(&tiny_model(), Shape::new(64, 2, 16384, 16384)).unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
+
+#[test]
+fn a_batch_norm_with_a_negative_variance_should_be_refused_by_node() {
+    let gpu = match common::gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 2);
+    let bn = atrous::ops::BatchNorm {
+        weight: vec![1.0, 1.0],
+        bias: vec![0.0, 0.0],
+        running_mean: vec![0.0, 0.0],
+        running_var: vec![1.0, -2.0],
+        eps: 1e-5,
+    };
+    let w = ConvWeights {
+        weight: vec![0.5; 4],
+        bias: None,
+        batch_norm: Some(bn),
+    };
+    b.conv2d("bn_conv", &x, Conv2d::new(2, 2, [1, 1]), w)
+        .unwrap();
+    let model = b.finish(&["bn_conv"]).unwrap();
+    let input = atrous::Tensor::zeros(atrous::Shape::new(1, 2, 3, 3));
+    let e = atrous::Engine::new(gpu, model)
+        .run(&[("input", &input)], &["bn_conv"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bn_conv") && e.contains("running_var[1] = -2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_graph_outputs_should_be_refused() {
+    let mut model = tiny_model();
+    model.graph.outputs.push("conv".into());
+    let e = model.graph.topological_order().unwrap_err().to_string();
+    assert!(e.contains("\"conv\"") && e.contains("twice"), "{e}");
+}

@@ -264,6 +264,12 @@ impl Graph {
         if self.outputs.is_empty() {
             return Err(Error::Model("graph has no outputs".into()));
         }
+        let mut listed = HashSet::new();
+        if let Some(out) = self.outputs.iter().find(|o| !listed.insert(o.as_str())) {
+            return Err(Error::Model(format!(
+                "graph output {out:?} is listed twice"
+            )));
+        }
         for out in &self.outputs {
             if !graph_inputs.contains(out.as_str()) && !producer.contains_key(out.as_str()) {
                 return Err(Error::Model(format!(

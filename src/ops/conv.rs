@@ -209,6 +209,26 @@ impl BatchNorm {
                 ));
             }
         }
+        // var + eps must be positive: a negative variance or epsilon would fold to NaN or an infinity and run on
+        // silently. NaN in the data itself is left to propagate, as in PyTorch.
+        if !(self.eps >= 0.0 && self.eps.is_finite()) {
+            return Err(Error::params(
+                op,
+                format!("batch-norm eps must be >= 0, got {}", self.eps),
+            ));
+        }
+        if let Some((c, v)) = self.running_var.iter().enumerate().find(|(_, v)| {
+            let d = **v as f64 + self.eps;
+            d <= 0.0 || d.is_infinite()
+        }) {
+            return Err(Error::params(
+                op,
+                format!(
+                    "batch-norm running_var[{c}] = {v} with eps {}: var + eps must be positive",
+                    self.eps
+                ),
+            ));
+        }
         Ok(())
     }
 }

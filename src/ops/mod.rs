@@ -51,8 +51,11 @@ impl Activation {
         }
     }
 
-    /// PyTorch's definition, in f64.
+    /// PyTorch's definition, in f64; a NaN stays NaN (Rust's `max` and `clamp` would drop or keep it unevenly).
     pub fn apply(self, x: f64) -> f64 {
+        if x.is_nan() {
+            return x;
+        }
         let relu6 = |v: f64| v.clamp(0.0, 6.0);
         match self {
             Activation::None => x,

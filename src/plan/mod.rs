@@ -156,7 +156,15 @@ impl Plan {
         let lowered = schedule
             .nodes
             .iter()
-            .map(|node| lower::lower(&context, node))
+            .map(|node| {
+                lower::lower(&context, node).map_err(|e| match e {
+                    // Parameter and weight errors name the node they come from; device errors keep their kind.
+                    Error::InvalidParams { .. } | Error::Shape { .. } | Error::Model(_) => {
+                        Error::Model(format!("node {:?} ({}): {e}", node.name, node.op.name()))
+                    }
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let dispatches: usize = lowered.iter().map(|l| l.calls.len()).sum();
         if dispatches > MAX_DISPATCHES {
