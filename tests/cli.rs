@@ -249,6 +249,9 @@ fn segment_should_report_each_bad_input_and_go_on() {
     let truncated = dir.join("truncated.png");
     let bytes = std::fs::read(format!("{root}/examples/astronaut.png")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    // Next to the others: outputs mirror the inputs' tree from the directory holding them all.
+    let astronaut = dir.join("astronaut.png");
+    std::fs::write(&astronaut, &bytes).unwrap();
     let empty_dir = dir.join("nothing");
     std::fs::create_dir_all(&empty_dir).unwrap();
     let out_dir = dir.join("out");
@@ -258,7 +261,7 @@ fn segment_should_report_each_bad_input_and_go_on() {
         out_dir.to_str().unwrap(),
         truncated.to_str().unwrap(),
         empty_dir.to_str().unwrap(),
-        &format!("{root}/examples/astronaut.png"),
+        astronaut.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -271,8 +274,31 @@ fn segment_should_report_each_bad_input_and_go_on() {
         stderr.lines().all(|l| l.starts_with("atrous: ")),
         "{stderr}"
     );
-    // The good image of the batch was still processed.
+    // The good image of the batch was still processed, and the run ends with a summary of the failures (a missing
+    // file counts as a failed image).
     assert!(out_dir.join("astronaut.mask.png").exists());
+    assert_eq!(
+        stderr.lines().last(),
+        Some("atrous: 1 of 2 images failed, and 1 directory held no images"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    let missing = dir.join("missing.png");
+    let out = atrous(&[
+        "segment",
+        "--out",
+        out_dir.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        truncated.to_str().unwrap(),
+        astronaut.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].contains("missing.png"), "{stderr}");
+    assert!(lines[1].contains("truncated.png"), "{stderr}");
+    assert_eq!(lines[2], "atrous: 2 of 3 images failed", "{stderr}");
 
     let blocker = dir.join("file");
     std::fs::write(&blocker, b"x").unwrap();
@@ -286,6 +312,57 @@ fn segment_should_report_each_bad_input_and_go_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("output directory"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--output` naming the `--input` or the `--model` file (under another spelling too) is refused in one line naming
+/// both, before anything is read or written; the files are untouched. Needs no GPU: refused before one is opened.
+#[test]
+fn run_should_refuse_to_overwrite_its_input_or_model() {
+    let dir = temp_dir("run-clobber");
+    let (model_path, input_path) = (dir.join("model.safetensors"), dir.join("in.safetensors"));
+    small_model().save(&model_path).unwrap();
+    let x = random_tensor(&mut rng(3), Shape::new(1, 3, 11, 13));
+    let mut input = Weights::new();
+    input
+        .insert("input", x.shape.dims().to_vec(), x.data)
+        .unwrap();
+    input.save(&input_path, HashMap::new()).unwrap();
+    let (model_bytes, input_bytes) = (
+        std::fs::read(&model_path).unwrap(),
+        std::fs::read(&input_path).unwrap(),
+    );
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let cases = [
+        (input_path.clone(), "--input", &input_path),
+        (sub.join("../in.safetensors"), "--input", &input_path),
+        (model_path.clone(), "--model", &model_path),
+        (dir.join("./model.safetensors"), "--model", &model_path),
+    ];
+    for (output, flag, clobbered) in cases {
+        let out = atrous(&[
+            "run",
+            "--model",
+            model_path.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{}", output.display());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(output.to_str().unwrap())
+                && stderr.contains(clobbered.to_str().unwrap())
+                && stderr.contains(flag),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&model_path).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(&input_path).unwrap(), input_bytes);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,6 +1,7 @@
 //! The atrous command-line tool.
 
 use atrous::gpu::Precision;
+use atrous::image_io::StagedFile;
 use atrous::models;
 use atrous::plan::PlanOptions;
 use atrous::weights::Weights;
@@ -80,6 +81,14 @@ enum Command {
     },
     /// Segment photos: writes <stem>.mask.png (class per pixel), <stem>.color.png (palette colours) and
     /// <stem>.overlay.png (the photo blended with the colours) for each image, and prints each class's share.
+    ///
+    /// Outputs mirror the inputs' tree under --out: each image's path is taken relative to the deepest directory
+    /// holding every input named (a directory named counts itself, a file its own directory), so a lone directory's
+    /// images keep their paths within it and a lone file goes straight into --out. Where two images of one folder
+    /// share a stem (x.png, x.jpg; compared ignoring case), both keep their extension: x.png.mask.png, x.jpg.mask.png.
+    /// No input file (nor the model) is ever overwritten: that image fails instead. Each file is written under a
+    /// temporary name and renamed into place once complete. A batch goes on past a failed image, reports each, and
+    /// exits non-zero with "N of M images failed".
     Segment {
         /// The model (ONNX, atrous format, state_dict or smp folder); defaults to the shipped MediaPipe selfie
         /// segmenter.
@@ -192,6 +201,44 @@ fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
         .collect()
 }
 
+/// `path` with every link resolved, for telling whether two paths name one file: the canonical path where it exists,
+/// else its parent's resolved path joined with its name (so a file not yet written resolves too).
+pub(crate) fn resolve_path(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            resolve_path(parent).join(name)
+        }
+        (Some(_), Some(name)) => resolve_path(Path::new(".")).join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
+/// Refuses an `--output` that would overwrite the `--input` or the `--model` (or a file inside a model folder).
+fn check_output(output: &Path, input: &Path, model: &Path) -> Result<()> {
+    let target = resolve_path(output);
+    let refuse = |what: &str, path: &Path| Error::File {
+        path: output.to_path_buf(),
+        message: format!(
+            "--output is {what} {}; refusing to overwrite it",
+            path.display()
+        ),
+    };
+    if target == resolve_path(input) {
+        return Err(refuse("the same file as --input", input));
+    }
+    let model_target = resolve_path(model);
+    if target == model_target {
+        return Err(refuse("the same file as --model", model));
+    }
+    if model.is_dir() && target.starts_with(&model_target) && target.exists() {
+        return Err(refuse("a file of the --model folder", model));
+    }
+    Ok(())
+}
+
 fn run(
     model_path: &Path,
     arch: Option<&str>,
@@ -199,6 +246,7 @@ fn run(
     output: &Path,
     numerics: Numerics,
 ) -> Result<()> {
+    check_output(output, input, model_path)?;
     let model = load_model(model_path, arch)?;
     let inputs = read_inputs(&model, input)?;
     let outputs: Vec<String> = model.graph.outputs.clone();
@@ -212,7 +260,8 @@ fn run(
         let t = results[name].to_f32();
         file.insert(name.clone(), t.shape.dims().to_vec(), t.data)?;
     }
-    file.save(output, HashMap::new())
+    // Through a temporary file renamed into place: a failed write leaves no partial file (and any earlier one intact).
+    StagedFile::write_to_path(output, |temp| file.save(temp, HashMap::new()))?.commit()
 }
 
 /// `atrous info --model`: what a model file holds, without a GPU. An ONNX file's unsupported nodes are listed
