@@ -9,9 +9,10 @@
 
 mod common;
 
+use atrous::gpu::Precision;
 use atrous::model::Model;
 use atrous::onnx::read_tensor_file;
-use atrous::plan::Output;
+use atrous::plan::{Output, PlanOptions};
 use atrous::{Engine, Shape, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,12 +50,22 @@ fn nchw(dims: &[usize]) -> Option<Shape> {
     Some(Shape::new(d[0], d[1], d[2], d[3]))
 }
 
-/// Worst error of one case's data sets: (max |got - want| / max(1, max |want|), worst argmax agreement).
+/// Worst error of one case's data sets: (max |got - want| / max(1, max |want|), worst argmax agreement), failing
+/// past `tolerance` (relative to max(1, max |want|)).
 fn run_case(gpu: &Arc<atrous::Gpu>, dir: &Path) -> Result<(f64, f64), String> {
+    run_case_with(gpu, dir, PlanOptions::default(), 1e-3)
+}
+
+fn run_case_with(
+    gpu: &Arc<atrous::Gpu>,
+    dir: &Path,
+    options: PlanOptions,
+    tolerance: f64,
+) -> Result<(f64, f64), String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| e.to_string())?;
     let inputs: Vec<String> = model.graph.inputs.iter().map(|i| i.name.clone()).collect();
     let outputs = model.graph.outputs.clone();
-    let engine = Engine::new(gpu.clone(), model);
+    let engine = Engine::with_options(gpu.clone(), model, options);
     let (mut worst, mut agreement) = (0.0f64, 1.0f64);
     let sets: Vec<PathBuf> = (0..)
         .map(|k| dir.join(format!("test_data_set_{k}")))
@@ -94,7 +105,7 @@ fn run_case(gpu: &Arc<atrous::Gpu>, dir: &Path) -> Result<(f64, f64), String> {
             for (k, (g, w)) in values.iter().zip(&want).enumerate() {
                 let e = (g - w).abs() / scale;
                 let both_nan = g.is_nan() && w.is_nan();
-                if g != w && !both_nan && (e.is_nan() || e > 1e-3) {
+                if g != w && !both_nan && (e.is_nan() || e > tolerance) {
                     return Err(format!(
                         "output {j} ({dims:?}) element {k}: got {g}, expected {w}"
                     ));
@@ -141,6 +152,34 @@ fn exported_segmentation_networks_should_match_onnxruntime() {
                 }
             }
             Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The same networks in f16 storage (f32 math, and f16 math where the adapter computes in f16): within 2e-2 x
+/// max(1, max |reference|) and argmax agreement >= 99%.
+#[test]
+fn exported_segmentation_networks_should_match_onnxruntime_in_f16() {
+    let gpu = gpu_or_skip!(Precision::F16);
+    let mut failures = Vec::new();
+    for f16_math in [false, true] {
+        for dir in case_dirs("models") {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            match run_case_with(&gpu, &dir, common::f16_options(f16_math), 2e-2) {
+                Ok((err, agree)) => {
+                    println!("{name} (f16, f16 math {f16_math}): max error {err:.2e}, argmax agreement {:.4}%", agree * 100.0);
+                    if agree < 0.99 {
+                        failures.push(format!("{name}: argmax agreement {agree}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name} (f16 math {f16_math}): {e}")),
+            }
         }
     }
     assert!(
