@@ -17,7 +17,7 @@ fn nan_should_propagate_through_activations_and_max_pooling() {
         .into_iter()
         .filter(|&a| a != Activation::None)
     {
-        outputs.push(b.activation(&format!("{}", a.name()), &x, a));
+        outputs.push(b.activation(a.name(), &x, a));
         // The same activation fused into a 1 x 1 convolution's epilogue (weight 1, so NaN passes the product).
         let w = ConvWeights {
             weight: vec![1.0],
