@@ -194,6 +194,20 @@ impl Model {
                 })?;
                 continue;
             }
+            // A group count of 0 would make every weight shape look wrong: name it instead.
+            let groups = match &node.op {
+                Op::Conv2d { params, .. } => params.groups,
+                Op::ConvTranspose2d { params, .. } => params.groups,
+                Op::GroupNorm { params, .. } => params.groups,
+                _ => 1,
+            };
+            if groups == 0 {
+                return Err(Error::Model(format!(
+                    "node {:?} ({}): groups must be >= 1, got 0",
+                    node.name,
+                    node.op.name()
+                )));
+            }
             let (shape, channels) = match &node.op {
                 Op::Conv2d { params, .. } => (params.weight_shape().to_vec(), params.out_channels),
                 Op::ConvTranspose2d { params, .. } => {

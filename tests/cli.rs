@@ -489,3 +489,62 @@ fn bench_plan_only_should_report_memory_without_running() {
     assert!(planned >= bound && bound > 0, "{report}");
     assert!(report.get("latency_ms").is_none(), "{report}");
 }
+
+/// A safetensors file holding one tensor `input` of `dtype` and `shape`, with zeroed data (sparse on disk).
+fn raw_input(path: &std::path::Path, dtype: &str, shape: &[u64], element_bytes: u64) {
+    let bytes: u64 = shape.iter().product::<u64>() * element_bytes;
+    let header = format!(
+        r#"{{"input":{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[0,{bytes}]}}}}"#
+    );
+    let mut file = std::fs::File::create(path).unwrap();
+    use std::io::Write;
+    file.write_all(&(header.len() as u64).to_le_bytes())
+        .unwrap();
+    file.write_all(header.as_bytes()).unwrap();
+    file.set_len(8 + header.len() as u64 + bytes).unwrap();
+}
+
+#[test]
+fn run_should_check_input_tensors_against_the_model_before_reading_them() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("inputs");
+    let model_path = dir.join("model.safetensors");
+    small_model().save(&model_path).unwrap();
+    let cases: [(&str, &[u64], u64, &str); 4] = [
+        ("I64", &[1, 3, 4, 4], 8, "I64"),
+        ("F64", &[1, 3, 4, 4], 8, "F64"),
+        ("F32", &[1, 5, 4, 4], 4, "takes 3 channels"),
+        // 480 GB claimed by a sparse file: refused from the header, nothing read or allocated.
+        (
+            "F32",
+            &[1, 3, 200_000, 200_000],
+            4,
+            "largest storage binding",
+        ),
+    ];
+    for (k, (dtype, shape, size, expected)) in cases.into_iter().enumerate() {
+        let input = dir.join(format!("in{k}.safetensors"));
+        raw_input(&input, dtype, shape, size);
+        let output = dir.join("out.safetensors");
+        let out = atrous(&[
+            "run",
+            "--model",
+            model_path.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.contains(&format!("in{k}.safetensors")),
+            "{stderr}"
+        );
+        assert!(!output.exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -230,3 +230,16 @@ fn duplicate_graph_outputs_should_be_refused() {
     let e = model.graph.topological_order().unwrap_err().to_string();
     assert!(e.contains("\"conv\"") && e.contains("twice"), "{e}");
 }
+
+#[test]
+fn zero_groups_should_be_named_as_such() {
+    let mut model = tiny_model();
+    if let Op::Conv2d { params, .. } = &mut model.graph.nodes[0].op {
+        params.groups = 0;
+    }
+    let e = model.check_weights().unwrap_err().to_string();
+    assert!(
+        e.contains("\"conv\"") && e.contains("groups must be >= 1"),
+        "{e}"
+    );
+}

@@ -170,8 +170,14 @@ fn load_model(path: &Path, arch: Option<&str>) -> Result<Model> {
     models::open(path, arch)
 }
 
-fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
+/// Reads each graph input's tensor, checking its shape against the model and its size against the device's largest
+/// storage binding (`max_bytes`) from the file's header before any data is read or converted.
+fn read_inputs(model: &Model, path: &Path, max_bytes: u64) -> Result<Vec<(String, Tensor)>> {
     let file = Weights::open(path)?;
+    let in_file = |message: String| Error::File {
+        path: path.to_path_buf(),
+        message,
+    };
     let single = model.graph.inputs.len() == 1;
     model
         .graph
@@ -183,20 +189,33 @@ fn read_inputs(model: &Model, path: &Path) -> Result<Vec<(String, Tensor)>> {
             } else {
                 input.name.as_str()
             };
-            let t = file.get(name).map_err(|_| Error::File {
-                path: path.to_path_buf(),
-                message: format!("no tensor {name:?} for graph input {:?}", input.name),
+            let shape = file.shape(name).ok_or_else(|| {
+                let names = file.names();
+                in_file(format!(
+                    "no tensor {name:?} for graph input {:?} (the file holds {})",
+                    input.name,
+                    if names.is_empty() { "no tensors".to_string() } else { names.join(", ") }
+                ))
             })?;
-            let [n, c, h, w] = t.shape[..] else {
-                return Err(Error::File {
-                    path: path.to_path_buf(),
-                    message: format!("tensor {name:?} has shape {:?}; expected 4-D NCHW", t.shape),
-                });
+            let [n, c, h, w] = shape[..] else {
+                return Err(in_file(format!("tensor {name:?} has shape {shape:?}; expected 4-D NCHW")));
             };
-            Ok((
-                input.name.clone(),
-                Tensor::new(Shape::new(n, c, h, w), t.data)?,
-            ))
+            if c != input.channels {
+                return Err(in_file(format!(
+                    "tensor {name:?} has shape {shape:?}; graph input {:?} takes {} channels",
+                    input.name, input.channels
+                )));
+            }
+            let bytes = Shape::new(n, c, h, w).bytes();
+            if bytes > max_bytes {
+                return Err(in_file(format!(
+                    "tensor {name:?} of shape {shape:?} needs {bytes} bytes as f32, over the device's largest \
+                     storage binding ({max_bytes} bytes)"
+                )));
+            }
+            // Converted only now: a wrong dtype (f64, i64) is named by the conversion.
+            let t = file.get(name).map_err(|e| in_file(e.to_string()))?;
+            Ok((input.name.clone(), Tensor::new(Shape::new(n, c, h, w), t.data)?))
         })
         .collect()
 }
@@ -248,10 +267,11 @@ fn run(
 ) -> Result<()> {
     check_output(output, input, model_path)?;
     let model = load_model(model_path, arch)?;
-    let inputs = read_inputs(&model, input)?;
+    let gpu = Arc::new(Gpu::new()?);
+    let inputs = read_inputs(&model, input, gpu.limits().max_storage_buffer_binding_size)?;
     let outputs: Vec<String> = model.graph.outputs.clone();
     let options = numerics.options();
-    let engine = Engine::with_options(Arc::new(Gpu::new()?), model, options);
+    let engine = Engine::with_options(gpu, model, options);
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let results = engine.run(&refs, &names)?;
