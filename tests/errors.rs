@@ -243,3 +243,82 @@ fn zero_groups_should_be_named_as_such() {
         "{e}"
     );
 }
+
+/// Op parameters a hostile file may hold: each is refused by shape inference naming the node and the value, with no
+/// overflow, wrap-around or loop over the number (these once hung, panicked or wrapped).
+#[test]
+fn absurd_op_parameters_should_be_errors_naming_the_node() {
+    use atrous::ops::{AdaptiveAvgPool2d, ConvTranspose2d, Padding2d};
+    let conv_w = |n: usize| ConvWeights {
+        weight: vec![0.5; n],
+        bias: None,
+        batch_norm: None,
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut GraphBuilder, &str) -> String>)> = vec![
+        (
+            "pool",
+            Box::new(|b: &mut GraphBuilder, x: &str| {
+                b.node(
+                    "pool",
+                    Op::AdaptiveAvgPool2d {
+                        params: AdaptiveAvgPool2d {
+                            output: [1 << 32, 1],
+                        },
+                    },
+                    &[x],
+                    &["pool"],
+                );
+                "pool".into()
+            }),
+        ),
+        (
+            "up",
+            Box::new(move |b: &mut GraphBuilder, x: &str| {
+                let p = ConvTranspose2d::new(2, 2, [2, 2], [1 << 33, 1]);
+                b.conv_transpose2d("up", x, p, conv_w(16)).unwrap()
+            }),
+        ),
+        (
+            "dilated",
+            Box::new(move |b: &mut GraphBuilder, x: &str| {
+                let p = ConvTranspose2d {
+                    dilation: [1 << 40, 1],
+                    ..ConvTranspose2d::new(2, 2, [2, 2], [1, 1])
+                };
+                b.conv_transpose2d("dilated", x, p, conv_w(16)).unwrap()
+            }),
+        ),
+        (
+            "padded",
+            Box::new(move |b: &mut GraphBuilder, x: &str| {
+                let p = Conv2d {
+                    padding: Padding2d::uniform(1 << 62),
+                    ..Conv2d::new(2, 2, [3, 3])
+                };
+                b.conv2d("padded", x, p, conv_w(36)).unwrap()
+            }),
+        ),
+        (
+            "wrapped",
+            Box::new(move |b: &mut GraphBuilder, x: &str| {
+                let p = Conv2d {
+                    padding: Padding2d::uniform(usize::MAX),
+                    ..Conv2d::new(2, 2, [3, 3])
+                };
+                b.conv2d("wrapped", x, p, conv_w(36)).unwrap()
+            }),
+        ),
+    ];
+    for (name, add) in cases {
+        let mut b = GraphBuilder::new();
+        let x = b.input("input", 2);
+        let out = add(&mut b, &x);
+        let model = b.finish(&[&out]).unwrap();
+        let shapes = HashMap::from([("input".to_string(), Shape::new(1, 2, 8, 8))]);
+        let e = model.graph.infer(&shapes).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{name:?}")) && e.contains("over the limit"),
+            "{name}: {e}"
+        );
+    }
+}
