@@ -254,7 +254,8 @@ fn absurd_op_parameters_should_be_errors_naming_the_node() {
         bias: None,
         batch_norm: None,
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut GraphBuilder, &str) -> String>)> = vec![
+    type AddNode = Box<dyn Fn(&mut GraphBuilder, &str) -> String>;
+    let cases: Vec<(&str, AddNode)> = vec![
         (
             "pool",
             Box::new(|b: &mut GraphBuilder, x: &str| {

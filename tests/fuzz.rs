@@ -3,6 +3,8 @@
 //! (ONNX files are fuzzed in tests/onnx.rs.) Each input must parse and validate, or fail with an error: never a panic,
 //! a hang or an allocation in proportion to a number in the file. `ATROUS_FUZZ_ITERS=N` runs longer (README).
 
+mod common;
+
 use arbitrary::Unstructured;
 use atrous::graph::GraphBuilder;
 use atrous::ops::{
@@ -10,7 +12,7 @@ use atrous::ops::{
 };
 use atrous::weights::Weights;
 use atrous::{Model, Shape};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -140,25 +142,6 @@ fn mutated_graph_documents_should_validate_or_fail_cleanly() {
     }
 }
 
-/// Byte-level mutations: flips, overwrites, truncations, splices.
-fn mutate_bytes(rng: &mut rand::rngs::SmallRng, seed: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for _ in 0..rng.random_range(1..=4) {
-        let at = rng.random_range(0..b.len().max(1));
-        match rng.random_range(0..4) {
-            0 if !b.is_empty() => b[at] ^= 1 << rng.random_range(0..8),
-            1 if !b.is_empty() => b[at] = rng.random(),
-            2 => b.truncate(at),
-            _ => {
-                let from = rng.random_range(0..b.len().max(1));
-                let chunk: Vec<u8> = b.iter().skip(from).take(16).copied().collect();
-                b.splice(at.min(b.len())..at.min(b.len()), chunk);
-            }
-        }
-    }
-    b
-}
-
 #[test]
 fn mutated_model_and_tensor_files_should_load_or_fail_cleanly() {
     let model_path = temp("seed.safetensors");
@@ -180,7 +163,7 @@ fn mutated_model_and_tensor_files_should_load_or_fail_cleanly() {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
     let path = temp("mutated.safetensors");
     for i in 0..iterations() {
-        std::fs::write(&path, mutate_bytes(&mut rng, &seeds[i % 2])).unwrap();
+        std::fs::write(&path, common::mutate_bytes(&mut rng, &seeds[i % 2])).unwrap();
         if let Ok(model) = Model::load(&path) {
             let shapes = HashMap::from([("input".to_string(), Shape::new(1, 2, 8, 8))]);
             let _ = model.graph.infer(&shapes);
@@ -209,7 +192,7 @@ fn mutated_images_should_load_or_fail_cleanly() {
     for i in 0..iterations() {
         let (ext, seed) = &seeds[i % seeds.len()];
         let path = temp(&format!("mutated.{ext}"));
-        std::fs::write(&path, mutate_bytes(&mut rng, seed)).unwrap();
+        std::fs::write(&path, common::mutate_bytes(&mut rng, seed)).unwrap();
         let _ = atrous::image_io::load_image(&path);
     }
 }

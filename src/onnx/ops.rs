@@ -182,6 +182,32 @@ fn check_kernel_shape(a: &Attrs, kernel: [usize; 2]) -> Result<()> {
     Ok(())
 }
 
+/// What Conv and ConvTranspose read alike: the 4-D input, the weight (a constant) with its 4-D shape checked against
+/// `kernel_shape`, and the group count.
+fn conv_common(
+    t: &mut Translator,
+    name: &str,
+    a: &Attrs,
+    ins: &[Option<Value>],
+    op: &str,
+) -> Result<(DataValue, String, [usize; 4], usize)> {
+    let x = image(t, ins, op)?;
+    let w = ins
+        .get(1)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| err("the weight (input 1) is missing"))?;
+    let (weight, wd) = t.weight(&w, &format!("{name}.weight"))?;
+    let [d0, d1, kh, kw] = wd[..] else {
+        return Err(err(format!(
+            "weight {weight:?} has shape {wd:?}; atrous runs 2-D {op} (4-D weights)"
+        )));
+    };
+    check_kernel_shape(a, [kh, kw])?;
+    let groups = usize_list(&[a.int("group", 1)?], "group")?[0];
+    Ok((x, weight, [d0, d1, kh, kw], groups))
+}
+
 fn conv(
     t: &mut Translator,
     name: &str,
@@ -189,20 +215,7 @@ fn conv(
     ins: &[Option<Value>],
     out: &str,
 ) -> Result<DataValue> {
-    let x = image(t, ins, "Conv")?;
-    let w = ins
-        .get(1)
-        .cloned()
-        .flatten()
-        .ok_or_else(|| err("the weight (input 1) is missing"))?;
-    let (weight, wd) = t.weight(&w, &format!("{name}.weight"))?;
-    let [m, cg, kh, kw] = wd[..] else {
-        return Err(err(format!(
-            "weight {weight:?} has shape {wd:?}; atrous runs 2-D convolutions (4-D weights)"
-        )));
-    };
-    check_kernel_shape(a, [kh, kw])?;
-    let groups = usize_list(&[a.int("group", 1)?], "group")?[0];
+    let (x, weight, [m, cg, kh, kw], groups) = conv_common(t, name, a, ins, "Conv")?;
     let stride = pair(a, "strides", 1)?;
     let dilation = pair(a, "dilations", 1)?;
     let p = window_pads(a, x.nchw, span([kh, kw], dilation), stride)?;
@@ -220,8 +233,8 @@ fn conv(
         .ok_or_else(|| err("group is too large"))?;
     if in_channels != x.nchw.c {
         return Err(err(format!(
-            "weight {weight:?} {wd:?} with group {groups} takes {in_channels} channels, the input has {} ({:?})",
-            x.nchw.c, x.dims
+            "weight {weight:?} {:?} with group {groups} takes {in_channels} channels, the input has {} ({:?})",
+            [m, cg, kh, kw], x.nchw.c, x.dims
         )));
     }
     let params = Conv2d {
@@ -261,20 +274,8 @@ fn conv_transpose(
     ins: &[Option<Value>],
     out: &str,
 ) -> Result<DataValue> {
-    let x = image(t, ins, "ConvTranspose")?;
-    let w = ins
-        .get(1)
-        .cloned()
-        .flatten()
-        .ok_or_else(|| err("the weight (input 1) is missing"))?;
-    let (weight, wd) = t.weight(&w, &format!("{name}.weight"))?;
-    let [c, mg, kh, kw] = wd[..] else {
-        return Err(err(format!(
-            "weight {weight:?} has shape {wd:?}; atrous runs 2-D transposed convolutions"
-        )));
-    };
-    check_kernel_shape(a, [kh, kw])?;
-    let groups = usize_list(&[a.int("group", 1)?], "group")?[0];
+    let (x, weight, [c, mg, kh, kw], groups) = conv_common(t, name, a, ins, "ConvTranspose")?;
+    let wd = [c, mg, kh, kw];
     if groups == 0 || mg.checked_mul(groups).is_none() {
         return Err(err(format!("group {groups} is not a positive count")));
     }

@@ -245,3 +245,22 @@ pub fn numerics(options: &PlanOptions) -> String {
         _ => options.precision.to_string(),
     }
 }
+
+/// A few byte-level mutations of `seed` (bit flips, overwrites, truncations, splices), for the fuzz tests.
+pub fn mutate_bytes(rng: &mut SmallRng, seed: &[u8]) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..rng.random_range(1..=4) {
+        let at = rng.random_range(0..b.len().max(1));
+        match rng.random_range(0..4) {
+            0 if !b.is_empty() => b[at] ^= 1 << rng.random_range(0..8),
+            1 if !b.is_empty() => b[at] = rng.random(),
+            2 => b.truncate(at),
+            _ => {
+                let from = rng.random_range(0..b.len().max(1));
+                let chunk: Vec<u8> = b.iter().skip(from).take(16).copied().collect();
+                b.splice(at.min(b.len())..at.min(b.len()), chunk);
+            }
+        }
+    }
+    b
+}
