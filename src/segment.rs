@@ -91,7 +91,7 @@ impl Segmenter {
     pub fn with_options(gpu: Arc<Gpu>, model: Model, options: PlanOptions) -> Result<Self> {
         gpu.require(options.precision)?;
         let spec = model.info.preprocess.clone().ok_or_else(|| {
-            Error::Model("the model has no preprocessing metadata (mean, std, input size): cannot segment images".into())
+            Error::Model("the model has no preprocessing metadata (mean, std, input size): cannot segment images; give them (atrous segment --mean, --std, --size) or store them in the model (an ONNX file's metadata_props atrous.mean, atrous.std, atrous.size)".into())
         })?;
         // The output `out` (the zoo's and the portable format's convention), else the model's only output.
         let output = match &model.graph.outputs[..] {

@@ -548,3 +548,111 @@ fn run_should_check_input_tensors_against_the_model_before_reading_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn segment_should_take_an_onnx_model_with_preprocessing_from_the_command_line() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("segment-onnx");
+    let root = env!("CARGO_MANIFEST_DIR");
+    // smp's Unet on MobileNetV2 (3 classes), exported at 45 x 61: images are resized to that size.
+    let model = format!("{root}/tests/fixtures/onnx/models/smp_mobilenet_ts/model.onnx");
+    let photo = format!("{root}/examples/astronaut.png");
+    let out_dir = dir.join("out");
+    let bare = atrous(&[
+        "segment",
+        "--model",
+        &model,
+        "--out",
+        out_dir.to_str().unwrap(),
+        &photo,
+    ]);
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        !bare.status.success() && stderr.contains("--mean"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    let labels = dir.join("labels.txt");
+    std::fs::write(&labels, "sky\nrock\nsuit\n").unwrap();
+    let out = atrous(&[
+        "segment",
+        "--model",
+        &model,
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        &photo,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ["sky", "rock", "suit"].iter().all(|l| stdout.contains(l)),
+        "{stdout}"
+    );
+    let mask = image::open(out_dir.join("astronaut.mask.png"))
+        .unwrap()
+        .to_luma8();
+    let photo = image::open(&photo).unwrap();
+    assert_eq!(mask.dimensions(), (photo.width(), photo.height()));
+    assert!(mask.pixels().all(|p| p.0[0] < 3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_on_an_onnx_model_should_match_onnxruntime() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("run-onnx");
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx/models/unet_dynamic_ts");
+    // The second data set (37 x 83): the dynamic export runs at a size other than the one it was exported at.
+    let set = case.join("test_data_set_1");
+    let (_, dims, x) = atrous::onnx::read_tensor_file(&set.join("input_0.pb")).unwrap();
+    let (_, _, want) = atrous::onnx::read_tensor_file(&set.join("output_0.pb")).unwrap();
+    let mut input = Weights::new();
+    input
+        .insert("input", dims, x.iter().map(|&v| v as f32).collect())
+        .unwrap();
+    let (input_path, output_path) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
+    input.save(&input_path, HashMap::new()).unwrap();
+    let model = case.join("model.onnx");
+    let out = atrous(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input_path.to_str().unwrap(),
+        "--output",
+        output_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = Weights::open(&output_path).unwrap();
+    let name = got.names().pop().unwrap();
+    let got = got.get(&name).unwrap().data;
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    assert!(err <= 1e-3 * scale, "max error {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -323,3 +323,43 @@ fn absurd_op_parameters_should_be_errors_naming_the_node() {
         );
     }
 }
+
+#[test]
+fn a_plan_over_the_memory_limit_should_be_refused_before_allocating() {
+    let gpu = match common::gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    // Tensors each within the device's limits whose sum is over the plan's memory limit (1 MiB here).
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 2);
+    let w = ConvWeights {
+        weight: vec![0.5; 36],
+        bias: None,
+        batch_norm: None,
+    };
+    let p = Conv2d {
+        padding: atrous::ops::Padding2d::uniform(1),
+        ..Conv2d::new(2, 2, [3, 3])
+    };
+    let a = b.conv2d("a", &x, p.clone(), w.clone()).unwrap();
+    let c = b.conv2d("c", &a, p, w).unwrap();
+    let cat = b.concat("cat", &[&a, &c]);
+    let model = b.finish(&[&cat]).unwrap();
+    let shapes = HashMap::from([("input".to_string(), Shape::new(1, 2, 512, 512))]);
+    let options = PlanOptions {
+        memory_limit: 1 << 20,
+        ..PlanOptions::default()
+    };
+    let e = Plan::compile(gpu, &model, &shapes, options, &WeightCache::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::TooLarge {
+                limit_name: "ATROUS_MAX_MEMORY",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

@@ -461,6 +461,39 @@ mod errors {
         w_escape(&dir);
     }
 
+    #[test]
+    fn external_data_beside_the_model_should_be_read() {
+        let dir = std::env::temp_dir().join(format!("atrous-onnx-extok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = model(vec![], "r");
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        let values = std::mem::take(&mut w.float_data);
+        // 8 bytes of something else first: the tensor starts at an offset.
+        let mut bytes = vec![0xAAu8; 8];
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        std::fs::write(dir.join("weights.bin"), &bytes).unwrap();
+        w.data_location = 1;
+        w.external_data = vec![
+            StringStringEntryProto {
+                key: "location".into(),
+                value: "weights.bin".into(),
+            },
+            StringStringEntryProto {
+                key: "offset".into(),
+                value: "8".into(),
+            },
+            StringStringEntryProto {
+                key: "length".into(),
+                value: (values.len() * 4).to_string(),
+            },
+        ];
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert_eq!(loaded.weights.get("w").unwrap().data, values);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn w_escape(dir: &std::path::Path) {
         let mut m = model(vec![], "r");
         let w = &mut m.graph.as_mut().unwrap().initializer[0];

@@ -40,6 +40,9 @@ pub struct PlanOptions {
     /// arithmetic) multiply in f16 (see [`crate::kernels::conv2d::Path::Tiled`]); `None`: where the adapter has
     /// f16 units ([`Gpu::prefers_f16_math`]). `Some(true)` needs f16 storage.
     pub f16_math: Option<bool>,
+    /// The most activation memory the plan may allocate, checked before the first allocation; default
+    /// [`max_memory`] (`ATROUS_MAX_MEMORY` in bytes, else 16 GiB).
+    pub memory_limit: u64,
 }
 
 impl Default for PlanOptions {
@@ -49,6 +52,7 @@ impl Default for PlanOptions {
             parallelism: None,
             precision: Precision::F32,
             f16_math: None,
+            memory_limit: max_memory(),
         }
     }
 }
@@ -100,6 +104,20 @@ impl std::fmt::Debug for Plan {
 /// The most dispatches one plan records. Lavapipe crashes allocating its 100,000th bind group or so; real networks
 /// need hundreds.
 pub const MAX_DISPATCHES: usize = 50_000;
+
+/// The most activation memory one plan allocates by default unless `ATROUS_MAX_MEMORY` (bytes) says otherwise
+/// ([`PlanOptions::memory_limit`]): each buffer is
+/// within the device's limits, but a graph may ask for many, and a software adapter would take them from host
+/// memory until the process is killed. 16 GiB is beyond every network in the zoo at 4K input.
+pub const DEFAULT_MAX_MEMORY: u64 = 16 << 30;
+
+/// The activation memory limit in force: `ATROUS_MAX_MEMORY` (bytes) or [`DEFAULT_MAX_MEMORY`].
+pub fn max_memory() -> u64 {
+    std::env::var("ATROUS_MAX_MEMORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_MEMORY)
+}
 
 impl Plan {
     /// Compiles `model` for `input_shapes` (graph input name -> NCHW shape). Everything is validated before the
@@ -188,6 +206,15 @@ impl Plan {
             buffers: memory_plan.buffer_bytes.len(),
         };
 
+        let limit = options.memory_limit;
+        if memory.planned_bytes > limit {
+            return Err(Error::TooLarge {
+                what: format!("the activation memory of the plan for {input_shapes:?}"),
+                size: memory.planned_bytes,
+                limit_name: "ATROUS_MAX_MEMORY",
+                limit,
+            });
+        }
         let buffers = memory_plan
             .buffer_bytes
             .iter()

@@ -23,10 +23,10 @@ const PROBS_SUFFIX: &str = ".probs.safetensors";
 #[derive(clap::Args, Debug, Default)]
 pub struct Preprocessing {
     /// Per-channel mean of inputs scaled to [0, 1], e.g. 0.485,0.456,0.406 (ImageNet).
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     mean: Option<Vec<f32>>,
     /// Per-channel standard deviation, e.g. 0.229,0.224,0.225.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     std: Option<Vec<f32>>,
     /// Input size: the shorter side (e.g. 520), or HxW for a fixed size (e.g. 512x512).
     #[arg(long)]
@@ -51,9 +51,15 @@ impl Preprocessing {
                     None => InputSize::Original { multiple_of: 32 },
                 },
             });
-            let triple = |v: &Vec<f32>| [v[0], v[1], v[2]];
+            let triple = |what: &str, v: &Vec<f32>| -> Result<[f32; 3]> {
+                <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {
+                    Error::Model(format!(
+                        "--{what} {v:?}: three comma-separated numbers expected (R,G,B)"
+                    ))
+                })
+            };
             if let Some(m) = &self.mean {
-                spec.mean = triple(m);
+                spec.mean = triple("mean", m)?;
             }
             if let Some(s) = &self.std {
                 if !s.iter().all(|&v| v > 0.0) {
@@ -61,7 +67,7 @@ impl Preprocessing {
                         "--std {s:?}: every value must be positive"
                     )));
                 }
-                spec.std = triple(s);
+                spec.std = triple("std", s)?;
             }
             if let Some(size) = &self.size {
                 let (h, w) = atrous::onnx::parse_size(size)?;
