@@ -526,6 +526,117 @@ mod errors {
         }
     }
 
+    /// Structured fuzzing: every op atrous reads, with random inputs (a computed tensor, a weight, an int64 shape, a
+    /// scalar, or none) and random attributes (hostile values included): it translates or fails with an error.
+    #[test]
+    fn every_op_with_random_inputs_and_attributes_should_translate_or_fail_cleanly() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let random_ints = |rng: &mut rand::rngs::SmallRng| -> Vec<i64> {
+            let pool = [-1i64, 0, 1, 2, 3, 4, -4, 1 << 40, i64::MIN, i64::MAX];
+            (0..rng.random_range(0..=5))
+                .map(|_| pool[rng.random_range(0..pool.len())])
+                .collect()
+        };
+        let names = [
+            "kernel_shape",
+            "pads",
+            "strides",
+            "dilations",
+            "axes",
+            "perm",
+            "output_padding",
+            "output_shape",
+        ];
+        let scalars = [
+            "axis",
+            "group",
+            "keepdims",
+            "ceil_mode",
+            "count_include_pad",
+            "to",
+            "allowzero",
+            "storage_order",
+        ];
+        let strings = [
+            ("mode", ["nearest", "linear", "cubic", "reflect"]),
+            ("auto_pad", ["SAME_UPPER", "VALID", "NOTSET", "x"]),
+        ];
+        let per_op = std::env::var("ATROUS_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(40, |n| n / 75);
+        for op in atrous::onnx::OnnxGraph::supported_ops() {
+            for _ in 0..per_op {
+                let choices = ["x", "w", "s", "f", ""];
+                let inputs: Vec<&str> = (0..rng.random_range(0..=4))
+                    .map(|_| choices[rng.random_range(0..choices.len())])
+                    .collect();
+                let mut attrs = Vec::new();
+                for n in names {
+                    if rng.random_bool(0.3) {
+                        attrs.push(ints(n, &random_ints(&mut rng)));
+                    }
+                }
+                for n in scalars {
+                    if rng.random_bool(0.2) {
+                        let v = [0i64, 1, -1, 7, 1 << 33][rng.random_range(0..5)];
+                        attrs.push(AttributeProto {
+                            name: n.into(),
+                            r#type: 2,
+                            i: v,
+                            ..Default::default()
+                        });
+                    }
+                }
+                for (n, values) in strings {
+                    if rng.random_bool(0.2) {
+                        let v = values[rng.random_range(0..values.len())];
+                        attrs.push(AttributeProto {
+                            name: n.into(),
+                            r#type: 3,
+                            s: v.as_bytes().to_vec(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                if rng.random_bool(0.2) {
+                    let v = [0.0f32, -1.0, f32::NAN, f32::INFINITY, 1e30][rng.random_range(0..5)];
+                    attrs.push(AttributeProto {
+                        name: "alpha".into(),
+                        r#type: 1,
+                        f: v,
+                        ..Default::default()
+                    });
+                }
+                let outputs: Vec<&str> = if rng.random_bool(0.8) {
+                    vec!["y"]
+                } else {
+                    vec!["y", "z"]
+                };
+                let mut m = model(vec![node(op, "fuzzed", &inputs, &outputs, attrs)], "y");
+                let g = m.graph.as_mut().unwrap();
+                g.node.remove(1);
+                g.node[0].output = vec!["x".into()];
+                g.initializer.push(TensorProto {
+                    name: "s".into(),
+                    dims: vec![4],
+                    data_type: 7,
+                    int64_data: vec![1, 2, 8, 8],
+                    ..Default::default()
+                });
+                g.initializer.push(TensorProto {
+                    name: "f".into(),
+                    dims: vec![],
+                    data_type: 1,
+                    float_data: vec![0.5],
+                    ..Default::default()
+                });
+                let _ = load(&m);
+            }
+        }
+    }
+
     /// A bounded fuzz run: mutated copies of real exports (bit flips, byte overwrites, truncations, splices) must
     /// load or fail with an error, never panic. `ATROUS_FUZZ_ITERS` runs longer.
     #[test]

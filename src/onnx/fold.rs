@@ -64,7 +64,7 @@ fn err(message: impl Into<String>) -> Error {
 /// Normalises a possibly negative axis for a tensor of `rank` dims.
 pub fn axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
-    if a < -r || a >= r.max(1) {
+    if a < -r || a >= r {
         return Err(err(format!("axis {a} is out of range for rank {rank}")));
     }
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
@@ -507,14 +507,8 @@ pub fn fold(
                 .collect::<Result<_>>()?;
             let n = element_count(&dims, "ConstantOfShape")?;
             match attrs.tensor("value")? {
-                Some(v) => {
-                    let mut t = take(&v, dims, &vec![0; n]);
-                    if v.is_empty() {
-                        return Err(err("ConstantOfShape: empty value"));
-                    }
-                    t.dtype = v.dtype;
-                    t
-                }
+                Some(v) if v.is_empty() => return Err(err("ConstantOfShape: empty value")),
+                Some(v) => take(&v, dims, &vec![0; n]),
                 None => HostTensor::f32(dims, vec![0.0; n]),
             }
         }

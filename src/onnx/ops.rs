@@ -350,7 +350,11 @@ fn conv_transpose(
             .ok_or_else(|| err(format!("pads {begin:?}/{end:?} leave no output")))?;
         // atrous pads symmetrically: pad by the smaller side, then crop what the other side leaves over.
         padding[i] = begin[i].min(end[i]);
-        let produced = full[i] - 2 * padding[i];
+        let produced = full[i].checked_sub(2 * padding[i]).ok_or_else(|| {
+            err(format!(
+                "pads {begin:?}/{end:?} exceed the full output {full:?}"
+            ))
+        })?;
         opad[i] = (begin[i] - padding[i] + want[i]).saturating_sub(produced);
         if begin[i] != end[i] || opad[i] != output_padding[i] {
             crop = Some(());

@@ -279,6 +279,9 @@ impl<'a> Translator<'a> {
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
             return Err(err(format!("domain {:?} is not supported", node.domain)));
         }
+        if node.output.first().is_none_or(|o| o.is_empty()) {
+            return Err(err("the node has no output"));
+        }
         if let Some(a) = node.attribute.iter().find(|a| !a.ref_attr_name.is_empty()) {
             return Err(err(format!(
                 "attribute {:?} refers to a function's attribute",
