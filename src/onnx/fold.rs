@@ -449,35 +449,18 @@ pub fn fold(
                 broadcast_indices(&b.dims, &dims)?,
             );
             let cond = c.as_i64();
+            fn pick<T: Copy>(cond: &[i64], idx: [&[usize]; 3], a: &[T], b: &[T]) -> Vec<T> {
+                let [ic, ia, ib] = idx;
+                (0..ic.len())
+                    .map(|k| if cond[ic[k]] != 0 { a[ia[k]] } else { b[ib[k]] })
+                    .collect()
+            }
+            let idx = [&ic[..], &ia[..], &ib[..]];
             match (&a.data, &b.data) {
-                (Data::I64(va), Data::I64(vb)) => HostTensor::i64(
-                    dims,
-                    (0..ic.len())
-                        .map(|k| {
-                            if cond[ic[k]] != 0 {
-                                va[ia[k]]
-                            } else {
-                                vb[ib[k]]
-                            }
-                        })
-                        .collect(),
-                )
-                .with_dtype(a.dtype),
-                _ => {
-                    let (va, vb) = (a.as_f32(), b.as_f32());
-                    HostTensor::f32(
-                        dims,
-                        (0..ic.len())
-                            .map(|k| {
-                                if cond[ic[k]] != 0 {
-                                    va[ia[k]]
-                                } else {
-                                    vb[ib[k]]
-                                }
-                            })
-                            .collect(),
-                    )
+                (Data::I64(va), Data::I64(vb)) => {
+                    HostTensor::i64(dims, pick(&cond, idx, va, vb)).with_dtype(a.dtype)
                 }
+                _ => HostTensor::f32(dims, pick(&cond, idx, &a.as_f32(), &b.as_f32())),
             }
         }
         "Cast" => cast(x()?, attrs.int("to", dtype::FLOAT as i64)? as i32)?,

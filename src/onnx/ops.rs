@@ -633,27 +633,28 @@ fn max_pool(
     let ceil_mode = a.int("ceil_mode", 0)? != 0;
     // atrous pools pad symmetrically by at most half the window (PyTorch's rule); other pads are applied first with
     // the lowest float, which no window's maximum can be, unless the indices or ceil mode depend on them.
-    let awkward = p[0] != p[2] || p[1] != p[3] || 2 * p[0].max(p[1]) > kernel[0].min(kernel[1]);
-    let (x, p) = if awkward && indices.is_none() && !ceil_mode {
-        (explicit_pad(t, name, x, p, f32::MIN)?, [0; 4])
-    } else {
-        (x, p)
-    };
-    if p[0] != p[2] || p[1] != p[3] {
-        return Err(err(format!(
-            "asymmetric pads {p:?} are not supported for MaxPool with indices or ceil_mode"
-        )));
-    }
+    // Pads atrous's pool cannot take are applied first with the lowest float, which no window's maximum can be,
+    // unless the indices or ceil mode depend on them.
+    let exact = indices.is_none() && !ceil_mode;
+    let (x, p) = pool_pads(
+        t,
+        name,
+        x,
+        p,
+        kernel,
+        exact.then_some(f32::MIN),
+        "MaxPool without indices or ceil_mode",
+    )?;
     let params = MaxPool2d {
         kernel,
         stride,
-        padding: [p[0], p[1]],
+        padding: p,
         dilation,
         ceil_mode,
         return_indices: indices.is_some(),
     };
     // PyTorch's exporter pools with a 1 x 1 window only to read every element's flat position from the indices.
-    if indices.is_some() && kernel == [1, 1] && stride == [1, 1] && p == [0; 4] && !params.ceil_mode
+    if indices.is_some() && kernel == [1, 1] && stride == [1, 1] && p == [0, 0] && !params.ceil_mode
     {
         return Ok(vec![
             Value::Data(x.clone()),
@@ -696,23 +697,22 @@ fn avg_pool(
     let p = window_pads(a, x.nchw, kernel, stride)?;
     let ceil_mode = a.int("ceil_mode", 0)? != 0;
     let count_include_pad = a.int("count_include_pad", 0)? != 0;
-    // Pads atrous's pool cannot take (asymmetric, or over half the window) are zeros counted in every average:
-    // exact when count_include_pad is set and ceil mode is off.
-    let awkward = p[0] != p[2] || p[1] != p[3] || 2 * p[0].max(p[1]) > kernel[0].min(kernel[1]);
-    let (x, p) = if awkward && count_include_pad && !ceil_mode {
-        (explicit_pad(t, name, x, p, 0.0)?, [0; 4])
-    } else {
-        (x, p)
-    };
-    if p[0] != p[2] || p[1] != p[3] {
-        return Err(err(format!(
-            "asymmetric pads {p:?} are supported for AveragePool only with count_include_pad=1"
-        )));
-    }
+    // Pads atrous's pool cannot take are zeros counted in every average: exact when count_include_pad is set and
+    // ceil mode is off.
+    let exact = count_include_pad && !ceil_mode;
+    let (x, p) = pool_pads(
+        t,
+        name,
+        x,
+        p,
+        kernel,
+        exact.then_some(0.0),
+        "AveragePool with count_include_pad=1",
+    )?;
     let params = AvgPool2d {
         kernel,
         stride,
-        padding: [p[0], p[1]],
+        padding: p,
         ceil_mode,
         count_include_pad,
     };
@@ -721,6 +721,31 @@ fn avg_pool(
         dims: d.nchw.dims().to_vec(),
         ..d
     })
+}
+
+/// The symmetric (h, w) padding for a pool: `p` itself when atrous's pools take it (symmetric, at most half the
+/// window, PyTorch's rule), else `x` padded explicitly with `fill` and no padding, where `fill` is given (the pool
+/// is exact that way); otherwise an error saying where such pads are supported.
+fn pool_pads(
+    t: &mut Translator,
+    name: &str,
+    x: DataValue,
+    p: [usize; 4],
+    kernel: [usize; 2],
+    fill: Option<f32>,
+    supported: &str,
+) -> Result<(DataValue, [usize; 2])> {
+    let symmetric = p[0] == p[2] && p[1] == p[3];
+    if symmetric && 2 * p[0].max(p[1]) <= kernel[0].min(kernel[1]) {
+        return Ok((x, [p[0], p[1]]));
+    }
+    match fill {
+        Some(value) => Ok((explicit_pad(t, name, x, p, value)?, [0, 0])),
+        None if symmetric => Ok((x, [p[0], p[1]])),
+        None => Err(err(format!(
+            "asymmetric pads {p:?} are supported for {supported} only"
+        ))),
+    }
 }
 
 /// `x` padded by `[top, left, bottom, right]` with `value`.
