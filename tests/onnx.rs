@@ -491,6 +491,12 @@ mod errors {
         std::fs::write(&path, m.encode_to_vec()).unwrap();
         let loaded = Model::load(&path).unwrap();
         assert_eq!(loaded.weights.get("w").unwrap().data, values);
+        // A length that disagrees with the shape is refused before anything is read.
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.external_data[2].value = ((values.len() - 1) * 4).to_string();
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(e.contains("weights.bin") && e.contains("need"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

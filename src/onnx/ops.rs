@@ -254,17 +254,7 @@ fn conv(
         bias: bias.map(|b| b.0),
         batch_norm: None,
     };
-    let d = t.emit_data(
-        name,
-        Op::Conv2d { params, weights },
-        vec![x.tensor],
-        out,
-        vec![],
-    )?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    t.emit_image(name, Op::Conv2d { params, weights }, vec![x.tensor], out)
 }
 
 fn conv_transpose(
@@ -381,18 +371,14 @@ fn conv_transpose(
     } else {
         out.to_string()
     };
-    let y = t.emit_data(
+    let y = t.emit_image(
         name,
         Op::ConvTranspose2d { params, weights },
         vec![x.tensor],
         &raw,
-        vec![],
     )?;
     if crop.is_none() {
-        return Ok(DataValue {
-            dims: y.nchw.dims().to_vec(),
-            ..y
-        });
+        return Ok(y);
     }
     let params = SlicePad {
         start: [
@@ -406,11 +392,7 @@ fn conv_transpose(
         mode: PadMode::Constant { value: 0.0 },
     };
     let node = t.unique_name(&format!("{name}#crop"));
-    let d = t.emit_data(&node, Op::SlicePad { params }, vec![y.tensor], out, vec![])?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    t.emit_image(&node, Op::SlicePad { params }, vec![y.tensor], out)
 }
 
 fn batch_norm(
@@ -716,11 +698,7 @@ fn avg_pool(
         ceil_mode,
         count_include_pad,
     };
-    let d = t.emit_data(name, Op::AvgPool2d { params }, vec![x.tensor], out, vec![])?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    t.emit_image(name, Op::AvgPool2d { params }, vec![x.tensor], out)
 }
 
 /// The symmetric (h, w) padding for a pool: `p` itself when atrous's pools take it (symmetric, at most half the
@@ -765,17 +743,7 @@ fn explicit_pad(
     };
     let node = t.unique_name(&format!("{name}#pad"));
     let padded = format!("{node}#out");
-    let d = t.emit_data(
-        &node,
-        Op::SlicePad { params },
-        vec![x.tensor],
-        &padded,
-        vec![],
-    )?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    t.emit_image(&node, Op::SlicePad { params }, vec![x.tensor], &padded)
 }
 
 fn global_pool(
@@ -881,17 +849,12 @@ fn max_unpool(
         padding: [0, 0],
         output_size: Some(size),
     };
-    let d = t.emit_data(
+    t.emit_image(
         name,
         Op::MaxUnpool2d { params },
         vec![x.tensor, indices.tensor],
         out,
-        vec![],
-    )?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    )
 }
 
 fn resize(
@@ -1029,19 +992,14 @@ fn resize(
             )))
         }
     };
-    let d = t.emit_data(
+    t.emit_image(
         name,
         Op::Resize {
             params: Resize { mode, target },
         },
         vec![x.tensor],
         out,
-        vec![],
-    )?;
-    Ok(DataValue {
-        dims: d.nchw.dims().to_vec(),
-        ..d
-    })
+    )
 }
 
 fn concat(

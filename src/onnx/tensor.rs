@@ -25,6 +25,17 @@ pub mod dtype {
         matches!(t, FLOAT | FLOAT16 | DOUBLE | BFLOAT16)
     }
 
+    /// Bytes per element of a data type atrous reads.
+    pub fn element_bytes(t: i32) -> Option<usize> {
+        match t {
+            UINT8 | INT8 | BOOL => Some(1),
+            UINT16 | INT16 | FLOAT16 | BFLOAT16 => Some(2),
+            FLOAT | INT32 | UINT32 => Some(4),
+            INT64 | DOUBLE | UINT64 => Some(8),
+            _ => None,
+        }
+    }
+
     pub fn is_integer(t: i32) -> bool {
         matches!(
             t,
@@ -173,7 +184,8 @@ impl HostTensor {
             .ok_or_else(|| Error::Model(format!("{what}: shape {dims:?} overflows")))?;
         let external;
         let raw: &[u8] = if t.data_location == 1 {
-            external = read_external(t, dir, &what)?;
+            let bytes = dtype::element_bytes(t.data_type).and_then(|b| n.checked_mul(b));
+            external = read_external(t, dir, &what, bytes)?;
             &external
         } else {
             &t.raw_data
@@ -303,7 +315,14 @@ impl HostTensor {
 
 /// Reads a tensor's bytes from the external data file its `external_data` names (`location`, `offset`, `length`),
 /// relative to the model's folder; a location that leaves the folder, or a range past the file's end, is refused.
-fn read_external(t: &TensorProto, dir: Option<&Path>, what: &str) -> Result<Vec<u8>> {
+/// `expected` is the byte count the tensor's dims and type need: a different length is refused before anything is
+/// allocated or read.
+fn read_external(
+    t: &TensorProto,
+    dir: Option<&Path>,
+    what: &str,
+    expected: Option<usize>,
+) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let entry = |key: &str| {
         t.external_data
@@ -357,6 +376,12 @@ fn read_external(t: &TensorProto, dir: Option<&Path>, what: &str) -> Result<Vec<
         )));
     }
     let length = usize::try_from(length).map_err(|_| file_error("too large".into()))?;
+    if expected.is_some_and(|e| e != length) {
+        return Err(file_error(format!(
+            "external data holds {length} bytes, its shape and type need {}",
+            expected.unwrap_or_default()
+        )));
+    }
     let mut bytes = vec![0u8; length];
     file.seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut bytes))

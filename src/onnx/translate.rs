@@ -522,6 +522,21 @@ impl<'a> Translator<'a> {
         })
     }
 
+    /// Adds a node with one float output named `output` whose ONNX dims are its NCHW shape (a 4-D result).
+    pub fn emit_image(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: Vec<String>,
+        output: &str,
+    ) -> Result<DataValue> {
+        let d = self.emit_data(name, op, inputs, output, vec![])?;
+        Ok(DataValue {
+            dims: d.nchw.dims().to_vec(),
+            ..d
+        })
+    }
+
     /// How many nodes and graph outputs read an ONNX value.
     pub fn uses(&self, value: &str) -> usize {
         self.uses.get(value).copied().unwrap_or(0)
