@@ -105,7 +105,7 @@ fn bench_model(
         shape,
         data: common::values(shape.numel(), 7),
     };
-    let flops: u64 = plan.kernels().iter().map(|k| k.flops()).sum();
+    let flops: u64 = plan.kernels().map(|k| k.flops()).sum();
     group.throughput(Throughput::Elements(flops.max(1)));
     group.bench_function(format!("{name}_{}", dims(shape)), |b| {
         b.iter(|| plan.run(&[(&input_name, &x)], &[&output]).unwrap())

@@ -44,6 +44,16 @@ pub enum Error {
     /// Malformed model data: weights, graph, metadata.
     #[error("{0}")]
     Model(String),
+
+    /// A frame or target the embedding API cannot use (a texture of an unsupported format or without the usage a
+    /// copy needs, a region outside the texture, ...).
+    #[error("{0}")]
+    Frame(String),
+
+    /// A stream whose previous frame's readback is still in flight: poll the device, await that readback, or run
+    /// the frame on another stream.
+    #[error("{0}")]
+    Busy(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

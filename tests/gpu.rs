@@ -115,7 +115,8 @@ fn a_context_should_wrap_an_application_device() {
         gpu.device().clone(),
         gpu.queue().clone(),
         gpu.info().clone(),
-    );
+    )
+    .unwrap();
     let t = common::upload(
         &app,
         "t",
@@ -140,7 +141,7 @@ fn f16_on_a_device_without_shader_f16_should_be_an_error() {
         .expect("the chosen adapter is listed");
     let (device, queue) =
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
-    let plain = Gpu::from_device(device, queue, adapter.get_info());
+    let plain = Gpu::from_device(device, queue, adapter.get_info()).unwrap();
     assert!(!plain.supports(Precision::F16) && plain.supports(Precision::F32));
     let p = Conv2d::new(3, 4, [3, 3]);
     let input = Shape::new(1, 3, 8, 8);

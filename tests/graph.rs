@@ -419,7 +419,6 @@ fn group_norm_graph_should_match_cpu_executor() {
     let fused = compile(&gpu, &model, Shape::new(1, 3, 8, 8), true);
     let labels: Vec<String> = fused
         .kernels()
-        .iter()
         .map(|k| k.label().to_string())
         .collect();
     assert!(
@@ -662,7 +661,7 @@ fn split_k_convs_in_a_plan_should_match_cpu_executor() {
         &WeightCache::default(),
     )
     .unwrap();
-    let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+    let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
     let split = labels
         .iter()
         .filter(|l| l.contains("split-K reduce"))
@@ -756,7 +755,7 @@ fn depthwise_convs_should_run_inside_the_projection_that_reads_them() {
     let input = Shape::new(1, 3, 24, 24);
     check_model(&gpu, "inverted residual", &model, input, 25);
     let plan = compile(&gpu, &model, input, true);
-    let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+    let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
     let fused: Vec<_> = labels
         .iter()
         .filter(|l| l.contains("depthwise 3x3 + 1x1"))
@@ -800,7 +799,7 @@ fn pads_that_change_nothing_should_be_skipped() {
         (Shape::new(1, 4, 9, 13), true),
     ] {
         let plan = compile(&gpu, &model, input, true);
-        let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+        let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
         assert_eq!(
             labels.iter().any(|l| l.contains("pad")),
             pads,
@@ -929,7 +928,7 @@ fn onnx_like_graph_should_match_cpu_executor() {
     let outputs = ["out", "table", "prelu"];
     for fuse in [true, false] {
         let plan = compile(&gpu, &model, input, fuse);
-        let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
+        let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
         assert!(
             labels.iter().any(|l| l.starts_with("gelu"))
                 && labels.iter().any(|l| l.starts_with("clip")),
@@ -950,7 +949,7 @@ fn onnx_like_graph_should_match_cpu_executor() {
         }
     }
     let fused = compile(&gpu, &model, input, true);
-    let labels: Vec<&str> = fused.kernels().iter().map(|k| k.label()).collect();
+    let labels: Vec<&str> = fused.kernels().map(|k| k.label()).collect();
     assert!(
         !labels.iter().any(|l| l.starts_with("conv.bias_map")),
         "the add of the constant map should fuse into the conv: {labels:?}"

@@ -33,7 +33,8 @@ fn every_shader_should_validate_with_naga() {
 #[test]
 fn f16_shaders_should_store_f16() {
     // The f16 variant must really declare f16 storage, not just enable the extension.
-    for shader in SHADERS {
+    // The class-map encodings store only u32 words.
+    for shader in SHADERS.iter().filter(|s| s.name != "encode") {
         let source = shader.source_for(Precision::F16);
         assert!(source.starts_with("enable f16;"), "{}", shader.name);
         assert!(

@@ -4,7 +4,7 @@ mod common;
 
 use atrous::gpu::Precision;
 use atrous::kernels::softmax;
-use atrous::ops::{Argmax, Softmax};
+use atrous::ops::{Argmax, Softmax, Threshold};
 use atrous::{reference, Shape, Tensor};
 use common::*;
 
@@ -131,7 +131,7 @@ fn check_threshold(precision: Precision) {
     let want = reference::threshold(&values, 0.5).unwrap();
     assert_eq!(want[0], 0);
     assert!(want.contains(&1) && want.contains(&0));
-    let kernel = softmax::threshold(&gpu, "threshold", values.shape, 0.5, precision).unwrap();
+    let kernel = softmax::threshold(&gpu, "threshold", &Threshold { value: 0.5 }, values.shape, precision).unwrap();
     let gx = upload_in(&gpu, "x", &values, precision);
     let out = gpu.tensor("classes", values.shape, true).unwrap();
     let bound = kernel
@@ -139,7 +139,13 @@ fn check_threshold(precision: Precision) {
         .unwrap();
     gpu.run(&[&bound]).unwrap();
     assert_eq!(gpu.read_u32(&out).unwrap(), want, "{precision}");
-    let err = softmax::threshold(&gpu, "bad", Shape::new(1, 2, 3, 3), 0.5, precision).unwrap_err();
+    let err = softmax::threshold(
+        &gpu,
+        "bad",
+        &Threshold { value: 0.5 },
+        Shape::new(1, 2, 3, 3),
+        precision,
+    ).unwrap_err();
     assert!(err.to_string().starts_with("threshold"), "{err}");
 }
 

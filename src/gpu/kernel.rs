@@ -4,7 +4,7 @@
 //! Binding convention of every shader: `@binding(0)` the uniform parameters, then the outputs (read-write storage),
 //! then the inputs (read-only storage), numbered consecutively.
 
-use super::{Gpu, Precision};
+use super::{Created, Gpu, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -56,27 +56,36 @@ pub enum Dispatch {
 pub struct Slot {
     pub name: &'static str,
     pub bytes: u64,
+    /// A `texture_2d<f32>` input instead of a storage buffer.
+    pub texture: bool,
 }
 
 impl Slot {
     pub fn new(name: &'static str, bytes: u64) -> Self {
-        Slot { name, bytes }
+        Slot {
+            name,
+            bytes,
+            texture: false,
+        }
+    }
+
+    /// A texture input (bound with [`Resource::Texture`]).
+    pub fn texture(name: &'static str) -> Self {
+        Slot {
+            name,
+            bytes: 0,
+            texture: true,
+        }
     }
 
     /// A slot for `elements` 4-byte values: u32 indices, f32 biases.
     pub fn elements(name: &'static str, elements: usize) -> Self {
-        Slot {
-            name,
-            bytes: 4 * elements as u64,
-        }
+        Slot::new(name, 4 * elements as u64)
     }
 
     /// A slot for `elements` floats stored in `precision` (`array<elem>` in the shader), padded to 4 bytes.
     pub fn floats(name: &'static str, elements: usize, precision: Precision) -> Self {
-        Slot {
-            name,
-            bytes: precision.storage_bytes(elements),
-        }
+        Slot::new(name, precision.storage_bytes(elements))
     }
 }
 
@@ -90,6 +99,13 @@ pub struct Kernel {
     outputs: Vec<Slot>,
     inputs: Vec<Slot>,
     flops: u64,
+}
+
+/// What a kernel input binds: a buffer region, or a texture view (`texture_2d<f32>` in the shader).
+#[derive(Clone, Debug)]
+pub enum Resource<'a> {
+    Buffer(wgpu::BufferBinding<'a>),
+    Texture(&'a wgpu::TextureView),
 }
 
 /// A kernel with its buffers bound: ready to record.
@@ -124,10 +140,21 @@ impl Kernel {
         for slot in spec.outputs.iter().chain(&spec.inputs) {
             gpu.check_storage_size(&format!("{} {}", spec.label, slot.name), slot.bytes)?;
         }
+        let storage = spec.outputs.iter().chain(&spec.inputs).filter(|s| !s.texture).count() as u32;
+        let allowed = gpu.limits().max_storage_buffers_per_shader_stage;
+        if storage > allowed {
+            return Err(Error::Device(format!(
+                "{}: binds {storage} storage buffers, {} allows {allowed} (max_storage_buffers_per_shader_stage; \
+                 create the device with atrous::gpu::required_limits(&adapter))",
+                spec.label,
+                gpu.describe()
+            )));
+        }
         let pipeline = gpu.pipeline(spec.shader, spec.precision, spec.entry, spec.constants)?;
         // Uniform bindings must be a multiple of 16 bytes.
         let mut uniforms = spec.uniforms.to_vec();
         uniforms.resize(uniforms.len().div_ceil(16).max(1) * 16, 0);
+        gpu.count(Created::Buffer);
         let params = gpu.scoped(
             || format!("{}: creating the parameter buffer", spec.label),
             || {
@@ -194,6 +221,17 @@ impl Kernel {
         outputs: &[wgpu::BufferBinding<'_>],
         inputs: &[wgpu::BufferBinding<'_>],
     ) -> Result<BoundKernel> {
+        let inputs: Vec<Resource> = inputs.iter().cloned().map(Resource::Buffer).collect();
+        self.bind_resources(gpu, outputs, &inputs)
+    }
+
+    /// [`Kernel::bind`] with inputs that may be textures (a frame the application rendered).
+    pub fn bind_resources(
+        &self,
+        gpu: &Gpu,
+        outputs: &[wgpu::BufferBinding<'_>],
+        inputs: &[Resource<'_>],
+    ) -> Result<BoundKernel> {
         let fail = |message: String| {
             Err(Error::Gpu {
                 context: self.label.clone(),
@@ -209,8 +247,18 @@ impl Kernel {
                 inputs.len()
             ));
         }
-        let all = outputs.iter().chain(inputs);
-        for (binding, slot) in all.clone().zip(self.outputs.iter().chain(&self.inputs)) {
+        let buffers = outputs.iter().chain(inputs.iter().filter_map(|r| match r {
+            Resource::Buffer(b) => Some(b),
+            Resource::Texture(_) => None,
+        }));
+        let slots = self.outputs.iter().chain(
+            self.inputs
+                .iter()
+                .zip(inputs)
+                .filter(|(_, r)| matches!(r, Resource::Buffer(_)))
+                .map(|(s, _)| s),
+        );
+        for (binding, slot) in buffers.clone().zip(slots) {
             let size = binding
                 .size
                 .map_or(binding.buffer.size().saturating_sub(binding.offset), |s| {
@@ -224,7 +272,7 @@ impl Kernel {
             }
         }
         for (i, out) in outputs.iter().enumerate() {
-            let aliased = all
+            let aliased = buffers
                 .clone()
                 .enumerate()
                 .any(|(j, b)| j != i && b.buffer == out.buffer);
@@ -239,12 +287,20 @@ impl Kernel {
             binding: 0,
             resource: self.params.as_entire_binding(),
         }];
-        for (i, binding) in all.enumerate() {
+        let resources = outputs
+            .iter()
+            .map(|b| wgpu::BindingResource::Buffer(b.clone()))
+            .chain(inputs.iter().map(|r| match r {
+                Resource::Buffer(b) => wgpu::BindingResource::Buffer(b.clone()),
+                Resource::Texture(view) => wgpu::BindingResource::TextureView(view),
+            }));
+        for (i, resource) in resources.enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: 1 + i as u32,
-                resource: wgpu::BindingResource::Buffer(binding.clone()),
+                resource,
             });
         }
+        gpu.count(Created::BindGroup);
         let bind_group = gpu.scoped(
             || format!("{}: binding buffers", self.label),
             || {
@@ -339,6 +395,7 @@ impl Gpu {
             return Ok(p.clone());
         }
         let module = self.module(shader, precision)?;
+        self.count(Created::Pipeline);
         let pipeline = self.scoped(
             || format!("compiling {}::{entry} ({precision})", shader.name),
             || {
@@ -381,6 +438,7 @@ impl Gpu {
         {
             return Ok(m.clone());
         }
+        self.count(Created::ShaderModule);
         let module = self.scoped(
             || format!("compiling shaders/{}.wgsl ({precision})", shader.name),
             || {

@@ -4,12 +4,15 @@ mod kernel;
 mod precision;
 mod tensor;
 
-pub use kernel::{BoundKernel, Dispatch, Kernel, KernelSpec, Shader, Slot, WORKGROUP_SIZE};
+pub use kernel::{
+    BoundKernel, Dispatch, Kernel, KernelSpec, Resource, Shader, Slot, WORKGROUP_SIZE,
+};
 pub use precision::Precision;
 pub use tensor::{GpuTensor, TensorData};
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Optional features atrous uses where the adapter has them: timestamps for `atrous bench`, SHADER_F16 for
@@ -18,6 +21,84 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
+
+/// The features a device must have for atrous: none. f32 plans run on any adapter with compute shaders.
+pub fn required_features() -> wgpu::Features {
+    wgpu::Features::empty()
+}
+
+/// The features atrous uses where the device has them: SHADER_F16 (for [`Precision::F16`]), timestamp queries
+/// (per-kernel times in `atrous bench`) and subgroups. Intersect with `adapter.features()` when creating a device.
+pub fn optional_features() -> wgpu::Features {
+    WANTED_FEATURES
+}
+
+/// The smallest limits atrous runs under: 5 storage buffers per stage (an unfused conv binds output, input,
+/// weight, bias and residual; larger fused kernels are only planned when the device allows them), 64 threads per
+/// workgroup, 1 KiB of workgroup memory. Other limits (buffer sizes, above all) bound the frame and model sizes a
+/// plan accepts, and are checked per plan.
+pub fn minimum_limits() -> wgpu::Limits {
+    wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 5,
+        max_compute_invocations_per_workgroup: 64,
+        max_compute_workgroup_size_x: 64,
+        max_compute_workgroup_storage_size: 1024,
+        ..wgpu::Limits::downlevel_webgl2_defaults()
+    }
+}
+
+/// The limits to request for a device atrous will run on: WebGPU's defaults, raised to what `adapter` offers for
+/// the limits that bound frame and model sizes (buffer and binding sizes, storage buffers per stage, workgroups
+/// per dimension, workgroup memory); the adapter's own limits where it is below the defaults (a GL adapter).
+pub fn required_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
+    let a = adapter.limits();
+    let wanted = wgpu::Limits {
+        max_buffer_size: a.max_buffer_size,
+        max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
+        max_storage_buffers_per_shader_stage: a.max_storage_buffers_per_shader_stage,
+        max_compute_workgroups_per_dimension: a.max_compute_workgroups_per_dimension,
+        max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
+        ..wgpu::Limits::default()
+    };
+    match wanted.check_limits(&a) {
+        true => wanted,
+        false => a,
+    }
+}
+
+/// Refuses a device below [`minimum_limits`], naming the limit.
+fn check_limits(limits: &wgpu::Limits, device: &str) -> Result<()> {
+    let min = minimum_limits();
+    let checks = [
+        (
+            "max_storage_buffers_per_shader_stage",
+            limits.max_storage_buffers_per_shader_stage as u64,
+            min.max_storage_buffers_per_shader_stage as u64,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup as u64,
+            min.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x as u64,
+            min.max_compute_workgroup_size_x as u64,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            limits.max_compute_workgroup_storage_size as u64,
+            min.max_compute_workgroup_storage_size as u64,
+        ),
+    ];
+    match checks.iter().find(|(_, have, need)| have < need) {
+        Some((name, have, need)) => Err(Error::Device(format!(
+            "{device} was created with {name} = {have}; atrous needs at least {need} (create the device with \
+             atrous::gpu::required_limits(&adapter))"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// A device and queue plus everything atrous builds once per device: shader modules and pipelines.
 /// Cheap to share between threads behind an `Arc`.
@@ -31,6 +112,34 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<kernel::PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Bound in place of an optional input that is absent (no residual, say).
     placeholder: wgpu::Buffer,
+    created: [AtomicU64; Created::COUNT],
+}
+
+/// A kind of GPU object atrous creates, counted by [`Gpu::creations`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    Buffer,
+    Texture,
+    TextureView,
+    BindGroup,
+    Pipeline,
+    ShaderModule,
+}
+
+impl Created {
+    const COUNT: usize = 6;
+}
+
+/// How many GPU objects of each kind atrous has created on a [`Gpu`] so far (never decremented): a frame loop that
+/// allocates nothing leaves these unchanged. wgpu's own counters (feature `counters`) count live objects instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creations {
+    pub buffers: u64,
+    pub textures: u64,
+    pub texture_views: u64,
+    pub bind_groups: u64,
+    pub pipelines: u64,
+    pub shader_modules: u64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -174,9 +283,17 @@ impl Gpu {
     }
 
     /// Wraps an application's own device and queue (a game's, say). Its features and limits are used as they are;
-    /// atrous installs no error handler on it, since the application owns it.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
-        Self::build(device, queue, info)
+    /// atrous installs no error handler on it, since the application owns it. Create the device with
+    /// [`required_features`] (plus whichever of [`optional_features`] the adapter has) and [`required_limits`];
+    /// a device below [`minimum_limits`] is refused here, naming the limit, and one whose limits are too small for
+    /// a given plan fails when that plan is compiled.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Result<Self> {
+        check_limits(&device.limits(), &describe(&info))?;
+        Ok(Self::build(device, queue, info))
     }
 
     fn from_parts(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
@@ -204,6 +321,25 @@ impl Gpu {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             placeholder,
+            created: Default::default(),
+        }
+    }
+
+    /// Counts one created object (see [`Gpu::creations`]).
+    pub(crate) fn count(&self, what: Created) {
+        self.created[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Objects atrous created on this device so far, by kind.
+    pub fn creations(&self) -> Creations {
+        let n = |what: Created| self.created[what as usize].load(Ordering::Relaxed);
+        Creations {
+            buffers: n(Created::Buffer),
+            textures: n(Created::Texture),
+            texture_views: n(Created::TextureView),
+            bind_groups: n(Created::BindGroup),
+            pipelines: n(Created::Pipeline),
+            shader_modules: n(Created::ShaderModule),
         }
     }
 
@@ -340,6 +476,15 @@ impl Gpu {
             },
         )?;
         self.wait()
+    }
+
+    /// Runs the callbacks of finished GPU work (readbacks resolve here) without blocking. An application's loop that
+    /// polls its device already does this.
+    pub fn poll(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| Error::Device(e.to_string()))?;
+        Ok(())
     }
 
     /// Blocks until the queue is idle.

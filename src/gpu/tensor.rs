@@ -32,6 +32,7 @@ impl Gpu {
     pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         self.check_storage_size(label, bytes)?;
         let size = bytes.max(4).next_multiple_of(4);
+        self.count(super::Created::Buffer);
         self.scoped(
             || format!("allocating {label} ({size} bytes)"),
             || {
@@ -94,6 +95,7 @@ impl Gpu {
 
     /// Copies `bytes` from `offset` of `buffer` back to the host.
     pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        self.count(super::Created::Buffer);
         let staging = self.scoped(
             || format!("allocating a {bytes}-byte readback buffer"),
             || {
@@ -113,6 +115,28 @@ impl Gpu {
                 self.queue.submit([encoder.finish()]);
             },
         )?;
+        self.read_mapped(&staging, bytes)
+    }
+
+    /// A MAP_READ | COPY_DST buffer of at least `bytes`, for readbacks.
+    pub fn staging_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.count(super::Created::Buffer);
+        self.scoped(
+            || format!("allocating the readback buffer of {label:?} ({bytes} bytes)"),
+            || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: bytes.max(4).next_multiple_of(4),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            },
+        )
+    }
+
+    /// Maps the first `bytes` of a MAP_READ buffer whose copies have been submitted, blocks until the GPU is done,
+    /// and returns them.
+    pub fn read_mapped(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         staging
             .slice(..bytes)

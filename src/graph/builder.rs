@@ -36,6 +36,7 @@ impl GraphBuilder {
         self.graph.inputs.push(GraphInput {
             name: name.to_string(),
             channels,
+            kind: Default::default(),
         });
         name.to_string()
     }

@@ -54,6 +54,9 @@ impl BatchNormNames {
 /// - `binary`: `[a, b]` -> `[y]`; `concat`: `[x0, x1, ...]` -> `[y]`.
 /// - `pointwise`, `slice_pad`: `[x]` -> `[y]`.
 /// - `constant`: `[]` -> `[y]`, the weight tensor `weight` as an f32 activation.
+/// - `preprocess`: `[pixels]` (u32 `1 x 1 x H x W`, a [`InputKind::Pixels`] graph input) or `[]` (a texture
+///   source) -> `[x]` (`1 x 3 x h x w`).
+/// - `threshold`: `[p]` -> `[classes]` (u32); `encode`: `[classes]` (u32) or `[probabilities]` -> `[texels]` (u32).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -110,6 +113,19 @@ pub enum Op {
         weight: String,
         shape: [usize; 4],
     },
+    /// An image (packed pixels, or a texture bound at run time) resized and normalised into the network's input.
+    Preprocess {
+        params: ops::Preprocess,
+        source: ops::ImageSource,
+    },
+    /// A one-channel probability map to a class map.
+    Threshold {
+        params: ops::Threshold,
+    },
+    /// A class map or probabilities as texel rows for an application's texture or buffer.
+    Encode {
+        params: ops::Encode,
+    },
 }
 
 impl Op {
@@ -132,6 +148,9 @@ impl Op {
             Op::Pointwise { .. } => "pointwise",
             Op::SlicePad { .. } => "slice_pad",
             Op::Constant { .. } => "constant",
+            Op::Preprocess { .. } => "preprocess",
+            Op::Threshold { .. } => "threshold",
+            Op::Encode { .. } => "encode",
         }
     }
 
@@ -193,6 +212,25 @@ impl Node {
 pub struct GraphInput {
     pub name: String,
     pub channels: usize,
+    #[serde(default, skip_serializing_if = "InputKind::is_tensor")]
+    pub kind: InputKind,
+}
+
+/// What a graph input holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// f32 values (stored in the plan's precision).
+    #[default]
+    Tensor,
+    /// 8-bit RGBA pixels packed one to a u32 word: a `1 x 1 x H x W` u32 tensor, uploaded as the image's bytes.
+    Pixels,
+}
+
+impl InputKind {
+    pub fn is_tensor(&self) -> bool {
+        *self == InputKind::Tensor
+    }
 }
 
 /// Element type of a tensor: activations are f32, pooling indices and class maps u32.
@@ -378,7 +416,10 @@ impl Graph {
                 input.name.clone(),
                 TensorInfo {
                     shape,
-                    dtype: DType::F32,
+                    dtype: match input.kind {
+                        InputKind::Tensor => DType::F32,
+                        InputKind::Pixels => DType::U32,
+                    },
                 },
             );
         }
@@ -522,6 +563,40 @@ pub(crate) fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<Tensor
         }
         Op::Pointwise { params } => vec![f32(params.output_shape(single(ins)?)?)],
         Op::SlicePad { params } => vec![f32(params.output_shape(single(ins)?)?)],
+        Op::Preprocess { params, source } => {
+            let shapes: Vec<Shape> = ins
+                .iter()
+                .map(|i| match i.dtype {
+                    DType::U32 => Ok(i.shape),
+                    DType::F32 => Err(Error::Model(format!(
+                        "pixels must be a u32 tensor of RGBA words, got an f32 tensor of shape {}",
+                        i.shape
+                    ))),
+                })
+                .collect::<Result<_>>()?;
+            vec![f32(params.output_shape(source.layout(&shapes)?)?)]
+        }
+        Op::Threshold { params } => vec![TensorInfo {
+            shape: params.output_shape(single(ins)?)?.with_c(1),
+            dtype: DType::U32,
+        }],
+        Op::Encode { params } => {
+            expect_inputs(ins, 1)?;
+            let want = match params.encoding.reads_classes() {
+                true => DType::U32,
+                false => DType::F32,
+            };
+            if ins[0].dtype != want {
+                return Err(Error::Model(format!(
+                    "encoding {:?} reads a {want:?} tensor, got {:?}",
+                    params.encoding, ins[0].dtype
+                )));
+            }
+            vec![TensorInfo {
+                shape: params.output_shape(ins[0].shape)?,
+                dtype: DType::U32,
+            }]
+        }
         Op::Constant { shape, .. } => {
             expect_inputs(ins, 0)?;
             let [n, c, h, w] = *shape;

@@ -9,6 +9,7 @@ pub mod conv2d_split;
 pub mod conv_transpose2d;
 pub mod dw_pointwise;
 pub mod elementwise;
+pub mod encode;
 pub mod norm;
 pub mod pad;
 pub mod pool;
@@ -80,6 +81,8 @@ pub(crate) const CONV2D_TILED_F16: Shader = shader!("conv2d_tiled_f16", true);
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const DW_POINTWISE: Shader = shader!("dw_pointwise");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
+pub(crate) const ENCODE: Shader = shader!("encode");
+pub(crate) const ENCODE_PROBABILITY: Shader = shader!("encode_probability");
 pub(crate) const NORM: Shader = shader!("norm");
 pub(crate) const PAD: Shader = shader!("pad");
 pub(crate) const POOL: Shader = shader!("pool");
@@ -97,6 +100,8 @@ pub const SHADERS: &[Shader] = &[
     CONV_TRANSPOSE2D,
     DW_POINTWISE,
     ELEMENTWISE,
+    ENCODE,
+    ENCODE_PROBABILITY,
     NORM,
     PAD,
     POOL,

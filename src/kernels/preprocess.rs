@@ -3,7 +3,7 @@
 use super::PREPROCESS;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Kernel, KernelSpec, Precision, Slot, TensorData};
-use crate::ops::{ChannelOrder, ImageLayout, Preprocess};
+use crate::ops::{ChannelOrder, ImageLayout, Preprocess, TexelEncoding};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -20,6 +20,7 @@ struct Params {
     value_scale: f32,
     mean: [f32; 3],
     std: [f32; 3],
+    texels: u32,
 }
 
 /// Packs pixel bytes four to a little-endian u32 word, zero-padding the last word: storage buffers hold 4-byte
@@ -62,6 +63,36 @@ pub fn preprocess(
     image: ImageLayout,
     precision: Precision,
 ) -> Result<Kernel> {
+    kernel(gpu, label, p, image, None, precision)
+}
+
+/// The preprocess kernel reading a `width x height` region of a texture whose texels are `texels`. Outputs:
+/// `output`. Inputs: `origin` (two u32: the region's x and y in the texture, set per run) and `frame` (the
+/// texture, `texture_2d<f32>`).
+pub fn preprocess_texture(
+    gpu: &Gpu,
+    label: &str,
+    p: &Preprocess,
+    (width, height): (usize, usize),
+    texels: TexelEncoding,
+    precision: Precision,
+) -> Result<Kernel> {
+    let image = ImageLayout {
+        width,
+        height,
+        channels: 4,
+    };
+    kernel(gpu, label, p, image, Some(texels), precision)
+}
+
+fn kernel(
+    gpu: &Gpu,
+    label: &str,
+    p: &Preprocess,
+    image: ImageLayout,
+    texels: Option<TexelEncoding>,
+    precision: Precision,
+) -> Result<Kernel> {
     let output = p.output_shape(image)?;
     let [scale_h, scale_w] = p.source_scales(image);
     let u = |v: usize| v as u32;
@@ -77,6 +108,21 @@ pub fn preprocess(
         value_scale: p.value_scale,
         mean: p.mean,
         std: p.std,
+        texels: match texels {
+            None | Some(TexelEncoding::Unorm8) => 0,
+            Some(TexelEncoding::Srgb8) => 1,
+            Some(TexelEncoding::Float) => 2,
+        },
+    };
+    let (entry, inputs) = match texels {
+        None => (
+            "preprocess",
+            vec![Slot::elements("image", image_words(image))],
+        ),
+        Some(_) => (
+            "preprocess_texture",
+            vec![Slot::elements("origin", 2), Slot::texture("frame")],
+        ),
     };
     Kernel::new(
         gpu,
@@ -84,12 +130,12 @@ pub fn preprocess(
             label: format!("{label} (preprocess)"),
             shader: PREPROCESS,
             precision,
-            entry: "preprocess",
+            entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(output.numel() as u64),
             outputs: vec![Slot::floats("output", output.numel(), precision)],
-            inputs: vec![Slot::elements("image", image_words(image))],
+            inputs,
         },
     )
 }

@@ -1,9 +1,9 @@
 //! softmax and argmax over channels (shaders/softmax.wgsl).
 
 use super::SOFTMAX;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec, Precision, Slot};
-use crate::ops::{Argmax, Softmax};
+use crate::ops::{Argmax, Softmax, Threshold};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -80,17 +80,12 @@ pub fn argmax(
 pub fn threshold(
     gpu: &Gpu,
     label: &str,
+    p: &Threshold,
     input: Shape,
-    threshold: f32,
     precision: Precision,
 ) -> Result<Kernel> {
-    let output = Argmax.output_shape(input)?;
-    if input.c != 1 || !threshold.is_finite() {
-        return Err(Error::params(
-            "threshold",
-            format!("needs one channel and a finite threshold, got {input} and {threshold}"),
-        ));
-    }
+    let output = p.output_shape(input)?;
+    let threshold = p.value;
     Kernel::new(
         gpu,
         KernelSpec {

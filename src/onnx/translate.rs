@@ -218,6 +218,7 @@ impl<'a> Translator<'a> {
             t.graph.inputs.push(GraphInput {
                 name: name.clone(),
                 channels: nchw.c,
+                kind: Default::default(),
             });
             t.infos.insert(
                 name.clone(),

@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod encode;
 mod norm;
 mod pad;
 mod pool;
@@ -12,15 +13,16 @@ mod softmax;
 
 pub use conv::{BatchNorm, Conv2d, ConvTranspose2d, ConvWeights};
 pub use elementwise::{Binary, BinaryOp, Concat, Pointwise, Unary};
+pub use encode::{Encode, Encoding, MAX_PALETTE};
 pub use norm::GroupNorm;
 pub use pad::{PadLike, PadMode, SlicePad, SLICE_PAD_INDEX_LIMIT};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
-pub use preprocess::{ChannelOrder, ImageLayout, Preprocess};
+pub use preprocess::{ChannelOrder, ImageLayout, ImageSource, Preprocess, TexelEncoding};
 pub use resize::{
     CoordinateTransform, NearestRounding, OnnxAxis, Resize, ResizeMode, ResizeTarget,
     NEAREST_TIE_TOLERANCE,
 };
-pub use softmax::{Argmax, Softmax};
+pub use softmax::{Argmax, Softmax, Threshold};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

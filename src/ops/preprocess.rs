@@ -98,3 +98,57 @@ impl Preprocess {
         )
     }
 }
+
+/// Where a [`Preprocess`] node reads its image from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ImageSource {
+    /// Its one input: 8-bit RGBA pixels packed one to a u32 word (red in the low byte), a `1 x 1 x H x W` u32
+    /// tensor. Alpha is ignored.
+    Pixels,
+    /// A texture bound when the plan runs (no input tensor): a `width x height` region of it, whose origin is given
+    /// per run.
+    Texture {
+        width: usize,
+        height: usize,
+        texels: TexelEncoding,
+    },
+}
+
+/// How a texture's texels map to the 0..255 values a model's normalisation expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TexelEncoding {
+    /// 8-bit unorm (Rgba8Unorm, Bgra8Unorm): the stored byte.
+    Unorm8,
+    /// 8-bit sRGB (Rgba8UnormSrgb, Bgra8UnormSrgb): the shader reads linear values, re-encoded to the stored byte,
+    /// so the model sees the same values as from the same pixels in a PNG.
+    Srgb8,
+    /// Float texels (Rgba16Float) taken as display values in [0, 1] and scaled by 255, unrounded.
+    Float,
+}
+
+impl ImageSource {
+    /// The image's layout given the node's input shapes (`[1 x 1 x H x W]` for pixels, none for a texture).
+    pub fn layout(&self, inputs: &[Shape]) -> Result<ImageLayout> {
+        const OP: &str = "preprocess";
+        let (width, height) = match (self, inputs) {
+            (ImageSource::Pixels, [s]) if s.n == 1 && s.c == 1 => (s.w, s.h),
+            (ImageSource::Pixels, _) => {
+                return Err(Error::params(
+                    OP,
+                    format!("pixels come as one 1 x 1 x H x W tensor of RGBA words, got {inputs:?}"),
+                ))
+            }
+            (ImageSource::Texture { width, height, .. }, []) => (*width, *height),
+            (ImageSource::Texture { .. }, _) => {
+                return Err(Error::params(OP, "a texture source takes no input tensor"))
+            }
+        };
+        Ok(ImageLayout {
+            width,
+            height,
+            channels: 4,
+        })
+    }
+}

@@ -26,3 +26,25 @@ impl Argmax {
         Ok(input.with_c(1))
     }
 }
+
+/// The class map of a one-channel probability map: 1 where `p > value`, else 0 (`N x 1 x H x W` u32).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub value: f32,
+}
+
+impl Threshold {
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        positive("threshold", "input size", &input.dims())?;
+        if input.c != 1 || !self.value.is_finite() {
+            return Err(crate::error::Error::params(
+                "threshold",
+                format!(
+                    "needs one channel and a finite threshold, got {input} and {}",
+                    self.value
+                ),
+            ));
+        }
+        Ok(input)
+    }
+}

@@ -5,9 +5,12 @@ use super::WeightCache;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Precision};
 use crate::graph::{ConvWeightNames, Node, Op, TensorInfo};
+use crate::gpu::TensorData;
 use crate::kernels::{
-    conv2d, conv_transpose2d, dw_pointwise, elementwise, norm, pad, pool, resize, softmax,
+    conv2d, conv_transpose2d, dw_pointwise, elementwise, encode, norm, pad, pool, preprocess,
+    resize, softmax,
 };
+use crate::ops::{Encoding, ImageSource};
 use crate::model::Model;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,10 @@ pub(crate) enum Bind {
     /// The node's scratch buffer of this index in [`Lowered::scratch`]: written and read by the node's own kernels
     /// only, so the memory plan keeps it live for the node's step alone.
     Scratch(usize),
+    /// The texture a run reads its frame from (a preprocess node with a texture source).
+    Texture,
+    /// The origin (x, y: two u32) of the frame's region in that texture, written per run.
+    Origin,
 }
 
 /// A kernel and what to bind to its outputs and inputs.
@@ -256,6 +263,47 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 kernel,
                 outputs: outputs(),
                 inputs: vec![Bind::Weight(values)],
+            }]
+        }
+        Op::Preprocess { params, source } => match *source {
+            ImageSource::Pixels => {
+                let pixels = shape(&node.inputs[0]);
+                let image = source.layout(&[pixels])?;
+                single(preprocess::preprocess(gpu, label, params, image, precision)?)
+            }
+            ImageSource::Texture {
+                width,
+                height,
+                texels,
+            } => vec![Call {
+                kernel: preprocess::preprocess_texture(
+                    gpu,
+                    label,
+                    params,
+                    (width, height),
+                    texels,
+                    precision,
+                )?,
+                outputs: outputs(),
+                inputs: vec![Bind::Origin, Bind::Texture],
+            }],
+        },
+        Op::Threshold { params } => {
+            single(softmax::threshold(gpu, label, params, x(), precision)?)
+        }
+        Op::Encode { params } => {
+            let kernel = encode::encode(gpu, label, params, x(), precision)?;
+            let mut inputs = tensors(&node.inputs);
+            if let Encoding::Colours { palette, .. } = &params.encoding {
+                let words = encode::palette_words(palette);
+                let shape = crate::tensor::Shape::new(1, 1, 1, words.len());
+                let uploaded = gpu.upload(&format!("{label} palette"), shape, TensorData::U32(&words))?;
+                inputs.push(Bind::Weight(Arc::new(uploaded.buffer)));
+            }
+            vec![Call {
+                kernel,
+                outputs: outputs(),
+                inputs,
             }]
         }
         Op::Concat => {

@@ -8,14 +8,15 @@ pub mod memory;
 mod profile;
 mod results;
 mod run;
+mod state;
 
 pub use profile::KernelTime;
 pub use results::{Output, WeightCache};
-pub use run::{Readback, Upload};
+pub use state::RunState;
 
 use crate::error::{Error, Result};
-use crate::gpu::{BoundKernel, Gpu, Precision};
-use crate::graph::{DType, TensorInfo};
+use crate::gpu::{Gpu, Kernel, Precision};
+use crate::graph::{DType, Graph, TensorInfo};
 use crate::model::Model;
 use crate::tensor::Shape;
 use lower::Bind;
@@ -77,25 +78,51 @@ pub struct MemoryReport {
     pub buffers: usize,
 }
 
-/// A compiled graph for fixed input shapes. Runs are serialised per plan (they share its buffers); compile one
-/// plan per thread for parallel runs, or use [`crate::engine::Engine`].
+/// A compiled graph for fixed input shapes: kernels, weights and the memory plan, immutable and shared. Each run
+/// goes through a [`RunState`] (its own activation buffers and bind groups), so runs on several threads, or several
+/// frames in flight, never wait for each other.
 pub struct Plan {
+    /// Tells apart the plans a [`RunState`] may be used with.
+    id: u64,
     gpu: Arc<Gpu>,
-    kernels: Vec<BoundKernel>,
-    buffers: Vec<wgpu::Buffer>,
-    inputs: HashMap<String, (Shape, Placement)>,
+    steps: Vec<Step>,
+    /// Bytes of each activation buffer a run state allocates.
+    buffer_bytes: Vec<u64>,
+    inputs: HashMap<String, (TensorInfo, Placement)>,
     outputs: HashMap<String, (TensorInfo, Placement)>,
-    staging: HashMap<String, wgpu::Buffer>,
     memory: MemoryReport,
     precision: Precision,
     f16_math: bool,
-    run_lock: Mutex<()>,
+    /// Run states [`Plan::run`] reuses; one per concurrent run.
+    idle: Mutex<Vec<RunState>>,
+}
+
+static NEXT_PLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One dispatch of a plan: its kernel and what each binding resolves to in a run state.
+struct Step {
+    kernel: Kernel,
+    outputs: Vec<Resolved>,
+    inputs: Vec<Resolved>,
+}
+
+/// A binding of a [`Step`], independent of any run state's buffers.
+#[derive(Clone, Debug)]
+enum Resolved {
+    /// `bytes` at `offset` in the state's activation buffer `buffer`.
+    Region { buffer: usize, offset: u64, bytes: u64 },
+    Weight(Arc<wgpu::Buffer>),
+    Placeholder,
+    /// The texture of the run ([`RunState::record`]).
+    Texture,
+    /// The state's origin buffer ([`RunState::set_origin`]).
+    Origin,
 }
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
-            .field("kernels", &self.kernels.len())
+            .field("kernels", &self.steps.len())
             .field("memory", &self.memory)
             .finish()
     }
@@ -129,7 +156,20 @@ impl Plan {
         options: PlanOptions,
         weights: &WeightCache,
     ) -> Result<Plan> {
-        let graph = &*model.graph_for(input_shapes)?;
+        let graph = model.graph_for(input_shapes)?;
+        Self::compile_graph(gpu, model, &graph, input_shapes, options, weights)
+    }
+
+    /// [`Plan::compile`] of `graph`, a graph over `model`'s weights (the model's own graph with nodes around it,
+    /// say: [`crate::segment`] adds preprocessing and postprocessing).
+    pub fn compile_graph(
+        gpu: Arc<Gpu>,
+        model: &Model,
+        graph: &Graph,
+        input_shapes: &HashMap<String, Shape>,
+        options: PlanOptions,
+        weights: &WeightCache,
+    ) -> Result<Plan> {
         let precision = options.precision;
         gpu.require(precision)?;
         let f16_math = match (precision, options.f16_math) {
@@ -215,84 +255,65 @@ impl Plan {
                 limit,
             });
         }
-        let buffers = memory_plan
-            .buffer_bytes
-            .iter()
-            .enumerate()
-            .map(|(i, &bytes)| gpu.storage_buffer(&format!("activations {i}"), bytes))
-            .collect::<Result<Vec<_>>>()?;
-        let place = |name: &str| memory_plan.placement[index[name]];
-        let binding = |name: &str| {
-            let bytes = tensor_bytes(&infos[name], precision);
-            wgpu::BufferBinding {
-                buffer: &buffers[place(name).buffer],
-                offset: place(name).offset,
-                size: wgpu::BufferSize::new(bytes),
-            }
+        let region = |name: &str, at: Placement| Resolved::Region {
+            buffer: at.buffer,
+            offset: at.offset,
+            bytes: tensor_bytes(&infos[name], precision),
         };
-        let mut kernels = Vec::new();
-        for (k, node) in lowered.iter().enumerate() {
-            let resolve = binder(|b: &Bind| match b {
-                Bind::Tensor(n) => binding(n),
-                Bind::Weight(w) => w.as_entire_buffer_binding(),
-                Bind::Placeholder => gpu.placeholder(),
+        let mut steps = Vec::new();
+        for (k, node) in lowered.into_iter().enumerate() {
+            let resolve = |b: Bind| match b {
+                Bind::Tensor(n) => region(&n, memory_plan.placement[index[n.as_str()]]),
+                Bind::Weight(w) => Resolved::Weight(w),
+                Bind::Placeholder => Resolved::Placeholder,
                 Bind::Scratch(i) => {
-                    let span = scratch_span[&(k, *i)];
+                    let span = scratch_span[&(k, i)];
                     let at = memory_plan.placement[span];
-                    wgpu::BufferBinding {
-                        buffer: &buffers[at.buffer],
+                    Resolved::Region {
+                        buffer: at.buffer,
                         offset: at.offset,
-                        size: wgpu::BufferSize::new(spans[span].bytes),
+                        bytes: spans[span].bytes,
                     }
                 }
-            });
-            for call in &node.calls {
-                let outputs: Vec<_> = call.outputs.iter().map(resolve).collect();
-                let inputs: Vec<_> = call.inputs.iter().map(resolve).collect();
-                kernels.push(call.kernel.bind(&gpu, &outputs, &inputs)?);
+                Bind::Texture => Resolved::Texture,
+                Bind::Origin => Resolved::Origin,
+            };
+            for call in node.calls {
+                steps.push(Step {
+                    outputs: call.outputs.into_iter().map(resolve).collect(),
+                    inputs: call.inputs.into_iter().map(resolve).collect(),
+                    kernel: call.kernel,
+                });
             }
         }
-
+        let place = |name: &str| memory_plan.placement[index[name]];
         let inputs = graph
             .inputs
             .iter()
-            .map(|i| {
-                (
-                    i.name.clone(),
-                    (infos[&i.name].shape, place(i.name.as_str())),
-                )
-            })
+            .map(|i| (i.name.clone(), (infos[&i.name], place(i.name.as_str()))))
             .collect();
-        let mut outputs = HashMap::new();
-        let mut staging = HashMap::new();
-        for name in &graph.outputs {
-            let info = infos[name];
-            outputs.insert(name.clone(), (info, place(name.as_str())));
-            let buffer = gpu.scoped(
-                || format!("allocating the readback buffer of {name:?}"),
-                || {
-                    gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(name),
-                        size: tensor_bytes(&info, precision),
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    })
-                },
-            )?;
-            staging.insert(name.clone(), buffer);
-        }
-        Ok(Plan {
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|name| (name.clone(), (infos[name], place(name.as_str()))))
+            .collect();
+        let plan = Plan {
+            id: NEXT_PLAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             gpu,
-            kernels,
-            buffers,
+            steps,
+            buffer_bytes: memory_plan.buffer_bytes.clone(),
             inputs,
             outputs,
-            staging,
             memory,
             precision,
             f16_math,
-            run_lock: Mutex::new(()),
-        })
+            idle: Mutex::default(),
+        };
+        // The first run state is made now: it allocates the activation memory and binds every kernel, so a plan
+        // that compiles also runs.
+        let state = plan.state()?;
+        plan.idle.lock().expect("idle states poisoned").push(state);
+        Ok(plan)
     }
 
     pub fn memory(&self) -> MemoryReport {
@@ -312,16 +333,17 @@ impl Plan {
 
     /// Number of dispatches per run.
     pub fn dispatches(&self) -> usize {
-        self.kernels.len()
+        self.steps.len()
     }
 
-    pub fn kernels(&self) -> &[BoundKernel] {
-        &self.kernels
+    /// The kernels of a run, in recording order.
+    pub fn kernels(&self) -> impl ExactSizeIterator<Item = &Kernel> {
+        self.steps.iter().map(|s| &s.kernel)
     }
 
     /// The shape each graph input was compiled for.
     pub fn input_shape(&self, name: &str) -> Option<Shape> {
-        self.inputs.get(name).map(|(s, _)| *s)
+        self.inputs.get(name).map(|(i, _)| i.shape)
     }
 
     /// The shape and type of a graph output.
@@ -330,7 +352,3 @@ impl Plan {
     }
 }
 
-/// Ties a binding's lifetime to the [`Bind`] it resolves (closures cannot say so in their signature).
-fn binder<'a, F: Fn(&'a Bind) -> wgpu::BufferBinding<'a>>(f: F) -> F {
-    f
-}

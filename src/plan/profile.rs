@@ -32,7 +32,7 @@ impl Plan {
                 self.gpu.describe()
             )));
         }
-        let count = self.kernels.len() as u32 + 1;
+        let count = self.steps.len() as u32 + 1;
         if count > wgpu::QUERY_SET_MAX_QUERIES {
             return Err(Error::Device(format!(
                 "{} dispatches are more than one query set can time",
@@ -41,7 +41,7 @@ impl Plan {
         }
         for &(name, t) in inputs {
             match self.inputs.get(name) {
-                Some((shape, _)) if *shape == t.shape => {}
+                Some((info, _)) if info.shape == t.shape => {}
                 _ => {
                     return Err(Error::Model(format!(
                         "input {name:?} of shape {} does not fit the plan",
@@ -51,10 +51,13 @@ impl Plan {
             }
         }
         let gpu = &self.gpu;
-        let _guard = self
-            .run_lock
-            .lock()
-            .map_err(|_| Error::Device("a previous run panicked".into()))?;
+        let state = self.state()?;
+        for &(name, t) in inputs {
+            state.write_input(self, name, &self.precision.encode(&t.data))?;
+        }
+        let kernels = state.bound_kernels().ok_or_else(|| {
+            Error::Model("profiling a plan that reads a texture is not supported".into())
+        })?;
         let bytes = 8 * count as u64;
         let (queries, resolved) = gpu.scoped(
             || "recording the profiled plan".to_string(),
@@ -70,19 +73,11 @@ impl Plan {
                     usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 });
-                for &(name, t) in inputs {
-                    let at = self.inputs[name].1;
-                    gpu.queue.write_buffer(
-                        &self.buffers[at.buffer],
-                        at.offset,
-                        &self.precision.encode(&t.data),
-                    );
-                }
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     pass.write_timestamp(&queries, 0);
-                    for (i, kernel) in self.kernels.iter().enumerate() {
+                    for (i, kernel) in kernels.iter().enumerate() {
                         kernel.encode(&mut pass);
                         pass.write_timestamp(&queries, i as u32 + 1);
                     }
@@ -95,8 +90,7 @@ impl Plan {
         let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_bytes(&resolved, 0, bytes)?);
         drop(queries);
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
-        Ok(self
-            .kernels
+        Ok(kernels
             .iter()
             .zip(stamps.windows(2))
             .map(|(k, w)| KernelTime {

@@ -1,7 +1,8 @@
 //! The CPU executor: runs a graph node by node with the reference ops, unfused, in f64 arithmetic per op.
 
 use crate::error::{Error, Result};
-use crate::graph::Op;
+use crate::graph::{Graph, Op};
+use crate::ops::ImageSource;
 use crate::model::Model;
 use crate::plan::Output;
 use crate::tensor::{Shape, Tensor};
@@ -12,13 +13,23 @@ pub fn run_graph(
     model: &Model,
     inputs: &HashMap<String, Tensor>,
 ) -> Result<HashMap<String, Output>> {
-    let graph = &model.graph;
-    let shapes: HashMap<String, Shape> = inputs.iter().map(|(n, t)| (n.clone(), t.shape)).collect();
-    let (order, _) = graph.infer(&shapes)?;
-    let mut values: HashMap<String, Output> = inputs
+    let inputs = inputs
         .iter()
         .map(|(n, t)| (n.clone(), Output::F32(t.clone())))
         .collect();
+    run_graph_values(model, &model.graph, inputs)
+}
+
+/// Runs `graph` over `model`'s weights on `inputs` (f32 tensors, or u32 packed pixels) and returns every graph
+/// output.
+pub fn run_graph_values(
+    model: &Model,
+    graph: &Graph,
+    inputs: HashMap<String, Output>,
+) -> Result<HashMap<String, Output>> {
+    let shapes: HashMap<String, Shape> = inputs.iter().map(|(n, t)| (n.clone(), t.shape())).collect();
+    let (order, _) = graph.infer(&shapes)?;
+    let mut values = inputs;
     for i in order {
         let node = &graph.nodes[i];
         let f32_input = |k: usize| -> Result<&Tensor> {
@@ -100,6 +111,35 @@ pub fn run_graph(
             Op::SlicePad { params } => vec![Output::F32(super::slice_pad(params, x()?)?)],
             Op::Constant { weight, shape } => {
                 vec![Output::F32(model.weights.get_reshaped(weight, *shape)?)]
+            }
+            Op::Preprocess { params, source } => {
+                let pixels = match (source, node.inputs.first().map(|n| &values[n])) {
+                    (ImageSource::Pixels, Some(Output::U32 { data, .. })) => data,
+                    _ => {
+                        return Err(Error::Model(format!(
+                            "node {:?}: the CPU reference preprocesses packed pixels only",
+                            node.name
+                        )))
+                    }
+                };
+                let layout = source.layout(&[values[&node.inputs[0]].shape()])?;
+                let bytes: Vec<u8> = pixels.iter().flat_map(|w| w.to_le_bytes()).collect();
+                vec![Output::F32(super::preprocess(params, layout, &bytes)?)]
+            }
+            Op::Threshold { params } => {
+                let x = x()?;
+                vec![Output::U32 {
+                    shape: x.shape,
+                    data: super::threshold(x, params.value)?,
+                }]
+            }
+            Op::Encode { params } => {
+                let input = &values[&node.inputs[0]];
+                let data = super::encode(params, input)?;
+                vec![Output::U32 {
+                    shape: params.output_shape(input.shape())?,
+                    data,
+                }]
             }
         };
         for (name, value) in node.outputs.iter().zip(outs) {

@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod encode;
 mod graph;
 mod norm;
 mod pad;
@@ -13,7 +14,8 @@ mod softmax;
 
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{binary, concat, pointwise, unary};
-pub use graph::run_graph;
+pub use encode::encode;
+pub use graph::{run_graph, run_graph_values};
 pub use norm::group_norm;
 pub use pad::{pad_like, slice_pad};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};

@@ -269,7 +269,7 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn flops(&self) -> u64 {
-        self.plan.kernels().iter().map(|k| k.flops()).sum()
+        self.plan.kernels().map(|k| k.flops()).sum()
     }
 
     fn json(&self) -> serde_json::Value {
