@@ -417,10 +417,7 @@ fn group_norm_graph_should_match_cpu_executor() {
         22,
     );
     let fused = compile(&gpu, &model, Shape::new(1, 3, 8, 8), true);
-    let labels: Vec<String> = fused
-        .kernels()
-        .map(|k| k.label().to_string())
-        .collect();
+    let labels: Vec<String> = fused.kernels().map(|k| k.label().to_string()).collect();
     assert!(
         !labels.iter().any(|l| l.contains("gn.relu")),
         "the ReLU should run in the group norm: {labels:?}"

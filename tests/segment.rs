@@ -3,62 +3,12 @@
 
 mod common;
 
-use atrous::graph::GraphBuilder;
-use atrous::model::{InputSize, PreprocessSpec};
-use atrous::ops::{
-    Activation, ChannelOrder, Conv2d, ConvWeights, ImageLayout, Padding2d, Preprocess, Resize,
-    ResizeMode, ResizeTarget,
-};
+use atrous::model::InputSize;
+use atrous::ops::{ImageLayout, Preprocess, Resize, ResizeMode, ResizeTarget};
 use atrous::{reference, Model, Segmenter, Shape, Tensor};
 use common::*;
 use image::RgbaImage;
-use rand::Rng;
 use std::collections::HashMap;
-
-fn model(classes: usize, input_size: InputSize) -> Model {
-    let mut r = rng(classes as u64);
-    let mut b = GraphBuilder::new();
-    let x = b.input("input", 3);
-    let p = Conv2d {
-        stride: [2, 2],
-        padding: Padding2d::uniform(1),
-        ..Conv2d::new(3, classes, [3, 3])
-    };
-    let w = ConvWeights {
-        weight: random_vec(&mut r, classes * 27),
-        bias: Some(random_vec(&mut r, classes)),
-        batch_norm: None,
-    };
-    let logits = b.conv2d("conv", &x, p, w).unwrap();
-    let up = Resize {
-        mode: ResizeMode::Bilinear {
-            align_corners: false,
-        },
-        target: ResizeTarget::Scale([2.0, 2.0]),
-    };
-    let up = b.resize("up", &logits, up);
-    if classes == 1 {
-        b.activation("out", &up, Activation::Sigmoid);
-    } else {
-        b.activation("out", &up, Activation::None);
-    }
-    let mut model = b.finish(&["out"]).unwrap();
-    model.info.preprocess = Some(PreprocessSpec {
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-        value_range: [0.0, 1.0],
-        channel_order: ChannelOrder::Rgb,
-        input_size,
-    });
-    model
-}
-
-fn photo(seed: u64, width: u32, height: u32) -> RgbaImage {
-    let mut r = rng(seed);
-    RgbaImage::from_fn(width, height, |_, _| {
-        image::Rgba([r.random(), r.random(), r.random(), 255])
-    })
-}
 
 /// The pipeline on the CPU: preprocess, run the graph, resize to the photo, softmax.
 fn cpu_pipeline(model: &Model, photo: &RgbaImage, size: [usize; 2]) -> Tensor {
@@ -96,7 +46,7 @@ fn agreement(a: &[u32], b: &[u32]) -> f64 {
 #[test]
 fn multi_class_pipeline_should_match_cpu() {
     let gpu = gpu_or_skip!();
-    let model = model(
+    let model = segmentation_model(
         4,
         InputSize::Fixed {
             height: 24,
@@ -127,7 +77,7 @@ fn multi_class_pipeline_should_match_cpu() {
 }
 
 fn model_for_check(classes: usize) -> Model {
-    model(
+    segmentation_model(
         classes,
         InputSize::Fixed {
             height: 24,
@@ -187,7 +137,7 @@ fn pipelines_in_f16_should_match_cpu() {
 #[test]
 fn one_channel_pipeline_should_threshold_the_probability() {
     let gpu = gpu_or_skip!();
-    let model = model(1, InputSize::Original { multiple_of: 4 });
+    let model = segmentation_model(1, InputSize::Original { multiple_of: 4 });
     let photo = photo(3, 30, 21);
     // Original size rounded up to a multiple of 4: 21 x 30 -> 24 x 32.
     let prob = cpu_pipeline(&model, &photo, [24, 32]);
@@ -211,7 +161,7 @@ fn one_channel_pipeline_should_threshold_the_probability() {
 #[test]
 fn a_model_without_preprocessing_should_be_refused() {
     let gpu = gpu_or_skip!();
-    let mut m = model(
+    let mut m = segmentation_model(
         2,
         InputSize::Fixed {
             height: 8,
@@ -229,7 +179,7 @@ fn an_image_too_large_for_the_device_should_say_what_to_do() {
     let limit = gpu.limits().max_storage_buffer_binding_size;
     let segmenter = Segmenter::new(
         gpu,
-        model(
+        segmentation_model(
             21,
             InputSize::Fixed {
                 height: 8,

@@ -131,7 +131,14 @@ fn check_threshold(precision: Precision) {
     let want = reference::threshold(&values, 0.5).unwrap();
     assert_eq!(want[0], 0);
     assert!(want.contains(&1) && want.contains(&0));
-    let kernel = softmax::threshold(&gpu, "threshold", &Threshold { value: 0.5 }, values.shape, precision).unwrap();
+    let kernel = softmax::threshold(
+        &gpu,
+        "threshold",
+        &Threshold { value: 0.5 },
+        values.shape,
+        precision,
+    )
+    .unwrap();
     let gx = upload_in(&gpu, "x", &values, precision);
     let out = gpu.tensor("classes", values.shape, true).unwrap();
     let bound = kernel
@@ -145,7 +152,8 @@ fn check_threshold(precision: Precision) {
         &Threshold { value: 0.5 },
         Shape::new(1, 2, 3, 3),
         precision,
-    ).unwrap_err();
+    )
+    .unwrap_err();
     assert!(err.to_string().starts_with("threshold"), "{err}");
 }
 

@@ -140,7 +140,12 @@ impl Kernel {
         for slot in spec.outputs.iter().chain(&spec.inputs) {
             gpu.check_storage_size(&format!("{} {}", spec.label, slot.name), slot.bytes)?;
         }
-        let storage = spec.outputs.iter().chain(&spec.inputs).filter(|s| !s.texture).count() as u32;
+        let storage = spec
+            .outputs
+            .iter()
+            .chain(&spec.inputs)
+            .filter(|s| !s.texture)
+            .count() as u32;
         let allowed = gpu.limits().max_storage_buffers_per_shader_stage;
         if storage > allowed {
             return Err(Error::Device(format!(

@@ -75,7 +75,9 @@ impl Encode {
                     format!("a class map has one channel, got {input}"),
                 ))
             }
-            Encoding::Colours { palette, .. } if palette.is_empty() || palette.len() > MAX_PALETTE => {
+            Encoding::Colours { palette, .. }
+                if palette.is_empty() || palette.len() > MAX_PALETTE =>
+            {
                 return Err(Error::params(
                     OP,
                     format!(

@@ -137,7 +137,9 @@ impl ImageSource {
             (ImageSource::Pixels, _) => {
                 return Err(Error::params(
                     OP,
-                    format!("pixels come as one 1 x 1 x H x W tensor of RGBA words, got {inputs:?}"),
+                    format!(
+                        "pixels come as one 1 x 1 x H x W tensor of RGBA words, got {inputs:?}"
+                    ),
                 ))
             }
             (ImageSource::Texture { width, height, .. }, []) => (*width, *height),

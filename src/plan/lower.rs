@@ -3,15 +3,15 @@
 
 use super::WeightCache;
 use crate::error::{Error, Result};
+use crate::gpu::TensorData;
 use crate::gpu::{Gpu, Kernel, Precision};
 use crate::graph::{ConvWeightNames, Node, Op, TensorInfo};
-use crate::gpu::TensorData;
 use crate::kernels::{
     conv2d, conv_transpose2d, dw_pointwise, elementwise, encode, norm, pad, pool, preprocess,
     resize, softmax,
 };
-use crate::ops::{Encoding, ImageSource};
 use crate::model::Model;
+use crate::ops::{Encoding, ImageSource};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -269,7 +269,9 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             ImageSource::Pixels => {
                 let pixels = shape(&node.inputs[0]);
                 let image = source.layout(&[pixels])?;
-                single(preprocess::preprocess(gpu, label, params, image, precision)?)
+                single(preprocess::preprocess(
+                    gpu, label, params, image, precision,
+                )?)
             }
             ImageSource::Texture {
                 width,
@@ -288,16 +290,15 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 inputs: vec![Bind::Origin, Bind::Texture],
             }],
         },
-        Op::Threshold { params } => {
-            single(softmax::threshold(gpu, label, params, x(), precision)?)
-        }
+        Op::Threshold { params } => single(softmax::threshold(gpu, label, params, x(), precision)?),
         Op::Encode { params } => {
             let kernel = encode::encode(gpu, label, params, x(), precision)?;
             let mut inputs = tensors(&node.inputs);
             if let Encoding::Colours { palette, .. } = &params.encoding {
                 let words = encode::palette_words(palette);
                 let shape = crate::tensor::Shape::new(1, 1, 1, words.len());
-                let uploaded = gpu.upload(&format!("{label} palette"), shape, TensorData::U32(&words))?;
+                let uploaded =
+                    gpu.upload(&format!("{label} palette"), shape, TensorData::U32(&words))?;
                 inputs.push(Bind::Weight(Arc::new(uploaded.buffer)));
             }
             vec![Call {

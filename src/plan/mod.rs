@@ -110,7 +110,11 @@ struct Step {
 #[derive(Clone, Debug)]
 enum Resolved {
     /// `bytes` at `offset` in the state's activation buffer `buffer`.
-    Region { buffer: usize, offset: u64, bytes: u64 },
+    Region {
+        buffer: usize,
+        offset: u64,
+        bytes: u64,
+    },
     Weight(Arc<wgpu::Buffer>),
     Placeholder,
     /// The texture of the run ([`RunState::record`]).
@@ -351,4 +355,3 @@ impl Plan {
         self.outputs.get(name).map(|(i, _)| *i)
     }
 }
-

@@ -89,7 +89,8 @@ impl Plan {
         let mut results = HashMap::new();
         for &name in outputs {
             let (info, _) = self.outputs[name];
-            let bytes = gpu.read_mapped(&state.staging[name], tensor_bytes(&info, self.precision))?;
+            let bytes =
+                gpu.read_mapped(&state.staging[name], tensor_bytes(&info, self.precision))?;
             let output = match info.dtype {
                 DType::F32 => Output::F32(Tensor {
                     shape: info.shape,

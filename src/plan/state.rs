@@ -98,7 +98,11 @@ impl Plan {
         texture: Option<&wgpu::TextureView>,
     ) -> Result<BoundKernel> {
         let buffer = |r| self.buffer_binding(state, step, r);
-        let outputs = step.outputs.iter().map(buffer).collect::<Result<Vec<_>>>()?;
+        let outputs = step
+            .outputs
+            .iter()
+            .map(buffer)
+            .collect::<Result<Vec<_>>>()?;
         let inputs = step
             .inputs
             .iter()
@@ -155,7 +159,11 @@ impl Plan {
     }
 
     /// Where graph input or output `name` lives in `state`: (buffer, offset, bytes).
-    pub fn region<'s>(&self, state: &'s RunState, name: &str) -> Option<(&'s wgpu::Buffer, u64, u64)> {
+    pub fn region<'s>(
+        &self,
+        state: &'s RunState,
+        name: &str,
+    ) -> Option<(&'s wgpu::Buffer, u64, u64)> {
         let (info, at) = self.inputs.get(name).or_else(|| self.outputs.get(name))?;
         let bytes = super::tensor_bytes(info, self.precision);
         Some((&state.buffers[at.buffer], at.offset, bytes))

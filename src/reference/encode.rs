@@ -31,7 +31,10 @@ pub fn encode(e: &Encode, input: &Output) -> Result<Vec<u32>> {
                 }
             }
         }
-        (Output::F32(t), Encoding::ProbabilityF32 { class } | Encoding::ProbabilityF16 { class }) => {
+        (
+            Output::F32(t),
+            Encoding::ProbabilityF32 { class } | Encoding::ProbabilityF16 { class },
+        ) => {
             let probability = |y: usize, x: usize| match shape.c {
                 1 if *class == 1 => t.data[y * w + x],
                 1 => 1.0 - t.data[y * w + x],

@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
-use crate::ops::ImageSource;
 use crate::model::Model;
+use crate::ops::ImageSource;
 use crate::plan::Output;
 use crate::tensor::{Shape, Tensor};
 use std::collections::HashMap;
@@ -27,7 +27,8 @@ pub fn run_graph_values(
     graph: &Graph,
     inputs: HashMap<String, Output>,
 ) -> Result<HashMap<String, Output>> {
-    let shapes: HashMap<String, Shape> = inputs.iter().map(|(n, t)| (n.clone(), t.shape())).collect();
+    let shapes: HashMap<String, Shape> =
+        inputs.iter().map(|(n, t)| (n.clone(), t.shape())).collect();
     let (order, _) = graph.infer(&shapes)?;
     let mut values = inputs;
     for i in order {

@@ -151,9 +151,10 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
     graph.nodes.push(node(&classes, class_op, &scores));
     graph.outputs.push(classes.clone());
     let wants_probabilities = key.readback == Some(Readback::ClassesAndProbabilities)
-        || key.deliveries.iter().any(|d| {
-            matches!(d, Delivery::Encoded { encoding, .. } if !encoding.reads_classes())
-        });
+        || key
+            .deliveries
+            .iter()
+            .any(|d| matches!(d, Delivery::Encoded { encoding, .. } if !encoding.reads_classes()));
     let probabilities = match (wants_probabilities, one_channel) {
         (false, _) => None,
         // A one-channel model's output is its probability already.
@@ -194,9 +195,7 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
             encoding: encoding.clone(),
             row_words,
         };
-        graph
-            .nodes
-            .push(node(&name, Op::Encode { params }, source));
+        graph.nodes.push(node(&name, Op::Encode { params }, source));
         graph.outputs.push(name.clone());
         delivered.push(name);
     }

@@ -101,7 +101,10 @@ pub(crate) fn texel_encoding(texture: &wgpu::Texture) -> Result<TexelEncoding> {
             )))
         }
     };
-    if !texture.usage().contains(wgpu::TextureUsages::TEXTURE_BINDING) {
+    if !texture
+        .usage()
+        .contains(wgpu::TextureUsages::TEXTURE_BINDING)
+    {
         return Err(Error::Frame(format!(
             "the frame texture has usage {:?}; reading it needs TEXTURE_BINDING",
             texture.usage()
@@ -234,7 +237,10 @@ pub(crate) fn check_target(
             }
         }
         Target::Buffer { buffer, offset } => {
-            if offset.checked_add(bytes).is_none_or(|end| end > buffer.size()) {
+            if offset
+                .checked_add(bytes)
+                .is_none_or(|end| end > buffer.size())
+            {
                 return Err(Error::Frame(format!(
                     "a target buffer of {} bytes cannot take {bytes} bytes at offset {offset}",
                     buffer.size()

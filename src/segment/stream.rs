@@ -147,7 +147,8 @@ impl FrameReadback {
             Phase::Read => return Some(Err(Error::Frame("this readback was read already".into()))),
             Phase::Reclaimed => {
                 return Some(Err(Error::Busy(
-                    "the stream ran a later frame of the same kind before this readback was read".into(),
+                    "the stream ran a later frame of the same kind before this readback was read"
+                        .into(),
                 )))
             }
             Phase::Mapping if s.pending > 0 => return None,

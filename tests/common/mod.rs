@@ -2,13 +2,23 @@
 #![allow(dead_code)]
 
 use atrous::gpu::{GpuTensor, Precision, TensorData};
-use atrous::ops::{BatchNorm, ConvWeights};
+use atrous::graph::GraphBuilder;
+use atrous::model::{InputSize, PreprocessSpec};
+use atrous::ops::{
+    Activation, BatchNorm, ChannelOrder, Conv2d, ConvWeights, Padding2d, Resize, ResizeMode,
+    ResizeTarget,
+};
 use atrous::plan::PlanOptions;
+use atrous::segment::FrameReadback;
 use atrous::weights::Weights;
 use atrous::{Gpu, Shape, Tensor};
+use atrous::{Model, Segmentation, Segmenter};
+use image::RgbaImage;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use wgpu::{TextureFormat as F, TextureUsages as U};
 
 /// The shared GPU, or `None` (with the reason printed) when this machine has no adapter at all.
 /// With `ATROUS_REQUIRE_GPU=1` (set by CI) a missing adapter fails instead.
@@ -263,4 +273,165 @@ pub fn mutate_bytes(rng: &mut SmallRng, seed: &[u8]) -> Vec<u8> {
         }
     }
     b
+}
+
+/// A small segmentation model: a stride-2 3x3 conv to `classes` logits, upsampled 2x (a sigmoid for one class),
+/// with ImageNet preprocessing at `input_size`.
+pub fn segmentation_model(classes: usize, input_size: InputSize) -> Model {
+    let mut r = rng(classes as u64);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 3);
+    let p = Conv2d {
+        stride: [2, 2],
+        padding: Padding2d::uniform(1),
+        ..Conv2d::new(3, classes, [3, 3])
+    };
+    let w = ConvWeights {
+        weight: random_vec(&mut r, classes * 27),
+        bias: Some(random_vec(&mut r, classes)),
+        batch_norm: None,
+    };
+    let logits = b.conv2d("conv", &x, p, w).unwrap();
+    let up = Resize {
+        mode: ResizeMode::Bilinear {
+            align_corners: false,
+        },
+        target: ResizeTarget::Scale([2.0, 2.0]),
+    };
+    let up = b.resize("up", &logits, up);
+    if classes == 1 {
+        b.activation("out", &up, Activation::Sigmoid);
+    } else {
+        b.activation("out", &up, Activation::None);
+    }
+    let mut model = b.finish(&["out"]).unwrap();
+    model.info.preprocess = Some(PreprocessSpec {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        value_range: [0.0, 1.0],
+        channel_order: ChannelOrder::Rgb,
+        input_size,
+    });
+    model
+}
+
+/// A random opaque RGBA image.
+pub fn photo(seed: u64, width: u32, height: u32) -> RgbaImage {
+    let mut r = rng(seed);
+    RgbaImage::from_fn(width, height, |_, _| {
+        image::Rgba([r.random(), r.random(), r.random(), 255])
+    })
+}
+
+/// A segmenter of [`segmentation_model`] at a fixed 24 x 32 input.
+pub fn segmenter(gpu: Arc<Gpu>, classes: usize) -> Segmenter {
+    let size = InputSize::Fixed {
+        height: 24,
+        width: 32,
+    };
+    Segmenter::new(gpu, segmentation_model(classes, size)).unwrap()
+}
+
+/// A texture holding `image` in `format`: the same bytes for 8-bit formats (swapped for BGRA; sRGB formats store
+/// the encoded bytes, as a PNG does), `byte / 255` as f16 for Rgba16Float.
+pub fn frame_texture(gpu: &Gpu, image: &RgbaImage, format: F) -> wgpu::Texture {
+    let (w, h) = image.dimensions();
+    let bytes: Vec<u8> = match format {
+        F::Bgra8Unorm | F::Bgra8UnormSrgb => image
+            .pixels()
+            .flat_map(|p| [p[2], p[1], p[0], p[3]])
+            .collect(),
+        F::Rgba16Float => image
+            .as_raw()
+            .iter()
+            .flat_map(|&b| half::f16::from_f32(b as f32 / 255.0).to_le_bytes())
+            .collect(),
+        _ => image.as_raw().clone(),
+    };
+    let texture = target_texture(gpu, format, w, h, U::TEXTURE_BINDING | U::COPY_DST);
+    let bpp = format.block_copy_size(None).unwrap();
+    gpu.queue().write_texture(
+        texture.as_image_copy(),
+        &bytes,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(w * bpp),
+            rows_per_image: Some(h),
+        },
+        texture.size(),
+    );
+    texture
+}
+
+pub fn target_texture(gpu: &Gpu, format: F, w: u32, h: u32, usage: U) -> wgpu::Texture {
+    gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: Some("test texture"),
+        size: wgpu::Extent3d {
+            width: w,
+            height: h,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage,
+        view_formats: &[],
+    })
+}
+
+/// A texture's texels, rows tightly packed.
+pub fn read_texture(gpu: &Gpu, texture: &wgpu::Texture) -> Vec<u8> {
+    let (w, h) = (texture.width(), texture.height());
+    let bpp = texture.format().block_copy_size(None).unwrap();
+    let row = (w * bpp).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    let buffer = gpu
+        .staging_buffer("texture readback", (row * h) as u64)
+        .unwrap();
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row),
+                rows_per_image: Some(h),
+            },
+        },
+        texture.size(),
+    );
+    gpu.queue().submit([encoder.finish()]);
+    let bytes = gpu.read_mapped(&buffer, (row * h) as u64).unwrap();
+    bytes
+        .chunks(row as usize)
+        .flat_map(|r| r[..(w * bpp) as usize].to_vec())
+        .collect()
+}
+
+pub fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<u8> {
+    gpu.read_bytes(buffer, 0, buffer.size()).unwrap()
+}
+
+pub fn output_buffer(gpu: &Gpu, bytes: u64) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test output"),
+        size: bytes,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// Runs a readback future to completion the way an application loop would: poll the device, poll the future.
+pub fn drive(mut readback: FrameReadback, gpu: &Gpu) -> atrous::Result<Segmentation> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for _ in 0..10_000 {
+        if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut readback).poll(&mut cx) {
+            return r;
+        }
+        gpu.poll().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the readback never completed");
 }
