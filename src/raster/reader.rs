@@ -124,7 +124,8 @@ impl ChunkLayout {
 impl Raster {
     /// Opens a TIFF or GeoTIFF and reads its first image's header: size, bands, sample type, layout, nodata and
     /// georeferencing. Unsupported or malformed files (truncated, 1-bit, complex, JPEG-compressed, sizes past the
-    /// limits) are an error naming the file and the problem.
+    /// limits, a GDAL_NODATA tag that is not a number) are an error naming the file and the problem. Palette
+    /// files read as their indices, as GDAL reads them.
     pub fn open(path: impl AsRef<Path>) -> Result<Raster> {
         let path = path.as_ref();
         let fail = |message: String| file_error(path, message);
@@ -405,6 +406,10 @@ impl Raster {
 
     /// Reads a window of `bands` (0-based indices, in any order, repeats allowed) whose top left pixel is at
     /// column `x`, row `y` of the scene; it may reach past any edge (those pixels are invalid). See [`Window`].
+    ///
+    /// A band index past the last band is an error naming the file and the band counted from 1, as GDAL and the
+    /// command line count; so is a window of more than [`MAX_WINDOW_SAMPLES`](super::MAX_WINDOW_SAMPLES) samples
+    /// or a strip or tile that does not decode.
     pub fn read_window(
         &mut self,
         x: i64,

@@ -43,12 +43,13 @@ pub struct WriterSpec {
     pub nodata: Option<f64>,
     /// BigTIFF: `Some(true)` always, `Some(false)` never, `None` (the default) where the file could pass 4 GiB.
     pub bigtiff: Option<bool>,
-    /// Deflate level, 0 to 9 (6 by default).
+    /// Deflate level, 0 to 9. 1 by default: on a 3,000 x 3,000 class map it wrote a file as small as level 6
+    /// (GDAL's default) did, in 40% of the time (deflate dominates writing).
     pub deflate_level: u32,
 }
 
 impl WriterSpec {
-    /// A spec with 256 x 256 tiles, no georeferencing, no nodata, BigTIFF where needed and deflate level 6.
+    /// A spec with 256 x 256 tiles, no georeferencing, no nodata, BigTIFF where needed and deflate level 1.
     pub fn new(width: usize, height: usize, bands: usize, sample_type: SampleType) -> Self {
         WriterSpec {
             width,
@@ -59,7 +60,7 @@ impl WriterSpec {
             geo: GeoTags::default(),
             nodata: None,
             bigtiff: None,
-            deflate_level: 6,
+            deflate_level: 1,
         }
     }
 
