@@ -127,7 +127,10 @@ impl StagedFile {
         Self::write_with(path, |temp, _| write(temp))
     }
 
-    fn write_with(path: &Path, write: impl FnOnce(&Path, &mut File) -> Result<()>) -> Result<Self> {
+    /// Creates `path`'s temporary file for a writer that fills it piece by piece (such as
+    /// [`RasterWriter`](crate::raster::RasterWriter)): the file comes back open for writing, and the `StagedFile`
+    /// removes it when dropped uncommitted. The caller flushes and syncs what it writes before committing.
+    pub fn create(path: &Path) -> Result<(Self, File)> {
         let name = path
             .file_name()
             .ok_or_else(|| file_error(path, "not a file name"))?;
@@ -139,7 +142,7 @@ impl StagedFile {
         // create_new: never follows or reuses whatever is at the temporary name. One already there carries this
         // process's id, so it is a leftover of an earlier process killed mid-write: removed and tried once more.
         let create = || OpenOptions::new().write(true).create_new(true).open(&temp);
-        let mut file = create()
+        let file = create()
             .or_else(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => {
                     std::fs::remove_file(&temp)?;
@@ -153,6 +156,11 @@ impl StagedFile {
             path: path.to_path_buf(),
             committed: false,
         };
+        Ok((staged, file))
+    }
+
+    fn write_with(path: &Path, write: impl FnOnce(&Path, &mut File) -> Result<()>) -> Result<Self> {
+        let (staged, mut file) = Self::create(path)?;
         let message = |e: Error| match e {
             Error::File { message, .. } => file_error(path, format!("cannot write: {message}")),
             e => e,

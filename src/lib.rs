@@ -12,6 +12,7 @@ pub mod models;
 pub mod onnx;
 pub mod ops;
 pub mod plan;
+pub mod raster;
 pub mod reference;
 pub mod segment;
 pub mod tensor;
