@@ -1,6 +1,8 @@
 //! `atrous bench`: latency, throughput, planned memory and a per-kernel table from GPU timestamps, for a model or for
 //! a single op.
 
+mod frame;
+
 use super::{load_model, Numerics};
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Conv2d, ConvTranspose2d, ConvWeights, Padding2d};
@@ -66,6 +68,11 @@ pub struct BenchArgs {
     dilation: usize,
     #[arg(long, default_value_t = 1)]
     groups: usize,
+    /// Time frames as an application's render loop runs them: a --size frame (default 640x480) segmented from a
+    /// texture into a soft-mask texture through a stream, no readback. Reports the CPU time to record and submit
+    /// one frame and the frame's latency.
+    #[arg(long, conflicts_with = "op")]
+    frame: bool,
 }
 
 fn parse_size(text: &str) -> Result<[usize; 2]> {
@@ -155,6 +162,9 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.frame {
+        return frame::run(args);
+    }
     let (model, name) = match (&args.model, &args.op) {
         (Some(path), _) => (
             load_model(path, args.arch.as_deref())?,
