@@ -2,6 +2,51 @@
 //! GPU submission per frame: preprocessing, the model, resizing the logits back, softmax and argmax are nodes of
 //! one graph compiled into one plan, whether the frame comes from host memory or from a texture, and whether the
 //! results are read back or stay on the GPU in the application's textures and buffers.
+//!
+//! # Embedding in a real-time application
+//!
+//! Create the device with what atrous needs ([`crate::gpu::required_features`], [`crate::gpu::required_limits`],
+//! and whichever [`crate::gpu::optional_features`] the adapter has), wrap it with [`Gpu::from_device`], make a
+//! [`Segmenter`] once and a [`Stream`] per render loop. Each frame records into the application's encoder: the
+//! frame is read from the application's texture, the outputs are written into its textures, and nothing waits on
+//! the CPU. After the first frame of a given size a frame creates no buffer, texture, bind group or pipeline.
+//!
+//! ```no_run
+//! use atrous::segment::{Frame, Mask, Request, Target};
+//! use atrous::{Gpu, Model, Segmenter};
+//! use std::sync::Arc;
+//!
+//! # fn frame(adapter: &wgpu::Adapter, scene: &wgpu::Texture, mask: &wgpu::Texture) -> atrous::Result<()> {
+//! let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+//!     required_features: atrous::gpu::required_features()
+//!         | (atrous::gpu::optional_features() & adapter.features()),
+//!     required_limits: atrous::gpu::required_limits(adapter),
+//!     ..Default::default()
+//! }))
+//! .expect("a device");
+//! let gpu = Arc::new(Gpu::from_device(device.clone(), queue.clone(), adapter.get_info())?);
+//! let segmenter = Segmenter::new(gpu, Model::load("weights/selfie_segmenter.safetensors")?)?;
+//! let mut stream = segmenter.stream();
+//!
+//! // Every frame: the scene was rendered into `scene` (Rgba8UnormSrgb, TEXTURE_BINDING); the person's probability
+//! // goes into `mask` (R16Float, COPY_DST) for the compositing pass that follows in the same encoder.
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! let request = Request {
+//!     mask: Some(Mask { class: 1, target: Target::Texture(mask) }),
+//!     ..Default::default()
+//! };
+//! let recorded = stream.record(&mut encoder, Frame::Texture { texture: scene, region: None }, &request)?;
+//! // ... the application's compositing pass samples `mask` here ...
+//! queue.submit([encoder.finish()]);
+//! let _readback = recorded.submitted(); // None: nothing was asked to come back to the host
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A readback, when asked for ([`Request::readback`]), is a future ([`FrameReadback`]) that resolves once the GPU
+//! is done and the device has been polled; nothing in this path blocks or starts a thread, which keeps the way open
+//! to WebGPU in browsers (wasm32), where polling is implicit. [`Segmenter::segment`] and [`FrameReadback::wait`]
+//! are the blocking conveniences for command-line tools.
 
 mod graph;
 mod request;
