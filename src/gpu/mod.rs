@@ -441,6 +441,20 @@ impl Gpu {
     }
 
     /// Runs `f` inside a validation and out-of-memory error scope and turns a caught error into [`Error::Gpu`].
+    /// In a browser (wasm32) a scope can only be awaited, never blocked on, so there `f` runs without one and
+    /// errors reach the device's uncaptured-error handler.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(
+        &self,
+        _context: impl FnOnce() -> String,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        Ok(f())
+    }
+
+    /// Runs `f` inside a validation and out-of-memory error scope and turns a caught error into [`Error::Gpu`].
+    /// Popping a scope completes at once on native backends.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(
         &self,
         context: impl FnOnce() -> String,
