@@ -41,20 +41,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let photo = atrous::image_io::load_image(std::path::Path::new(&format!(
         "{root}/examples/astronaut.png"
     )))?;
-    let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
-        label: Some("video"),
-        size: wgpu::Extent3d {
-            width: photo.width(),
-            height: photo.height(),
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8UnormSrgb,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
+    let texture = gpu.texture_2d(
+        "video",
+        wgpu::TextureFormat::Rgba8UnormSrgb,
+        photo.dimensions(),
+        wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+    );
     gpu.queue().write_texture(
         texture.as_image_copy(),
         photo.as_raw(),

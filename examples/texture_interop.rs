@@ -57,29 +57,6 @@ fn quad(i: u32, lo: vec2<f32>, hi: vec2<f32>) -> Out {
 }
 "#;
 
-fn texture(
-    device: &wgpu::Device,
-    label: &str,
-    format: wgpu::TextureFormat,
-    (w, h): (u32, u32),
-    usage: wgpu::TextureUsages,
-) -> wgpu::Texture {
-    device.create_texture(&wgpu::TextureDescriptor {
-        label: Some(label),
-        size: wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage,
-        view_formats: &[],
-    })
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let output = std::env::args()
         .nth(1)
@@ -111,8 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let photo = atrous::image_io::load_image(std::path::Path::new(&format!(
         "{root}/examples/astronaut.png"
     )))?;
-    let photo_texture = texture(
-        &device,
+    let photo_texture = gpu.texture_2d(
         "photo",
         FORMAT,
         photo.dimensions(),
@@ -129,27 +105,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         photo_texture.size(),
     );
     let size = (WIDTH, HEIGHT);
-    let scene = texture(
-        &device,
+    let scene = gpu.texture_2d(
         "scene",
         FORMAT,
         size,
         U::RENDER_ATTACHMENT | U::TEXTURE_BINDING,
     );
-    let mask = texture(
-        &device,
+    let mask = gpu.texture_2d(
         "mask",
         wgpu::TextureFormat::R16Float,
         size,
         U::COPY_DST | U::TEXTURE_BINDING,
     );
-    let frame = texture(
-        &device,
-        "frame",
-        FORMAT,
-        size,
-        U::RENDER_ATTACHMENT | U::COPY_SRC,
-    );
+    let frame = gpu.texture_2d("frame", FORMAT, size, U::RENDER_ATTACHMENT | U::COPY_SRC);
 
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("example"),

@@ -411,6 +411,31 @@ impl Gpu {
         }
     }
 
+    /// A two-dimensional texture of one mip level and one sample: what frames, masks and render targets are.
+    pub fn texture_2d(
+        &self,
+        label: &str,
+        format: wgpu::TextureFormat,
+        (width, height): (u32, u32),
+        usage: wgpu::TextureUsages,
+    ) -> wgpu::Texture {
+        self.count(Created::Texture);
+        self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage,
+            view_formats: &[],
+        })
+    }
+
     /// A binding for an absent optional input.
     pub fn placeholder(&self) -> wgpu::BufferBinding<'_> {
         self.placeholder.as_entire_buffer_binding()

@@ -364,20 +364,7 @@ pub fn frame_texture(gpu: &Gpu, image: &RgbaImage, format: F) -> wgpu::Texture {
 }
 
 pub fn target_texture(gpu: &Gpu, format: F, w: u32, h: u32, usage: U) -> wgpu::Texture {
-    gpu.device().create_texture(&wgpu::TextureDescriptor {
-        label: Some("test texture"),
-        size: wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage,
-        view_formats: &[],
-    })
+    gpu.texture_2d("test texture", format, (w, h), usage)
 }
 
 /// A texture's texels, rows tightly packed.

@@ -8,28 +8,6 @@ use atrous::{Gpu, Result, Segmenter};
 use std::sync::Arc;
 use std::time::Instant;
 
-fn texture(
-    gpu: &Gpu,
-    format: wgpu::TextureFormat,
-    (w, h): (u32, u32),
-    usage: wgpu::TextureUsages,
-) -> wgpu::Texture {
-    gpu.device().create_texture(&wgpu::TextureDescriptor {
-        label: Some("bench frame"),
-        size: wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage,
-        view_formats: &[],
-    })
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     let path = args
         .model
@@ -44,8 +22,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let segmenter = Segmenter::with_options(gpu.clone(), model, args.numerics.options())?;
     let size = (w as u32, h as u32);
     use wgpu::TextureUsages as U;
-    let frame_texture = texture(
-        &gpu,
+    let frame_texture = gpu.texture_2d(
+        "bench frame",
         wgpu::TextureFormat::Rgba8UnormSrgb,
         size,
         U::TEXTURE_BINDING | U::COPY_DST,
@@ -63,7 +41,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         },
         frame_texture.size(),
     );
-    let mask = texture(&gpu, wgpu::TextureFormat::R16Float, size, U::COPY_DST);
+    let mask = gpu.texture_2d(
+        "bench mask",
+        wgpu::TextureFormat::R16Float,
+        size,
+        U::COPY_DST,
+    );
     let request = Request {
         mask: Some(Mask {
             class: segmenter.labels().len() - 1,
