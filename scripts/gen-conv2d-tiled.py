@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes shaders/conv2d_tiled.wgsl: register-tiled direct convolution, one entry point per tile shape, and
-shaders/conv2d_split.wgsl: the same tiles as the first pass of a split-K convolution (each workgroup z reduces one
+shaders/conv2d_split_k.wgsl: the same tiles as the first pass of a split-K convolution (each workgroup z reduces one
 slice of the input channels into a scratch buffer of partial sums), plus the pass that sums the slices.
 
 Each is written twice: `NAME.wgsl` multiplies in f32 (on either precision's storage), `NAME_f16.wgsl` is the f16
@@ -9,7 +9,10 @@ channels of one tap, then added to f32 accumulators, so the long sum over channe
 
 WGSL has neither macros nor constant-sized private arrays sized by override constants, so each tile shape is
 spelled out with scalar accumulators. Run from the repository root after editing: python3 scripts/gen-conv2d-tiled.py
+(`--check` compares the committed files with its output instead; tests/shaders.rs runs that).
 """
+
+import sys
 
 # (output channels per thread, output pixels per thread)
 TILES = [(4, 4), (8, 4), (4, 8), (8, 8)]
@@ -83,7 +86,7 @@ SPLIT_HEADER = """\
 //   p.slice input channels per workgroup z; writes the raw sums to scratch[z][n][c_out][h_out][w_out].
 // conv2d_split_reduce: one thread per output element; sums the p.slices partial sums in slice order, then the
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination. Only in
-//   conv2d_split.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
+//   conv2d_split_k.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
@@ -118,7 +121,7 @@ fn partial(s: u32, q: u32, co: u32, acc: f32) {
 }
 """
 
-# The reduction pass: only in the f32-math program (conv2d_split.wgsl); both maths share it.
+# The reduction pass: only in the f32-math program (conv2d_split_k.wgsl); both maths share it.
 SPLIT_REDUCE = """\
 
 // conv2d_split_reduce
@@ -275,21 +278,45 @@ ARITHMETIC_F16 = """\
 """
 
 
-def write(name, header, entries, half, tail=""):
+def program(name, header, entries, half, tail=""):
+    """The path and text of one generated program."""
     arithmetic = (ARITHMETIC_F16 if half else ARITHMETIC_F32).replace("NAME", name)
     out = header.replace("// ARITHMETIC\n", arithmetic) + tail
     out += "".join(entry(c, px, half=half, **kw) for c, px, kw in entries)
-    with open(f"shaders/{name}{'_f16' if half else ''}.wgsl", "w") as f:
-        f.write(out)
+    return f"shaders/{name}{'_f16' if half else ''}.wgsl", out
+
+
+def programs():
+    tiled = [(c, px, {}) for c, px in TILES] + [(c, px, {"rows": True}) for c, px in ROW_TILES]
+    split = [(c, px, {"split": True}) for c, px in TILES]
+    out = []
+    for half in (False, True):
+        out.append(program("conv2d_tiled", HEADER, tiled, half))
+        # The f16 program holds the first pass only: the reduction is f32 in both maths.
+        out.append(program("conv2d_split_k", SPLIT_HEADER, split, half, "" if half else SPLIT_REDUCE))
+    return out
 
 
 def main():
-    tiled = [(c, px, {}) for c, px in TILES] + [(c, px, {"rows": True}) for c, px in ROW_TILES]
-    split = [(c, px, {"split": True}) for c, px in TILES]
-    for half in (False, True):
-        write("conv2d_tiled", HEADER, tiled, half)
-        # The f16 program holds the first pass only: the reduction is f32 in both maths.
-        write("conv2d_split", SPLIT_HEADER, split, half, "" if half else SPLIT_REDUCE)
+    # --check: write nothing, exit 1 naming every committed file that differs from what this script generates
+    # (tests/shaders.rs runs it).
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for path, text in programs():
+        if check:
+            try:
+                with open(path) as f:
+                    same = f.read() == text
+            except FileNotFoundError:
+                same = False
+            if not same:
+                stale.append(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+    if stale:
+        print("stale, regenerate with python3 scripts/gen-conv2d-tiled.py: " + ", ".join(stale))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ mod common;
 
 use atrous::gpu::Precision;
 use atrous::kernels::conv2d::{self, Path};
-use atrous::kernels::conv2d_split;
 use atrous::kernels::upload_folded;
 use atrous::ops::{Activation, BatchNorm, Conv2d, ConvWeights, Padding2d};
 use atrous::{reference, Shape, Tensor};
@@ -518,7 +517,7 @@ fn conv2d_choose_should_split_only_underfilled_long_reductions() {
     let at = |s| Shape::new(1, 2048, s, s);
     assert!(matches!(
         conv2d::choose(&aspp, at(33), gpu_like),
-        Path::SplitK { splits, .. } if (2..=conv2d_split::MAX_SPLITS).contains(&splits)
+        Path::SplitK { splits, .. } if (2..=conv2d::split_k::MAX_SPLITS).contains(&splits)
     ));
     for size in [9, 33, 65] {
         assert!(matches!(

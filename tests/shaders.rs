@@ -101,3 +101,24 @@ fn f16_math_programs_should_multiply_in_f16_and_accumulate_in_f32() {
         );
     }
 }
+
+/// The generated conv programs (conv2d_tiled*, conv2d_split_k*, conv2d_winograd*) are what
+/// scripts/gen-conv2d-tiled.py writes today: the script's `--check` mode compares them without writing. Skipped,
+/// saying so, where no `python3` runs.
+#[test]
+fn generated_shaders_should_match_their_generator() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = std::process::Command::new("python3")
+        .args(["scripts/gen-conv2d-tiled.py", "--check"])
+        .current_dir(root)
+        .output();
+    match run {
+        Err(e) => eprintln!("skipped: python3 does not run here ({e})"),
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
