@@ -77,6 +77,8 @@ pub(crate) const CONV2D_SPLIT_K: Shader = shader!("conv2d_split_k");
 pub(crate) const CONV2D_SPLIT_K_F16: Shader = shader!("conv2d_split_k_f16", true);
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV2D_TILED_F16: Shader = shader!("conv2d_tiled_f16", true);
+pub(crate) const CONV2D_WINOGRAD: Shader = shader!("conv2d_winograd");
+pub(crate) const CONV2D_WINOGRAD_F16: Shader = shader!("conv2d_winograd_f16", true);
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const DW_POINTWISE: Shader = shader!("dw_pointwise");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
@@ -94,6 +96,8 @@ pub const SHADERS: &[Shader] = &[
     CONV2D_SPLIT_K_F16,
     CONV2D_TILED,
     CONV2D_TILED_F16,
+    CONV2D_WINOGRAD,
+    CONV2D_WINOGRAD_F16,
     CONV_TRANSPOSE2D,
     DW_POINTWISE,
     ELEMENTWISE,
