@@ -36,6 +36,11 @@ fn f16_shaders_should_store_f16() {
     for shader in SHADERS {
         let source = shader.source_for(Precision::F16);
         assert!(source.starts_with("enable f16;"), "{}", shader.name);
+        // Winograd's f16-math products read and write its f32 scratch and weights only (their transforms, in
+        // conv2d_winograd.wgsl, read and write the f16 activations).
+        if shader.name == "conv2d_winograd_f16" {
+            continue;
+        }
         assert!(
             source.contains("array<elem>") || source.contains("array<elem4>"),
             "shaders/{}.wgsl declares no elem storage",
@@ -76,7 +81,7 @@ fn every_shader_file_should_be_registered() {
 #[test]
 fn f16_math_programs_should_multiply_in_f16_and_accumulate_in_f32() {
     let f16_only: Vec<_> = SHADERS.iter().filter(|s| s.f16_only).collect();
-    assert_eq!(f16_only.len(), 2);
+    assert_eq!(f16_only.len(), 3);
     for shader in f16_only {
         assert!(!shader.compiles_in(Precision::F32), "{}", shader.name);
         let half = shader.source_for(Precision::F16);
