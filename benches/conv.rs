@@ -10,7 +10,9 @@
 //!                                                               # 3 runs, the paths interleaved in each round
 //!
 //! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
-//! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile), `splitCxPxS`. Names: op, input NxCxHxW, output
+//! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile),
+//! `splitCxPxS`, `winoM` (Winograd F(MxM, 3x3) on the product tile `conv2d::choose_with` picks; 3x3 stride-1
+//! undilated convs only, skipped for the others), `winoMxCxP`. Names: op, input NxCxHxW, output
 //! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
 //! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
 
@@ -74,6 +76,9 @@ fn conv2d_cases() -> Vec<Case> {
         case(1, 1024, 65, conv(1024, 256, 1, 1, 1, 1)),
         // UNet at 256: the first double conv
         case(1, 64, 256, conv(64, 64, 3, 1, 1, 1)),
+        // UNet-like 3x3 convs for Winograd: 64 -> 64 at 128 x 128 and 256 -> 256 at 32 x 32
+        case(1, 64, 128, conv(64, 64, 3, 1, 1, 1)),
+        case(1, 256, 32, conv(256, 256, 3, 1, 1, 1)),
         // ASPP at output stride 16 (DeepLabV3+ at 520): the split-K candidate
         case(1, 2048, 33, conv(2048, 256, 3, 1, 12, 1)),
         // ResNet stem, ASPP 1x1 branch, MobileNetV3 squeeze-excitation 1x1s on 1x1 maps
@@ -100,7 +105,7 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
-fn parse_path(text: &str, chosen: Path) -> Path {
+fn parse_path(text: &str, chosen: Path, winograd: Path) -> Path {
     let tile = |s: &str| -> Option<(u32, u32)> {
         let (c, p) = s.split_once('x')?;
         Some((c.parse().ok()?, p.parse().ok()?))
@@ -116,6 +121,24 @@ fn parse_path(text: &str, chosen: Path) -> Path {
     };
     fn bad<T>(text: &str) -> T {
         panic!("ATROUS_BENCH_PATHS: unknown path {text:?}")
+    }
+    if let Some(rest) = text.strip_prefix("wino") {
+        // winoM (the GEMM tile choose_with picks) or winoMxCxP
+        let (tile, gemm) = match rest.split_once('x') {
+            Some((m, t)) => (m, tile(t).unwrap_or_else(|| bad(text))),
+            None => match winograd {
+                Path::Winograd {
+                    channels, pixels, ..
+                } => (rest, (channels, pixels)),
+                _ => panic!("ATROUS_BENCH_PATHS: {text:?}: Winograd does not apply to this conv"),
+            },
+        };
+        return Path::Winograd {
+            tile: tile.parse().unwrap_or_else(|_| bad(text)),
+            channels: gemm.0,
+            pixels: gemm.1,
+            f16_math: false,
+        };
     }
     match text {
         "chosen" => chosen,
@@ -171,16 +194,23 @@ fn path_name(path: Path) -> String {
             splits,
             ..
         } => format!("split{channels}x{pixels}x{splits}"),
+        Path::Winograd {
+            tile,
+            channels,
+            pixels,
+            ..
+        } => format!("winograd{tile}_{channels}x{pixels}"),
     }
 }
 
 /// The conv's dispatches on `path` bound to buffers of random values (weights too: the speed does not depend on
-/// them), the split-K scratch included.
+/// them), the split-K and Winograd scratch included.
 fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
     let p = &c.conv;
     let kernels = conv2d::conv2d_on(gpu, "bench", p, c.input, path, Precision::F32)
         .expect("compiling the bench conv")
         .with_flops(p.flops(c.input));
+    let scratch_bytes = kernels.scratch_bytes();
     let (output, [input, weight, bias, residual]) = match &kernels {
         conv2d::Conv2dKernels::Direct(k) => (&k.outputs()[0], [0, 1, 2, 3].map(|i| &k.inputs()[i])),
         conv2d::Conv2dKernels::SplitK(s) => (
@@ -192,6 +222,15 @@ fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
                 &s.reduce.inputs()[2],
             ],
         ),
+        conv2d::Conv2dKernels::Winograd(w) => (
+            &w.output.outputs()[0],
+            [
+                &w.input.inputs()[0],
+                &w.gemm.inputs()[1],
+                &w.output.inputs()[1],
+                &w.output.inputs()[2],
+            ],
+        ),
     };
     let mut buffers = vec![gpu.storage_buffer("output", output.bytes).unwrap()];
     for (i, slot) in [input, weight, bias, residual].into_iter().enumerate() {
@@ -201,14 +240,13 @@ fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
                 .unwrap(),
         );
     }
-    buffers.push(
-        gpu.storage_buffer("scratch", kernels.scratch_bytes().max(4))
-            .unwrap(),
-    );
+    for &bytes in &scratch_bytes {
+        buffers.push(gpu.storage_buffer("scratch", bytes.max(4)).unwrap());
+    }
     let b = |i: usize| buffers[i].as_entire_buffer_binding();
-    let scratch = (kernels.scratch_bytes() > 0).then(|| b(5));
+    let scratch: Vec<_> = (0..scratch_bytes.len()).map(|i| b(5 + i)).collect();
     let bound: Vec<BoundKernel> = kernels
-        .bind(gpu, b(0), [b(1), b(2), b(3), b(4)], scratch)
+        .bind(gpu, b(0), [b(1), b(2), b(3), b(4)], &scratch)
         .expect("binding the bench conv");
     Bound {
         kernels: bound,
@@ -244,11 +282,22 @@ fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, 
             continue;
         }
         let chosen = conv2d::choose(&case.conv, case.input, gpu.parallelism());
+        let winograd = conv2d::choose_with(
+            &case.conv,
+            case.input,
+            gpu.parallelism(),
+            conv2d::WinogradPolicy::Always,
+        );
         let mut bound: Vec<(String, Bound)> = Vec::new();
         for text in paths {
-            let id = format!("{name}/{}", path_name(parse_path(text, chosen)));
+            // Winograd paths apply to 3x3 stride-1 undilated convs only: the others skip them.
+            if text.starts_with("wino") && !conv2d::winograd::applies(&case.conv) {
+                continue;
+            }
+            let path = parse_path(text, chosen, winograd);
+            let id = format!("{name}/{}", path_name(path));
             if bound.iter().all(|(done, _)| *done != id) {
-                bound.push((id, prepare(gpu, &case, parse_path(text, chosen))));
+                bound.push((id, prepare(gpu, &case, path)));
             }
         }
         for round in 1..=rounds {
@@ -333,7 +382,9 @@ fn dw_pointwise_group(c: &mut Criterion, gpu: &Gpu) {
                             .expect("compiling the bench conv")
                         {
                             conv2d::Conv2dKernels::Direct(k) => k.with_flops(p.flops(x)),
-                            conv2d::Conv2dKernels::SplitK(_) => panic!("no split-K at these sizes"),
+                            _ => {
+                                panic!("no split-K or Winograd from conv2d::conv2d at these sizes")
+                            }
                         }
                     })
                     .collect(),
