@@ -11,7 +11,7 @@
 //!
 //! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
 //! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile),
-//! `splitCxPxS`, `winoM` (Winograd F(MxM, 3x3) on the product tile `conv2d::choose_with` picks; 3x3 stride-1
+//! `splitCxPxS`, `winoM` (Winograd F(MxM, 3x3) on the product tile `winograd::gemm_tile` picks; 3x3 stride-1
 //! undilated convs only, skipped for the others), `winoMxCxP`. Names: op, input NxCxHxW, output
 //! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
 //! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
@@ -19,7 +19,7 @@
 mod common;
 
 use atrous::gpu::{BoundKernel, Precision};
-use atrous::kernels::conv2d::{self, Path};
+use atrous::kernels::conv2d::{self, winograd, Path};
 use atrous::kernels::conv_transpose2d::{self, Path as DeconvPath};
 use atrous::kernels::dw_pointwise;
 use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
@@ -105,7 +105,7 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
-fn parse_path(text: &str, chosen: Path, winograd: Path) -> Path {
+fn parse_path(text: &str, chosen: Path, c: &Case) -> Path {
     let tile = |s: &str| -> Option<(u32, u32)> {
         let (c, p) = s.split_once('x')?;
         Some((c.parse().ok()?, p.parse().ok()?))
@@ -123,15 +123,14 @@ fn parse_path(text: &str, chosen: Path, winograd: Path) -> Path {
         panic!("ATROUS_BENCH_PATHS: unknown path {text:?}")
     }
     if let Some(rest) = text.strip_prefix("wino") {
-        // winoM (the GEMM tile choose_with picks) or winoMxCxP
+        // winoM (the product tile winograd::gemm_tile picks for this conv) or winoMxCxP
         let (tile, gemm) = match rest.split_once('x') {
             Some((m, t)) => (m, tile(t).unwrap_or_else(|| bad(text))),
-            None => match winograd {
-                Path::Winograd {
-                    channels, pixels, ..
-                } => (rest, (channels, pixels)),
-                _ => panic!("ATROUS_BENCH_PATHS: {text:?}: Winograd does not apply to this conv"),
-            },
+            None => {
+                let m = rest.parse().unwrap_or_else(|_| bad(text));
+                let tiles = winograd::tile_count(&c.conv, c.input, m).expect("a valid bench shape");
+                (rest, winograd::gemm_tile(c.conv.out_channels, tiles))
+            }
         };
         return Path::Winograd {
             tile: tile.parse().unwrap_or_else(|_| bad(text)),
@@ -282,19 +281,13 @@ fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, 
             continue;
         }
         let chosen = conv2d::choose(&case.conv, case.input, gpu.parallelism());
-        let winograd = conv2d::choose_with(
-            &case.conv,
-            case.input,
-            gpu.parallelism(),
-            conv2d::WinogradPolicy::Always,
-        );
         let mut bound: Vec<(String, Bound)> = Vec::new();
         for text in paths {
             // Winograd paths apply to 3x3 stride-1 undilated convs only: the others skip them.
-            if text.starts_with("wino") && !conv2d::winograd::applies(&case.conv) {
+            if text.starts_with("wino") && !winograd::applies(&case.conv) {
                 continue;
             }
-            let path = parse_path(text, chosen, winograd);
+            let path = parse_path(text, chosen, &case);
             let id = format!("{name}/{}", path_name(path));
             if bound.iter().all(|(done, _)| *done != id) {
                 bound.push((id, prepare(gpu, &case, path)));

@@ -455,6 +455,92 @@ fn winograd_output_f4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(3) var<storage, read> g_u: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
+fn winograd_gemm_t4x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xi = wid.z;
+    let tb = wid.y * 64u + lid.x;
+    let cb = wid.x * 1u;
+    let vb = xi * p.c_in * p.tiles;
+    let ub = xi * p.c_out4 * p.c_in;
+    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
+    let t0 = tb + 0u;
+    let ok0 = t0 < p.tiles;
+    let i0 = vb + select(0u, t0, ok0);
+    var a0_0 = vec4<f32>(0.0);
+    var off = 0u;
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let w0 = g_u[wb0 + ci];
+        let v0 = vec4<f32>(g_v[i0 + off]);
+        a0_0 = fma(w0, v0, a0_0);
+        off += p.tiles;
+    }
+    let mb = xi * p.c_out * p.tiles;
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn winograd_gemm_t4x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xi = wid.z;
+    let tb = wid.y * 128u + lid.x;
+    let cb = wid.x * 1u;
+    let vb = xi * p.c_in * p.tiles;
+    let ub = xi * p.c_out4 * p.c_in;
+    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
+    let t0 = tb + 0u;
+    let ok0 = t0 < p.tiles;
+    let i0 = vb + select(0u, t0, ok0);
+    let t1 = tb + 64u;
+    let ok1 = t1 < p.tiles;
+    let i1 = vb + select(0u, t1, ok1);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var off = 0u;
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let w0 = g_u[wb0 + ci];
+        let v0 = vec4<f32>(g_v[i0 + off]);
+        let v1 = vec4<f32>(g_v[i1 + off]);
+        a0_0 = fma(w0, v0, a0_0);
+        a0_1 = fma(w0, v1, a0_1);
+        off += p.tiles;
+    }
+    let mb = xi * p.c_out * p.tiles;
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
+        if ok1 { g_m[mb + co0x * p.tiles + t1] = a0_1.x; }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
+        if ok1 { g_m[mb + co0y * p.tiles + t1] = a0_1.y; }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
+        if ok1 { g_m[mb + co0z * p.tiles + t1] = a0_1.z; }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
+        if ok1 { g_m[mb + co0w * p.tiles + t1] = a0_1.w; }
+    }
+}
+
+@compute @workgroup_size(64)
 fn winograd_gemm_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
     let tb = wid.y * 256u + lid.x;
@@ -519,112 +605,6 @@ fn winograd_gemm_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
         if ok1 { g_m[mb + co0w * p.tiles + t1] = a0_1.w; }
         if ok2 { g_m[mb + co0w * p.tiles + t2] = a0_2.w; }
         if ok3 { g_m[mb + co0w * p.tiles + t3] = a0_3.w; }
-    }
-}
-
-@compute @workgroup_size(64)
-fn winograd_gemm_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let xi = wid.z;
-    let tb = wid.y * 256u + lid.x;
-    let cb = wid.x * 2u;
-    let vb = xi * p.c_in * p.tiles;
-    let ub = xi * p.c_out4 * p.c_in;
-    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
-    let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
-    let ok0 = t0 < p.tiles;
-    let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
-    let ok1 = t1 < p.tiles;
-    let i1 = vb + select(0u, t1, ok1);
-    let t2 = tb + 128u;
-    let ok2 = t2 < p.tiles;
-    let i2 = vb + select(0u, t2, ok2);
-    let t3 = tb + 192u;
-    let ok3 = t3 < p.tiles;
-    let i3 = vb + select(0u, t3, ok3);
-    var a0_0 = vec4<f32>(0.0);
-    var a0_1 = vec4<f32>(0.0);
-    var a0_2 = vec4<f32>(0.0);
-    var a0_3 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0);
-    var a1_1 = vec4<f32>(0.0);
-    var a1_2 = vec4<f32>(0.0);
-    var a1_3 = vec4<f32>(0.0);
-    var off = 0u;
-    for (var ci = 0u; ci < p.c_in; ci++) {
-        let w0 = g_u[wb0 + ci];
-        let w1 = g_u[wb1 + ci];
-        let v0 = vec4<f32>(g_v[i0 + off]);
-        let v1 = vec4<f32>(g_v[i1 + off]);
-        let v2 = vec4<f32>(g_v[i2 + off]);
-        let v3 = vec4<f32>(g_v[i3 + off]);
-        a0_0 = fma(w0, v0, a0_0);
-        a1_0 = fma(w1, v0, a1_0);
-        a0_1 = fma(w0, v1, a0_1);
-        a1_1 = fma(w1, v1, a1_1);
-        a0_2 = fma(w0, v2, a0_2);
-        a1_2 = fma(w1, v2, a1_2);
-        a0_3 = fma(w0, v3, a0_3);
-        a1_3 = fma(w1, v3, a1_3);
-        off += p.tiles;
-    }
-    let mb = xi * p.c_out * p.tiles;
-    let co0x = (cb + 0u) * 4u + 0u;
-    if co0x < p.c_out {
-        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
-        if ok1 { g_m[mb + co0x * p.tiles + t1] = a0_1.x; }
-        if ok2 { g_m[mb + co0x * p.tiles + t2] = a0_2.x; }
-        if ok3 { g_m[mb + co0x * p.tiles + t3] = a0_3.x; }
-    }
-    let co0y = (cb + 0u) * 4u + 1u;
-    if co0y < p.c_out {
-        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
-        if ok1 { g_m[mb + co0y * p.tiles + t1] = a0_1.y; }
-        if ok2 { g_m[mb + co0y * p.tiles + t2] = a0_2.y; }
-        if ok3 { g_m[mb + co0y * p.tiles + t3] = a0_3.y; }
-    }
-    let co0z = (cb + 0u) * 4u + 2u;
-    if co0z < p.c_out {
-        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
-        if ok1 { g_m[mb + co0z * p.tiles + t1] = a0_1.z; }
-        if ok2 { g_m[mb + co0z * p.tiles + t2] = a0_2.z; }
-        if ok3 { g_m[mb + co0z * p.tiles + t3] = a0_3.z; }
-    }
-    let co0w = (cb + 0u) * 4u + 3u;
-    if co0w < p.c_out {
-        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
-        if ok1 { g_m[mb + co0w * p.tiles + t1] = a0_1.w; }
-        if ok2 { g_m[mb + co0w * p.tiles + t2] = a0_2.w; }
-        if ok3 { g_m[mb + co0w * p.tiles + t3] = a0_3.w; }
-    }
-    let co1x = (cb + 1u) * 4u + 0u;
-    if co1x < p.c_out {
-        if ok0 { g_m[mb + co1x * p.tiles + t0] = a1_0.x; }
-        if ok1 { g_m[mb + co1x * p.tiles + t1] = a1_1.x; }
-        if ok2 { g_m[mb + co1x * p.tiles + t2] = a1_2.x; }
-        if ok3 { g_m[mb + co1x * p.tiles + t3] = a1_3.x; }
-    }
-    let co1y = (cb + 1u) * 4u + 1u;
-    if co1y < p.c_out {
-        if ok0 { g_m[mb + co1y * p.tiles + t0] = a1_0.y; }
-        if ok1 { g_m[mb + co1y * p.tiles + t1] = a1_1.y; }
-        if ok2 { g_m[mb + co1y * p.tiles + t2] = a1_2.y; }
-        if ok3 { g_m[mb + co1y * p.tiles + t3] = a1_3.y; }
-    }
-    let co1z = (cb + 1u) * 4u + 2u;
-    if co1z < p.c_out {
-        if ok0 { g_m[mb + co1z * p.tiles + t0] = a1_0.z; }
-        if ok1 { g_m[mb + co1z * p.tiles + t1] = a1_1.z; }
-        if ok2 { g_m[mb + co1z * p.tiles + t2] = a1_2.z; }
-        if ok3 { g_m[mb + co1z * p.tiles + t3] = a1_3.z; }
-    }
-    let co1w = (cb + 1u) * 4u + 3u;
-    if co1w < p.c_out {
-        if ok0 { g_m[mb + co1w * p.tiles + t0] = a1_0.w; }
-        if ok1 { g_m[mb + co1w * p.tiles + t1] = a1_1.w; }
-        if ok2 { g_m[mb + co1w * p.tiles + t2] = a1_2.w; }
-        if ok3 { g_m[mb + co1w * p.tiles + t3] = a1_3.w; }
     }
 }
 
@@ -733,6 +713,244 @@ fn winograd_gemm_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
         if ok5 { g_m[mb + co0w * p.tiles + t5] = a0_5.w; }
         if ok6 { g_m[mb + co0w * p.tiles + t6] = a0_6.w; }
         if ok7 { g_m[mb + co0w * p.tiles + t7] = a0_7.w; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn winograd_gemm_t8x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xi = wid.z;
+    let tb = wid.y * 64u + lid.x;
+    let cb = wid.x * 2u;
+    let vb = xi * p.c_in * p.tiles;
+    let ub = xi * p.c_out4 * p.c_in;
+    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
+    let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
+    let t0 = tb + 0u;
+    let ok0 = t0 < p.tiles;
+    let i0 = vb + select(0u, t0, ok0);
+    var a0_0 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var off = 0u;
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let w0 = g_u[wb0 + ci];
+        let w1 = g_u[wb1 + ci];
+        let v0 = vec4<f32>(g_v[i0 + off]);
+        a0_0 = fma(w0, v0, a0_0);
+        a1_0 = fma(w1, v0, a1_0);
+        off += p.tiles;
+    }
+    let mb = xi * p.c_out * p.tiles;
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { g_m[mb + co1x * p.tiles + t0] = a1_0.x; }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { g_m[mb + co1y * p.tiles + t0] = a1_0.y; }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { g_m[mb + co1z * p.tiles + t0] = a1_0.z; }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { g_m[mb + co1w * p.tiles + t0] = a1_0.w; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn winograd_gemm_t8x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xi = wid.z;
+    let tb = wid.y * 128u + lid.x;
+    let cb = wid.x * 2u;
+    let vb = xi * p.c_in * p.tiles;
+    let ub = xi * p.c_out4 * p.c_in;
+    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
+    let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
+    let t0 = tb + 0u;
+    let ok0 = t0 < p.tiles;
+    let i0 = vb + select(0u, t0, ok0);
+    let t1 = tb + 64u;
+    let ok1 = t1 < p.tiles;
+    let i1 = vb + select(0u, t1, ok1);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var off = 0u;
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let w0 = g_u[wb0 + ci];
+        let w1 = g_u[wb1 + ci];
+        let v0 = vec4<f32>(g_v[i0 + off]);
+        let v1 = vec4<f32>(g_v[i1 + off]);
+        a0_0 = fma(w0, v0, a0_0);
+        a1_0 = fma(w1, v0, a1_0);
+        a0_1 = fma(w0, v1, a0_1);
+        a1_1 = fma(w1, v1, a1_1);
+        off += p.tiles;
+    }
+    let mb = xi * p.c_out * p.tiles;
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
+        if ok1 { g_m[mb + co0x * p.tiles + t1] = a0_1.x; }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
+        if ok1 { g_m[mb + co0y * p.tiles + t1] = a0_1.y; }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
+        if ok1 { g_m[mb + co0z * p.tiles + t1] = a0_1.z; }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
+        if ok1 { g_m[mb + co0w * p.tiles + t1] = a0_1.w; }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { g_m[mb + co1x * p.tiles + t0] = a1_0.x; }
+        if ok1 { g_m[mb + co1x * p.tiles + t1] = a1_1.x; }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { g_m[mb + co1y * p.tiles + t0] = a1_0.y; }
+        if ok1 { g_m[mb + co1y * p.tiles + t1] = a1_1.y; }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { g_m[mb + co1z * p.tiles + t0] = a1_0.z; }
+        if ok1 { g_m[mb + co1z * p.tiles + t1] = a1_1.z; }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { g_m[mb + co1w * p.tiles + t0] = a1_0.w; }
+        if ok1 { g_m[mb + co1w * p.tiles + t1] = a1_1.w; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn winograd_gemm_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xi = wid.z;
+    let tb = wid.y * 256u + lid.x;
+    let cb = wid.x * 2u;
+    let vb = xi * p.c_in * p.tiles;
+    let ub = xi * p.c_out4 * p.c_in;
+    let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
+    let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
+    let t0 = tb + 0u;
+    let ok0 = t0 < p.tiles;
+    let i0 = vb + select(0u, t0, ok0);
+    let t1 = tb + 64u;
+    let ok1 = t1 < p.tiles;
+    let i1 = vb + select(0u, t1, ok1);
+    let t2 = tb + 128u;
+    let ok2 = t2 < p.tiles;
+    let i2 = vb + select(0u, t2, ok2);
+    let t3 = tb + 192u;
+    let ok3 = t3 < p.tiles;
+    let i3 = vb + select(0u, t3, ok3);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a0_2 = vec4<f32>(0.0);
+    var a0_3 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a1_2 = vec4<f32>(0.0);
+    var a1_3 = vec4<f32>(0.0);
+    var off = 0u;
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let w0 = g_u[wb0 + ci];
+        let w1 = g_u[wb1 + ci];
+        let v0 = vec4<f32>(g_v[i0 + off]);
+        let v1 = vec4<f32>(g_v[i1 + off]);
+        let v2 = vec4<f32>(g_v[i2 + off]);
+        let v3 = vec4<f32>(g_v[i3 + off]);
+        a0_0 = fma(w0, v0, a0_0);
+        a1_0 = fma(w1, v0, a1_0);
+        a0_1 = fma(w0, v1, a0_1);
+        a1_1 = fma(w1, v1, a1_1);
+        a0_2 = fma(w0, v2, a0_2);
+        a1_2 = fma(w1, v2, a1_2);
+        a0_3 = fma(w0, v3, a0_3);
+        a1_3 = fma(w1, v3, a1_3);
+        off += p.tiles;
+    }
+    let mb = xi * p.c_out * p.tiles;
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { g_m[mb + co0x * p.tiles + t0] = a0_0.x; }
+        if ok1 { g_m[mb + co0x * p.tiles + t1] = a0_1.x; }
+        if ok2 { g_m[mb + co0x * p.tiles + t2] = a0_2.x; }
+        if ok3 { g_m[mb + co0x * p.tiles + t3] = a0_3.x; }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { g_m[mb + co0y * p.tiles + t0] = a0_0.y; }
+        if ok1 { g_m[mb + co0y * p.tiles + t1] = a0_1.y; }
+        if ok2 { g_m[mb + co0y * p.tiles + t2] = a0_2.y; }
+        if ok3 { g_m[mb + co0y * p.tiles + t3] = a0_3.y; }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { g_m[mb + co0z * p.tiles + t0] = a0_0.z; }
+        if ok1 { g_m[mb + co0z * p.tiles + t1] = a0_1.z; }
+        if ok2 { g_m[mb + co0z * p.tiles + t2] = a0_2.z; }
+        if ok3 { g_m[mb + co0z * p.tiles + t3] = a0_3.z; }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { g_m[mb + co0w * p.tiles + t0] = a0_0.w; }
+        if ok1 { g_m[mb + co0w * p.tiles + t1] = a0_1.w; }
+        if ok2 { g_m[mb + co0w * p.tiles + t2] = a0_2.w; }
+        if ok3 { g_m[mb + co0w * p.tiles + t3] = a0_3.w; }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { g_m[mb + co1x * p.tiles + t0] = a1_0.x; }
+        if ok1 { g_m[mb + co1x * p.tiles + t1] = a1_1.x; }
+        if ok2 { g_m[mb + co1x * p.tiles + t2] = a1_2.x; }
+        if ok3 { g_m[mb + co1x * p.tiles + t3] = a1_3.x; }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { g_m[mb + co1y * p.tiles + t0] = a1_0.y; }
+        if ok1 { g_m[mb + co1y * p.tiles + t1] = a1_1.y; }
+        if ok2 { g_m[mb + co1y * p.tiles + t2] = a1_2.y; }
+        if ok3 { g_m[mb + co1y * p.tiles + t3] = a1_3.y; }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { g_m[mb + co1z * p.tiles + t0] = a1_0.z; }
+        if ok1 { g_m[mb + co1z * p.tiles + t1] = a1_1.z; }
+        if ok2 { g_m[mb + co1z * p.tiles + t2] = a1_2.z; }
+        if ok3 { g_m[mb + co1z * p.tiles + t3] = a1_3.z; }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { g_m[mb + co1w * p.tiles + t0] = a1_0.w; }
+        if ok1 { g_m[mb + co1w * p.tiles + t1] = a1_1.w; }
+        if ok2 { g_m[mb + co1w * p.tiles + t2] = a1_2.w; }
+        if ok3 { g_m[mb + co1w * p.tiles + t3] = a1_3.w; }
     }
 }
 

@@ -30,7 +30,7 @@ fn wino(tile: u32, (channels, pixels): (u32, u32), f16_math: bool) -> Path {
 /// The Winograd paths a precision runs: F(2x2) and F(4x4) in f32 math, and in f16 F(2x2) with f16 math too. The
 /// product tile cycles through every compiled one with `i`.
 fn paths(precision: Precision, i: usize) -> Vec<Path> {
-    let gemm = conv2d::TILES[i % conv2d::TILES.len()];
+    let gemm = winograd::TILES[i % winograd::TILES.len()];
     let mut paths = vec![wino(2, gemm, false), wino(4, gemm, false)];
     if precision == Precision::F16 {
         paths.push(wino(2, gemm, true));
@@ -255,9 +255,9 @@ fn winograd_in_f16_should_match_reference_on_long_reductions() {
     check_long_reductions(Precision::F16);
 }
 
-/// Winograd is never chosen for strided, dilated, grouped or non-3x3 convs, even when forced; Auto takes F(4x4) for
-/// wide 3x3 convs on large maps on a GPU, not on a CPU adapter, not on small maps or few channels; with f16 math it
-/// stays F(4x4) in f32 math; scratch beyond the cap falls back to the direct kernels.
+/// Winograd is never chosen for strided, dilated, grouped or non-3x3 convs, even when forced; Auto takes it for
+/// wide 3x3 convs on maps of at least 16 x 16 on any adapter, F(4x4) from 256 tiles, F(2x2) below; not on small maps
+/// or few channels; F(4x4) stays f32 math; scratch beyond the cap falls back to the direct kernels.
 #[test]
 fn winograd_should_be_chosen_only_where_it_applies_and_pays() {
     use WinogradPolicy::{Always, Auto, Never};
@@ -267,13 +267,39 @@ fn winograd_should_be_chosen_only_where_it_applies_and_pays() {
     let unet = conv(64, 64, 3, 1, 1, 1, 1);
     let at = |c, s| Shape::new(1, c, s, s);
     let choose = conv2d::choose_with;
-    let big = choose(&unet, at(64, 128), gpu_like, Auto);
-    assert!(matches!(big, Path::Winograd { tile: 4, .. }), "{big:?}");
-    assert_eq!(conv2d::choose(&unet, at(64, 128), gpu_like), big);
-    assert!(!big.with_f16_math(true).f16_math());
-    assert!(wino(2, (8, 8), false).with_f16_math(true).f16_math());
-    // Not on a CPU adapter, small maps, few channels; unless forced.
-    assert!(!is_wino(choose(&unet, at(64, 128), cpu_like, Auto)));
+    for parallelism in [gpu_like, cpu_like] {
+        let big = choose(&unet, at(64, 128), parallelism, Auto);
+        assert!(
+            matches!(
+                big,
+                Path::Winograd {
+                    tile: 4,
+                    channels: 8,
+                    pixels: 8,
+                    ..
+                }
+            ),
+            "{big:?}"
+        );
+        assert_eq!(conv2d::choose(&unet, at(64, 128), parallelism), big);
+        assert!(!big.with_f16_math(true).f16_math());
+        // 64 tiles of 4 x 4 at 32 x 32: F(2x2), 256 tiles of 2 x 2, four per thread.
+        let small = choose(&unet, at(64, 32), parallelism, Auto);
+        assert!(
+            matches!(
+                small,
+                Path::Winograd {
+                    tile: 2,
+                    channels: 8,
+                    pixels: 4,
+                    ..
+                }
+            ),
+            "{small:?}"
+        );
+        assert!(small.with_f16_math(true).f16_math());
+    }
+    // Not on small maps, few channels; unless forced.
     assert!(!is_wino(choose(&unet, at(64, 15), gpu_like, Auto)));
     let narrow = conv(16, 64, 3, 1, 1, 1, 1);
     assert!(!is_wino(choose(&narrow, at(16, 128), gpu_like, Auto)));

@@ -65,7 +65,7 @@ pub enum Path {
     /// Winograd F(`tile` x `tile`, 3x3) (shaders/conv2d_winograd.wgsl; [`winograd`]): 3x3 kernels with stride 1,
     /// dilation 1 and groups 1 only, `tile` 2 or 4 ([`winograd::TILE_SIDES`]). Input transform and products go
     /// through two f32 scratch buffers; the products are register-tiled, `channels` output channels x `pixels` tiles
-    /// per thread ([`TILES`]). With `f16_math` (F(2x2) in f16 storage only, conv2d_winograd_f16.wgsl) the products
+    /// per thread ([`winograd::TILES`]). With `f16_math` (F(2x2) in f16 storage only, conv2d_winograd_f16.wgsl) the products
     /// are f16, summed in f16 over chunks of at most 16 input channels, accumulated in f32. Weights transformed and
     /// packed by [`fold_for`] (`[(tile + 2)^2][ceil(out / 4)][in][4]`), f32 in both precisions
     /// ([`Path::weight_precision`]).
@@ -221,19 +221,20 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
 
 /// The path for `p` on `input` on an adapter running about `parallelism` threads at once, taking Winograd as
 /// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where a scratch
-/// buffer would exceed [`WINOGRAD_MAX_SCRATCH`]. Under [`WinogradPolicy::Auto`] it is taken on a GPU (`parallelism`
-/// above [`WINOGRAD_MIN_PARALLELISM`]) for at least [`WINOGRAD_MIN_CHANNELS`] input and output channels on an
-/// output of at least [`WINOGRAD_MIN_SIDE`] rows and columns. It is F(4x4, 3x3): 4x fewer multiplies than direct
-/// convolution where F(2x2) has 2.25x, and smaller scratch buffers (2.25x the input and output where F(2x2) has 4x),
-/// within the same f32 tolerance (README, Precision).
+/// buffer would exceed [`WINOGRAD_MAX_SCRATCH`]. Under [`WinogradPolicy::Auto`] it is taken for at least
+/// [`WINOGRAD_MIN_CHANNELS`] input and output channels on an output of at least [`WINOGRAD_MIN_SIDE`] rows and
+/// columns, on any adapter: it is what a GPU's FLOPs favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)), and
+/// on lavapipe it ran UNet- and ResNet-like 3x3 convs 1.5-2.6x faster than the tiled kernel (BENCHMARKS.md). The
+/// tile is F(4x4, 3x3) where its products have at least [`WINOGRAD_F4_MIN_TILES`] tiles per position, else F(2x2):
+/// on fewer, a thread's 64-apart tiles leave F(4x4)'s products short of work (on lavapipe, 256 -> 256 at 32 x 32
+/// ran F(2x2) 1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
 pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: WinogradPolicy) -> Path {
     let direct = choose_direct(p, input, parallelism);
     let Some(wino) = winograd_path(p, input) else {
         return direct;
     };
     let dest = p.output_shape(input).unwrap_or(input);
-    let pays = parallelism > WINOGRAD_MIN_PARALLELISM
-        && p.in_channels >= WINOGRAD_MIN_CHANNELS
+    let pays = p.in_channels >= WINOGRAD_MIN_CHANNELS
         && p.out_channels >= WINOGRAD_MIN_CHANNELS
         && dest.h >= WINOGRAD_MIN_SIDE
         && dest.w >= WINOGRAD_MIN_SIDE;
@@ -244,24 +245,26 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
     }
 }
 
-/// Adapters running at most this many threads at once are CPUs (lavapipe, llvmpipe: 8 lanes per core), where
-/// Winograd measured slower than the tiled kernel (BENCHMARKS.md); [`choose`] takes it above.
-pub const WINOGRAD_MIN_PARALLELISM: u64 = 4096;
+/// Tiles per position from which [`choose_with`] takes F(4x4, 3x3) rather than F(2x2): enough for 4 tiles per thread
+/// in the products (a 64 x 64 output, batch 1).
+pub const WINOGRAD_F4_MIN_TILES: usize = 256;
 
-/// The Winograd F(4x4, 3x3) path for `p` on `input`, if it computes `p` within [`WINOGRAD_MAX_SCRATCH`].
+/// The Winograd path for `p` on `input` ([`choose_with`]'s tile), if it computes `p` within
+/// [`WINOGRAD_MAX_SCRATCH`].
 fn winograd_path(p: &Conv2d, input: Shape) -> Option<Path> {
     if !winograd::applies(p) {
         return None;
     }
-    let tile = 4;
+    let tile = match winograd::tile_count(p, input, 4).ok()? {
+        t if t >= WINOGRAD_F4_MIN_TILES => 4,
+        _ => 2,
+    };
     let scratch = winograd::scratch_bytes(p, input, tile).ok()?;
     if scratch.iter().any(|&b| b > WINOGRAD_MAX_SCRATCH) {
         return None;
     }
-    let dest = p.output_shape(input).ok()?;
-    let tiles = input.n * dest.h.div_ceil(tile as usize) * dest.w.div_ceil(tile as usize);
-    let positions = ((tile as usize + 2).pow(2) * tiles) as u64;
-    let (channels, pixels) = tile_for(p.out_channels as u64, positions);
+    let tiles = winograd::tile_count(p, input, tile).ok()?;
+    let (channels, pixels) = winograd::gemm_tile(p.out_channels, tiles);
     Some(Path::Winograd {
         tile,
         channels,
@@ -488,9 +491,6 @@ pub fn conv2d_on(
             pixels,
             ..
         } => {
-            if !TILES.contains(&(channels, pixels)) {
-                return no_tile();
-            }
             let w = winograd::winograd(gpu, label, p, input, k, tile, (channels, pixels))?;
             return Ok(Conv2dKernels::Winograd(w));
         }

@@ -27,6 +27,36 @@ use crate::tensor::Shape;
 /// Output tile sides compiled: F(2x2, 3x3) and F(4x4, 3x3).
 pub const TILE_SIDES: [u32; 2] = [2, 4];
 
+/// Product tiles compiled, as `(channels, tiles)` per thread: a thread's tiles are 64 apart (neighbouring threads
+/// read neighbouring tiles), so small maps need few per thread (a 32 x 32 output has 64 tiles of 4 x 4).
+pub const TILES: [(u32, u32); 8] = [
+    (4, 1),
+    (4, 2),
+    (4, 4),
+    (4, 8),
+    (8, 1),
+    (8, 2),
+    (8, 4),
+    (8, 8),
+];
+
+/// The product tile for `c_out` output channels over `tiles` tiles per position: as many tiles per thread as fill
+/// the thread's 64-apart slots (8 from 512 tiles, 4 from 256, 2 from 128, else 1), 8 output channels unless there
+/// are at most 4.
+pub fn gemm_tile(c_out: usize, tiles: usize) -> (u32, u32) {
+    let channels = if c_out > 4 { 8 } else { 4 };
+    let pixels = [8, 4, 2]
+        .into_iter()
+        .find(|&px| tiles >= 64 * px as usize)
+        .unwrap_or(1);
+    (channels, pixels)
+}
+
+/// Tiles per position of F(m x m, 3 x 3) for `p` on `input`: `n * ceil(h_out / m) * ceil(w_out / m)`.
+pub fn tile_count(p: &Conv2d, input: Shape, m: u32) -> Result<usize> {
+    Ok(tiles(p.output_shape(input)?, input.n, m).2)
+}
+
 /// Whether Winograd computes `p`: a 3x3 kernel, stride 1, dilation 1, groups 1 (any padding).
 pub fn applies(p: &Conv2d) -> bool {
     p.groups == 1 && p.kernel == [3, 3] && p.stride == [1, 1] && p.dilation == [1, 1]
@@ -131,7 +161,7 @@ struct WinogradParams {
 }
 
 /// The Winograd kernels of `p` on `input` with m x m output tiles and a product tile of `channels` x `pixels`
-/// (output channels x tiles) per thread. The caller ([`super::conv2d_on`]) checks the tile shape.
+/// (output channels x tiles) per thread, one of [`TILES`].
 pub(super) fn winograd(
     gpu: &Gpu,
     label: &str,
@@ -155,6 +185,11 @@ pub(super) fn winograd(
             "Winograd needs a 3x3 kernel with stride 1, dilation 1 and groups 1, got kernel {:?} stride {:?} \
              dilation {:?} groups {}",
             p.kernel, p.stride, p.dilation, p.groups
+        ));
+    }
+    if !TILES.contains(&(channels, pixels)) {
+        return fail(format!(
+            "no Winograd product tile {channels}x{pixels}; tiles: {TILES:?}"
         ));
     }
     if !TILE_SIDES.contains(&m) {
@@ -199,9 +234,13 @@ pub(super) fn winograd(
         },
     )?;
     let entry = match (channels, pixels) {
+        (4, 1) => "winograd_gemm_t4x1",
+        (4, 2) => "winograd_gemm_t4x2",
         (4, 4) => "winograd_gemm_t4x4",
-        (8, 4) => "winograd_gemm_t8x4",
         (4, 8) => "winograd_gemm_t4x8",
+        (8, 1) => "winograd_gemm_t8x1",
+        (8, 2) => "winograd_gemm_t8x2",
+        (8, 4) => "winograd_gemm_t8x4",
         _ => "winograd_gemm_t8x8",
     };
     let weights = a * p.out_channels.div_ceil(4) * 4 * input.c;
