@@ -222,12 +222,12 @@ fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
             ],
         ),
         conv2d::Conv2dKernels::Winograd(w) => (
-            &w.output.outputs()[0],
+            &w.passes[0].output.outputs()[0],
             [
-                &w.input.inputs()[0],
-                &w.gemm.inputs()[1],
-                &w.output.inputs()[1],
-                &w.output.inputs()[2],
+                &w.passes[0].input.inputs()[0],
+                &w.passes[0].gemm.inputs()[1],
+                &w.passes[0].output.inputs()[1],
+                &w.passes[0].output.inputs()[2],
             ],
         ),
     };

@@ -6,15 +6,15 @@
 // (m + 2) x (m + 2) input tile around it: Y = A^T [U . V] A with V = B^T d B and the host-transformed weights
 // U = G g G^T (conv2d::winograd). Three dispatches, recorded in order, through two scratch buffers:
 //
-// winograd_input_f{m}: one thread per (input channel, tile): reads the input tile (zero outside the image) and writes
-//   its a = (m + 2)^2 transformed values to v[xi][ci][t].
+// winograd_input_f{m}: one thread per (input channel, tile of the pass): reads the input tile (zero outside the image)
+//   and writes its a = (m + 2)^2 transformed values to v[xi][ci][t].
 // winograd_gemm_t{C}x{P}: for each of the a positions xi (workgroup z), the product
 //   m[xi][co][t] = sum over ci of u[xi][co][ci] * v[xi][ci][t], register-tiled as the direct kernels are: C output
 //   channels (vec4 over the packed weights [a][ceil(c_out / 4)][c_in][4]) x P tiles per thread, the P tiles strided
 //   by the workgroup width so neighbouring threads read neighbouring values, and every thread of a workgroup reads
 //   the same weights.
-// winograd_output_f{m}: one thread per (output channel, tile): Y = A^T m A, then the epilogue for each of the tile's
-//   outputs inside the map.
+// winograd_output_f{m}: one thread per (output channel, tile of the pass): Y = A^T m A, then the epilogue for each of
+//   the tile's outputs inside the map.
 //
 // The transformed operands u and v and the products m are f32 in both storage precisions: rounding u and v to f16
 // would triple f16 storage's error (F(2x2)) or worse (F(4x4), whose transforms scale by up to 8). The transforms skip
@@ -33,8 +33,9 @@ struct WParams {
     k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
     pad_left: u32, dil_h: u32, dil_w: u32, dest_c: u32,
     dest_offset: u32, activation: u32, has_residual: u32, c_out4: u32,
-    // Tiles per column and per row of one image, and in all (n * tiles_h * tiles_w).
-    tiles_h: u32, tiles_w: u32, tiles: u32,
+    // Tiles per column and per row of one image; the tiles of this pass (its scratch buffers' width) and the first
+    // of them (a conv too large for one pair of scratch buffers runs in passes over consecutive chunks of tiles).
+    tiles_h: u32, tiles_w: u32, tiles: u32, tile0: u32,
 }
 
 // Input channels per f16 partial sum in the f16 math variant.

@@ -321,11 +321,69 @@ fn winograd_should_be_chosen_only_where_it_applies_and_pays() {
             assert!(!is_wino(path), "{p:?}: {path:?}");
         }
     }
-    // A map whose transformed input would exceed the scratch cap takes the direct kernels.
+    // Large maps run in passes whose scratch stays within the chunk budget; beyond the most passes, the direct
+    // kernels.
+    let chunking = winograd::Chunking::new(&unet, at(64, 256), 4).unwrap();
+    assert_eq!(chunking.tiles, 64 * 64);
+    assert!(chunking.passes() > 1, "{chunking:?}");
+    for bytes in winograd::scratch_bytes(&unet, at(64, 256), 4).unwrap() {
+        assert!(bytes <= winograd::CHUNK_BYTES, "{bytes}");
+    }
     let huge = at(64, 1024);
-    let bytes = winograd::scratch_bytes(&unet, huge, 4).unwrap();
-    assert!(bytes[0] > conv2d::WINOGRAD_MAX_SCRATCH);
+    assert!(
+        winograd::Chunking::new(&unet, huge, 4).unwrap().passes() > conv2d::WINOGRAD_MAX_PASSES
+    );
     assert!(!is_wino(choose(&unet, huge, gpu_like, Always)));
+}
+
+/// Maps too large for one pair of scratch buffers run in passes over chunks of tiles through the same buffers
+/// (poisoned before the run): 256 input channels at 61 x 67 take 3 passes with F(2x2) (512, 512 and 30 tiles) and 2
+/// with F(4x4) (227 and 45).
+fn check_passes(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
+    let p = conv(256, 12, 3, 1, 1, 1, 1);
+    let input = Shape::new(1, 256, 61, 67);
+    let case = Case {
+        input,
+        conv: Conv2d {
+            residual: true,
+            activation: Activation::Relu,
+            out_channel_offset: 1,
+            out_channels_total: Some(14),
+            ..p.clone()
+        },
+        bias: true,
+        batch_norm: true,
+    };
+    for (tile, passes) in [(2, 3), (4, 2)] {
+        let c = winograd::Chunking::new(&p, input, tile).unwrap();
+        assert_eq!(c.passes(), passes, "F({tile}): {c:?}");
+        let path = wino(tile, winograd::gemm_tile(12, c.chunk), false);
+        let kernels =
+            conv2d::conv2d_on(&gpu, "passes", &case.conv, input, path, precision).unwrap();
+        let conv2d::Conv2dKernels::Winograd(w) = &kernels else {
+            panic!("{kernels:?}");
+        };
+        assert_eq!(w.passes.len(), passes);
+        check_on(
+            &gpu,
+            &format!("{passes} passes {path:?}"),
+            &case,
+            700 + tile as u64,
+            Some(path),
+            precision,
+        );
+    }
+}
+
+#[test]
+fn winograd_in_passes_should_match_reference() {
+    check_passes(Precision::F32);
+}
+
+#[test]
+fn winograd_in_passes_in_f16_should_match_reference() {
+    check_passes(Precision::F16);
 }
 
 /// Winograd kernels refuse what they cannot compute, by name: a strided conv, F(4x4) with f16 math, an unknown tile.
@@ -376,11 +434,17 @@ fn winograd_should_refuse_what_it_cannot_compute() {
 #[test]
 fn plans_should_match_with_winograd_forced_on_and_off() {
     let gpu = gpu_or_skip!();
-    let model = unet_like(7);
-    let input = Shape::new(1, 8, 19, 23);
+    // unet_like's four 3x3 convs; one 512-channel conv in two passes.
+    check_plans(&gpu, &unet_like(7), Shape::new(1, 8, 19, 23), 4);
+    check_plans(&gpu, &wide(8), Shape::new(1, 512, 40, 40), 2);
+}
+
+/// [`plans_should_match_with_winograd_forced_on_and_off`] for one model: `passes` Winograd passes in all when
+/// forced on.
+fn check_plans(gpu: &Arc<Gpu>, model: &Model, input: Shape, passes: usize) {
     let x = random_tensor(&mut rng(8), input);
     let want =
-        reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+        reference::run_graph(model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
     let mut precisions = vec![Precision::F32];
     if gpu.supports(Precision::F16) {
         precisions.push(Precision::F16);
@@ -389,7 +453,7 @@ fn plans_should_match_with_winograd_forced_on_and_off() {
         let mut outputs = vec![];
         for policy in [WinogradPolicy::Never, WinogradPolicy::Always] {
             conv2d::set_winograd_policy(Some(policy));
-            let plan = compile(&gpu, &model, input, precision);
+            let plan = compile(gpu, model, input, precision);
             conv2d::set_winograd_policy(None);
             let labels: Vec<&str> = plan.kernels().iter().map(|k| k.label()).collect();
             let wino = labels
@@ -397,7 +461,7 @@ fn plans_should_match_with_winograd_forced_on_and_off() {
                 .filter(|l| l.contains("winograd") && l.contains("output"))
                 .count();
             let expected = if policy == WinogradPolicy::Always {
-                4
+                passes
             } else {
                 0
             };
@@ -467,5 +531,18 @@ fn unet_like(seed: u64) -> Model {
     let e = add_conv(&mut b, "d", &cat, conv(48, 12, 3, 1, 0, 1, 1), true, true);
     let e = b.activation("d.relu", &e, Activation::Relu);
     add_conv(&mut b, "out", &e, conv(12, 5, 1, 1, 0, 1, 1), true, false);
+    b.finish(&["out"]).unwrap()
+}
+
+/// One 3x3 conv of 512 channels down to 8 with a batch norm and ReLU: two passes of F(2x2) at 40 x 40 (256 and 144
+/// tiles).
+fn wide(seed: u64) -> Model {
+    let mut r = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 512);
+    let p = conv(512, 8, 3, 1, 1, 1, 1);
+    let w = conv_weights(&mut r, p.weight_shape(), 8, true, true);
+    let y = b.conv2d("wide", &x, p, w).unwrap();
+    b.activation("out", &y, Activation::Relu);
     b.finish(&["out"]).unwrap()
 }

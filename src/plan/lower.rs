@@ -149,24 +149,32 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                         inputs: vec![Bind::Scratch(0), Bind::Weight(b), residual],
                     },
                 ],
-                // Scratch 0: the transformed input; 1: the products.
-                conv2d::Conv2dKernels::Winograd(wino) => vec![
-                    Call {
-                        kernel: wino.input,
-                        outputs: vec![Bind::Scratch(0)],
-                        inputs: vec![input],
-                    },
-                    Call {
-                        kernel: wino.gemm,
-                        outputs: vec![Bind::Scratch(1)],
-                        inputs: vec![Bind::Scratch(0), Bind::Weight(w)],
-                    },
-                    Call {
-                        kernel: wino.output,
-                        outputs: outputs(),
-                        inputs: vec![Bind::Scratch(1), Bind::Weight(b), residual],
-                    },
-                ],
+                // Scratch 0: the transformed input; 1: the products. Every pass reuses both.
+                conv2d::Conv2dKernels::Winograd(wino) => {
+                    let mut calls = Vec::new();
+                    for pass in wino.passes {
+                        calls.push(Call {
+                            kernel: pass.input,
+                            outputs: vec![Bind::Scratch(0)],
+                            inputs: vec![Bind::Tensor(node.inputs[0].clone())],
+                        });
+                        calls.push(Call {
+                            kernel: pass.gemm,
+                            outputs: vec![Bind::Scratch(1)],
+                            inputs: vec![Bind::Scratch(0), Bind::Weight(w.clone())],
+                        });
+                        calls.push(Call {
+                            kernel: pass.output,
+                            outputs: outputs(),
+                            inputs: vec![
+                                Bind::Scratch(1),
+                                Bind::Weight(b.clone()),
+                                residual_binding(node, params),
+                            ],
+                        });
+                    }
+                    calls
+                }
             };
             return Ok(Lowered { calls, scratch });
         }

@@ -148,7 +148,7 @@ impl Layout {
 pub enum WinogradPolicy {
     /// Where [`choose`]'s heuristic expects it to pay.
     Auto,
-    /// For every conv it computes ([`winograd::applies`]) whose scratch fits [`WINOGRAD_MAX_SCRATCH`].
+    /// For every conv it computes ([`winograd::applies`]) in at most [`WINOGRAD_MAX_PASSES`] passes.
     Always,
     /// Never.
     Never,
@@ -193,9 +193,9 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 /// edge tiles (and are small enough for the direct kernels).
 pub const WINOGRAD_MIN_SIDE: usize = 16;
 
-/// The most bytes [`choose_with`] lets one Winograd scratch buffer take: 128 MiB, WebGPU's default
-/// `max_storage_buffer_binding_size`, which every adapter offers. Larger maps take the direct kernels.
-pub const WINOGRAD_MAX_SCRATCH: u64 = 128 << 20;
+/// The most passes ([`winograd::Chunking`], 3 dispatches each) [`choose_with`] lets a Winograd conv take: 16, 128 MiB
+/// of transformed input in 8 MiB chunks (a 64-channel map of 700 x 700). Larger maps take the direct kernels.
+pub const WINOGRAD_MAX_PASSES: usize = 16;
 
 /// Register tile `(channels, pixels)` per thread for `channels` outputs over `pixels` positions: the largest that
 /// keeps at least 1024 threads, so small outputs still fill the device.
@@ -220,8 +220,8 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
 }
 
 /// The path for `p` on `input` on an adapter running about `parallelism` threads at once, taking Winograd as
-/// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where a scratch
-/// buffer would exceed [`WINOGRAD_MAX_SCRATCH`]. Under [`WinogradPolicy::Auto`] it is taken for at least
+/// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where it would take
+/// more than [`WINOGRAD_MAX_PASSES`] passes. Under [`WinogradPolicy::Auto`] it is taken for at least
 /// [`WINOGRAD_MIN_CHANNELS`] input and output channels on an output of at least [`WINOGRAD_MIN_SIDE`] rows and
 /// columns, on any adapter: it is what a GPU's FLOPs favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)), and
 /// on lavapipe it ran UNet- and ResNet-like 3x3 convs 1.5-2.6x faster than the tiled kernel (BENCHMARKS.md). The
@@ -249,8 +249,8 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
 /// in the products (a 64 x 64 output, batch 1).
 pub const WINOGRAD_F4_MIN_TILES: usize = 256;
 
-/// The Winograd path for `p` on `input` ([`choose_with`]'s tile), if it computes `p` within
-/// [`WINOGRAD_MAX_SCRATCH`].
+/// The Winograd path for `p` on `input` ([`choose_with`]'s tile), if it computes `p` in at most
+/// [`WINOGRAD_MAX_PASSES`] passes.
 fn winograd_path(p: &Conv2d, input: Shape) -> Option<Path> {
     if !winograd::applies(p) {
         return None;
@@ -259,12 +259,11 @@ fn winograd_path(p: &Conv2d, input: Shape) -> Option<Path> {
         t if t >= WINOGRAD_F4_MIN_TILES => 4,
         _ => 2,
     };
-    let scratch = winograd::scratch_bytes(p, input, tile).ok()?;
-    if scratch.iter().any(|&b| b > WINOGRAD_MAX_SCRATCH) {
+    let chunking = winograd::Chunking::new(p, input, tile).ok()?;
+    if chunking.passes() > WINOGRAD_MAX_PASSES {
         return None;
     }
-    let tiles = winograd::tile_count(p, input, tile).ok()?;
-    let (channels, pixels) = winograd::gemm_tile(p.out_channels, tiles);
+    let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk);
     Some(Path::Winograd {
         tile,
         channels,
@@ -507,8 +506,8 @@ pub enum Conv2dKernels {
     /// Partial sums into a scratch buffer, then their reduction with the epilogue; same buffers as `Direct` plus
     /// the scratch.
     SplitK(SplitK),
-    /// Input transform, products and output transform with the epilogue; same buffers as `Direct` (the weights from
-    /// [`upload_weights_for`]) plus two scratch buffers.
+    /// Input transform, products and output transform with the epilogue, in one or more passes over chunks of tiles;
+    /// same buffers as `Direct` (the weights from [`upload_weights_for`]) plus two scratch buffers.
     Winograd(Winograd),
 }
 
@@ -521,11 +520,13 @@ impl Conv2dKernels {
                 partial: s.partial.with_flops(flops),
                 ..s
             }),
-            // On the products, where a GPU timestamp report shows the work.
-            Conv2dKernels::Winograd(w) => Conv2dKernels::Winograd(Winograd {
-                gemm: w.gemm.with_flops(flops),
-                ..w
-            }),
+            // On the first pass's products, where a GPU timestamp report shows the work.
+            Conv2dKernels::Winograd(mut w) => {
+                let first = w.passes.remove(0);
+                let gemm = first.gemm.with_flops(flops);
+                w.passes.insert(0, winograd::Pass { gemm, ..first });
+                Conv2dKernels::Winograd(w)
+            }
         }
     }
 
@@ -567,13 +568,25 @@ impl Conv2dKernels {
                 s.reduce
                     .bind(gpu, &[output], &[scratch[0].clone(), bias, residual])?,
             ]),
-            Conv2dKernels::Winograd(w) => Ok(vec![
-                w.input.bind(gpu, &scratch[..1], &[input])?,
-                w.gemm
-                    .bind(gpu, &scratch[1..], &[scratch[0].clone(), weight])?,
-                w.output
-                    .bind(gpu, &[output], &[scratch[1].clone(), bias, residual])?,
-            ]),
+            Conv2dKernels::Winograd(w) => {
+                let mut bound = Vec::with_capacity(3 * w.passes.len());
+                for pass in &w.passes {
+                    bound.push(pass.input.bind(
+                        gpu,
+                        &scratch[..1],
+                        std::slice::from_ref(&input),
+                    )?);
+                    let v = scratch[0].clone();
+                    bound.push(pass.gemm.bind(gpu, &scratch[1..], &[v, weight.clone()])?);
+                    let m = scratch[1].clone();
+                    let inputs = [m, bias.clone(), residual.clone()];
+                    bound.push(
+                        pass.output
+                            .bind(gpu, std::slice::from_ref(&output), &inputs)?,
+                    );
+                }
+                Ok(bound)
+            }
         }
     }
 
@@ -582,7 +595,7 @@ impl Conv2dKernels {
         match self {
             Conv2dKernels::Direct(k) => k,
             Conv2dKernels::SplitK(s) => &s.partial,
-            Conv2dKernels::Winograd(w) => &w.input,
+            Conv2dKernels::Winograd(w) => &w.passes[0].input,
         }
     }
 }

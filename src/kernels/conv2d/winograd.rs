@@ -52,11 +52,6 @@ pub fn gemm_tile(c_out: usize, tiles: usize) -> (u32, u32) {
     (channels, pixels)
 }
 
-/// Tiles per position of F(m x m, 3 x 3) for `p` on `input`: `n * ceil(h_out / m) * ceil(w_out / m)`.
-pub fn tile_count(p: &Conv2d, input: Shape, m: u32) -> Result<usize> {
-    Ok(tiles(p.output_shape(input)?, input.n, m).2)
-}
-
 /// Whether Winograd computes `p`: a 3x3 kernel, stride 1, dilation 1, groups 1 (any padding).
 pub fn applies(p: &Conv2d) -> bool {
     p.groups == 1 && p.kernel == [3, 3] && p.stride == [1, 1] && p.dilation == [1, 1]
@@ -118,28 +113,72 @@ fn tiles(dest: Shape, n: usize, m: u32) -> (usize, usize, usize) {
     (th, tw, n * th * tw)
 }
 
-/// Bytes of the two scratch buffers F(m x m, 3 x 3) needs for `p` on `input`, in either storage precision: the
-/// transformed input (`(m + 2)^2 x c_in x tiles` f32) and the products (`(m + 2)^2 x c_out x tiles` f32).
+/// The most bytes a scratch buffer of one Winograd conv takes: larger maps run in passes over consecutive chunks of
+/// tiles, each through the same two scratch buffers, so a 64-channel 256 x 256 map adds 2 x 8 MiB to the memory plan
+/// at its step rather than 2 x 36 MiB (F(4x4)). Big enough that each pass's products still run tens of thousands of
+/// threads (910 tiles x 36 positions x 8 channel blocks for 64 channels).
+pub const CHUNK_BYTES: u64 = 8 << 20;
+
+/// How F(m x m, 3 x 3) covers `p`'s output on `input`: its tiles, and the passes over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunking {
+    pub tiles_h: usize,
+    pub tiles_w: usize,
+    /// Tiles in all, `n * tiles_h * tiles_w`.
+    pub tiles: usize,
+    /// Tiles per pass (the last pass may have fewer): as many as keep each scratch buffer within [`CHUNK_BYTES`],
+    /// at least one.
+    pub chunk: usize,
+}
+
+impl Chunking {
+    pub fn new(p: &Conv2d, input: Shape, m: u32) -> Result<Chunking> {
+        let (tiles_h, tiles_w, tiles) = tiles(p.output_shape(input)?, input.n, m);
+        let per_tile = 4 * (m as u64 + 2).pow(2) * input.c.max(p.out_channels) as u64;
+        let chunk = (CHUNK_BYTES / per_tile).clamp(1, tiles as u64) as usize;
+        Ok(Chunking {
+            tiles_h,
+            tiles_w,
+            tiles,
+            chunk,
+        })
+    }
+
+    pub fn passes(&self) -> usize {
+        self.tiles.div_ceil(self.chunk)
+    }
+}
+
+/// Tiles per position of F(m x m, 3 x 3) for `p` on `input`, all passes together: `n * ceil(h_out / m) *
+/// ceil(w_out / m)`.
+pub fn tile_count(p: &Conv2d, input: Shape, m: u32) -> Result<usize> {
+    Ok(Chunking::new(p, input, m)?.tiles)
+}
+
+/// Bytes of the two scratch buffers F(m x m, 3 x 3) needs for `p` on `input`, in either storage precision, for one
+/// pass ([`Chunking`]): the transformed input (`(m + 2)^2 x c_in x chunk` f32) and the products
+/// (`(m + 2)^2 x c_out x chunk` f32).
 pub fn scratch_bytes(p: &Conv2d, input: Shape, m: u32) -> Result<[u64; 2]> {
-    let dest = p.output_shape(input)?;
-    let (_, _, t) = tiles(dest, input.n, m);
-    let a = (m as u64 + 2).pow(2);
-    let floats = |c: usize| {
-        4u64.saturating_mul(a)
-            .saturating_mul(c as u64)
-            .saturating_mul(t as u64)
-    };
+    let chunk = Chunking::new(p, input, m)?.chunk as u64;
+    let floats = |c: usize| 4 * (m as u64 + 2).pow(2) * c as u64 * chunk;
     Ok([floats(input.c), floats(p.out_channels)])
 }
 
-/// The three dispatches of a Winograd conv, recorded in order: `input` (outputs: scratch `v`; inputs: `input`), `gemm`
-/// (outputs: scratch `m`; inputs: `v`, `weight` from [`transform_weights`], f32 in both precisions) and `output`
-/// (outputs: `output`; inputs: `m`, `bias`, `residual`). Both scratch buffers are live only between the dispatches.
+/// The three dispatches of one pass over a chunk of tiles, recorded in order: `input` (outputs: scratch `v`; inputs:
+/// `input`), `gemm` (outputs: scratch `m`; inputs: `v`, `weight` from [`transform_weights`], f32 in both precisions)
+/// and `output` (outputs: `output`; inputs: `m`, `bias`, `residual`).
 #[derive(Debug)]
-pub struct Winograd {
+pub struct Pass {
     pub input: Kernel,
     pub gemm: Kernel,
     pub output: Kernel,
+}
+
+/// A Winograd conv: its passes, in recording order, all through the same two scratch buffers, which are live only
+/// between the dispatches.
+#[derive(Debug)]
+pub struct Winograd {
+    pub passes: Vec<Pass>,
     /// The output tile side m.
     pub tile: u32,
 }
@@ -147,7 +186,11 @@ pub struct Winograd {
 impl Winograd {
     /// Bytes of the scratch buffers `v` and `m`.
     pub fn scratch_bytes(&self) -> [u64; 2] {
-        [self.input.outputs()[0].bytes, self.gemm.outputs()[0].bytes]
+        let first = &self.passes[0];
+        [
+            first.input.outputs()[0].bytes,
+            first.gemm.outputs()[0].bytes,
+        ]
     }
 }
 
@@ -157,7 +200,9 @@ struct WinogradParams {
     geometry: TileGeometry,
     tiles_h: u32,
     tiles_w: u32,
+    /// Tiles of this pass, and the first of them.
     tiles: u32,
+    tile0: u32,
 }
 
 /// The Winograd kernels of `p` on `input` with m x m output tiles and a product tile of `channels` x `pixels`
@@ -203,37 +248,19 @@ pub(super) fn winograd(
         );
     }
     let u = |v: usize| v as u32;
-    let (th, tw, t) = tiles(dest, input.n, m);
+    let c = Chunking::new(p, input, m)?;
     let a = (m as usize + 2).pow(2);
-    let params = WinogradParams {
-        geometry: TileGeometry::new(p, input, dest),
-        tiles_h: u(th),
-        tiles_w: u(tw),
-        tiles: u(t),
-    };
-    let uniforms = bytemuck::bytes_of(&params);
     let [v_bytes, m_bytes] = scratch_bytes(p, input, m)?;
     let floats = |name, n| Slot::floats(name, n, precision);
-    let name = |part: &str| format!("{label} (conv2d winograd F({m}x{m}, 3x3) {part})");
-    let input_kernel = Kernel::new(
-        gpu,
-        KernelSpec {
-            label: name("input"),
-            shader: CONV2D_WINOGRAD,
-            precision,
-            entry: if m == 2 {
-                "winograd_input_f2"
-            } else {
-                "winograd_input_f4"
-            },
-            constants: &[],
-            uniforms,
-            dispatch: Dispatch::Linear((input.c * t) as u64),
-            outputs: vec![Slot::new("v", v_bytes)],
-            inputs: vec![floats("input", input.numel())],
-        },
-    )?;
-    let entry = match (channels, pixels) {
+    let passes = c.passes();
+    let name = |part: &str, pass: usize| match passes {
+        1 => format!("{label} (conv2d winograd F({m}x{m}, 3x3) {part})"),
+        _ => format!(
+            "{label} (conv2d winograd F({m}x{m}, 3x3) {part}, pass {} of {passes})",
+            pass + 1
+        ),
+    };
+    let gemm_entry = match (channels, pixels) {
         (4, 1) => "winograd_gemm_t4x1",
         (4, 2) => "winograd_gemm_t4x2",
         (4, 4) => "winograd_gemm_t4x4",
@@ -243,52 +270,87 @@ pub(super) fn winograd(
         (8, 4) => "winograd_gemm_t8x4",
         _ => "winograd_gemm_t8x8",
     };
+    let (input_entry, output_entry) = match m {
+        2 => ("winograd_input_f2", "winograd_output_f2"),
+        _ => ("winograd_input_f4", "winograd_output_f4"),
+    };
     let weights = a * p.out_channels.div_ceil(4) * 4 * input.c;
-    let gemm = Kernel::new(
-        gpu,
-        KernelSpec {
-            label: name(&format!("products {channels}x{pixels}{}", k.math_label())),
-            shader: k.program(CONV2D_WINOGRAD, CONV2D_WINOGRAD_F16),
+    let result = dest.with_c(p.out_channels);
+    let mut out = Vec::with_capacity(passes);
+    for pass in 0..passes {
+        let tile0 = pass * c.chunk;
+        let t = c.chunk.min(c.tiles - tile0);
+        let params = WinogradParams {
+            geometry: TileGeometry::new(p, input, dest),
+            tiles_h: u(c.tiles_h),
+            tiles_w: u(c.tiles_w),
+            tiles: u(t),
+            tile0: u(tile0),
+        };
+        let uniforms = bytemuck::bytes_of(&params);
+        let spec = |label, shader, entry, dispatch, outputs, inputs| KernelSpec {
+            label,
+            shader,
             precision,
             entry,
             constants: &[],
             uniforms,
-            dispatch: Dispatch::Groups([
-                u(p.out_channels).div_ceil(channels),
-                u(t.div_ceil(64 * pixels as usize)).max(1),
-                u(a),
-            ]),
-            outputs: vec![Slot::new("m", m_bytes)],
-            inputs: vec![Slot::new("v", v_bytes), Slot::elements("weight", weights)],
-        },
-    )?;
-    let result = dest.with_c(p.out_channels);
-    let output = Kernel::new(
-        gpu,
-        KernelSpec {
-            label: name("output"),
-            shader: CONV2D_WINOGRAD,
-            precision,
-            entry: if m == 2 {
-                "winograd_output_f2"
-            } else {
-                "winograd_output_f4"
-            },
-            constants: &[],
-            uniforms,
-            dispatch: Dispatch::Linear((p.out_channels * t) as u64),
-            outputs: vec![floats("output", dest.numel())],
-            inputs: vec![
-                Slot::new("m", m_bytes),
-                Slot::elements("bias", p.out_channels),
-                floats("residual", residual_elements(p, result)),
-            ],
-        },
-    )?;
+            dispatch,
+            outputs,
+            inputs,
+        };
+        let input_kernel = Kernel::new(
+            gpu,
+            spec(
+                name("input", pass),
+                CONV2D_WINOGRAD,
+                input_entry,
+                Dispatch::Linear((input.c * t) as u64),
+                vec![Slot::new("v", v_bytes)],
+                vec![floats("input", input.numel())],
+            ),
+        )?;
+        let gemm = Kernel::new(
+            gpu,
+            spec(
+                name(
+                    &format!("products {channels}x{pixels}{}", k.math_label()),
+                    pass,
+                ),
+                k.program(CONV2D_WINOGRAD, CONV2D_WINOGRAD_F16),
+                gemm_entry,
+                Dispatch::Groups([
+                    u(p.out_channels).div_ceil(channels),
+                    u(t.div_ceil(64 * pixels as usize)),
+                    u(a),
+                ]),
+                vec![Slot::new("m", m_bytes)],
+                vec![Slot::new("v", v_bytes), Slot::elements("weight", weights)],
+            ),
+        )?;
+        let output = Kernel::new(
+            gpu,
+            spec(
+                name("output", pass),
+                CONV2D_WINOGRAD,
+                output_entry,
+                Dispatch::Linear((p.out_channels * t) as u64),
+                vec![floats("output", dest.numel())],
+                vec![
+                    Slot::new("m", m_bytes),
+                    Slot::elements("bias", p.out_channels),
+                    floats("residual", residual_elements(p, result)),
+                ],
+            ),
+        )?;
+        out.push(Pass {
+            input: input_kernel,
+            gemm,
+            output,
+        });
+    }
     Ok(Winograd {
-        input: input_kernel,
-        gemm,
-        output,
+        passes: out,
         tile: m,
     })
 }
