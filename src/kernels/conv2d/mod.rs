@@ -223,46 +223,52 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
 /// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where it would take
 /// more than [`WINOGRAD_MAX_PASSES`] passes. Under [`WinogradPolicy::Auto`] it is taken for at least
 /// [`WINOGRAD_MIN_CHANNELS`] input and output channels on an output of at least [`WINOGRAD_MIN_SIDE`] rows and
-/// columns, on any adapter: it is what a GPU's FLOPs favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)), and
-/// on lavapipe it ran UNet- and ResNet-like 3x3 convs 1.5-2.6x faster than the tiled kernel (BENCHMARKS.md). The
-/// tile is F(4x4, 3x3) where its products have at least [`WINOGRAD_F4_MIN_TILES`] tiles per position, else F(2x2):
-/// on fewer, a thread's 64-apart tiles leave F(4x4)'s products short of work (on lavapipe, 256 -> 256 at 32 x 32
-/// ran F(2x2) 1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
+/// columns, where each pass has at least [`WINOGRAD_MIN_CHUNK`] tiles, on any adapter: it is what a GPU's FLOPs
+/// favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)), and on lavapipe it ran UNet- and ResNet-like 3x3
+/// convs 2.1-3.2x faster than the tiled kernel (BENCHMARKS.md). The tile is F(4x4, 3x3) where its passes have
+/// [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2), whose passes have 4x as many (on lavapipe, 256 -> 256 at 32 x 32, 64
+/// tiles of 4 x 4, ran F(2x2) 1.1-1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
 pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: WinogradPolicy) -> Path {
     let direct = choose_direct(p, input, parallelism);
-    let Some(wino) = winograd_path(p, input) else {
-        return direct;
-    };
     let dest = p.output_shape(input).unwrap_or(input);
-    let pays = p.in_channels >= WINOGRAD_MIN_CHANNELS
+    let wide = p.in_channels >= WINOGRAD_MIN_CHANNELS
         && p.out_channels >= WINOGRAD_MIN_CHANNELS
         && dest.h >= WINOGRAD_MIN_SIDE
         && dest.w >= WINOGRAD_MIN_SIDE;
-    match winograd {
-        WinogradPolicy::Always => wino,
-        WinogradPolicy::Auto if pays => wino,
-        _ => direct,
-    }
+    let wino = match winograd {
+        WinogradPolicy::Never => None,
+        WinogradPolicy::Auto if !wide => None,
+        WinogradPolicy::Auto => winograd_path(p, input, false),
+        WinogradPolicy::Always => winograd_path(p, input, true),
+    };
+    wino.unwrap_or(direct)
 }
 
-/// Tiles per position from which [`choose_with`] takes F(4x4, 3x3) rather than F(2x2): enough for 4 tiles per thread
-/// in the products (a 64 x 64 output, batch 1).
-pub const WINOGRAD_F4_MIN_TILES: usize = 256;
+/// Tiles per pass below which [`choose_with`] does not expect Winograd to pay: its products give each thread tiles
+/// 64 apart, 4 of them from 256 tiles; with 1 or 2 a thread loads as many values as it multiplies (8 output channels
+/// x 1 tile: 3 loads per 8 multiply-adds, where 8 x 8 has 10 per 64), which measured no faster than the tiled kernel
+/// on lavapipe (UNet's 1024 -> 512 at 32 x 32 in 4 passes of 64 tiles: 1.6x slower).
+pub const WINOGRAD_MIN_CHUNK: usize = 256;
 
-/// The Winograd path for `p` on `input` ([`choose_with`]'s tile), if it computes `p` in at most
+/// The Winograd path for `p` on `input`: F(4x4) if its passes have [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2) if
+/// its do; with `any`, else F(2x2) anyway. `None` where Winograd does not apply or would take more than
 /// [`WINOGRAD_MAX_PASSES`] passes.
-fn winograd_path(p: &Conv2d, input: Shape) -> Option<Path> {
+fn winograd_path(p: &Conv2d, input: Shape, any: bool) -> Option<Path> {
     if !winograd::applies(p) {
         return None;
     }
-    let tile = match winograd::tile_count(p, input, 4).ok()? {
-        t if t >= WINOGRAD_F4_MIN_TILES => 4,
-        _ => 2,
-    };
-    let chunking = winograd::Chunking::new(p, input, tile).ok()?;
-    if chunking.passes() > WINOGRAD_MAX_PASSES {
-        return None;
-    }
+    let plans = [4, 2].map(|tile| (tile, winograd::Chunking::new(p, input, tile).ok()));
+    let usable = |c: &winograd::Chunking| c.passes() <= WINOGRAD_MAX_PASSES;
+    let (tile, chunking) = plans
+        .iter()
+        .find_map(|&(t, c)| {
+            c.filter(|c| usable(c) && c.chunk >= WINOGRAD_MIN_CHUNK)
+                .map(|c| (t, c))
+        })
+        .or_else(|| match any {
+            true => plans[1].1.filter(usable).map(|c| (2, c)),
+            false => None,
+        })?;
     let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk);
     Some(Path::Winograd {
         tile,
