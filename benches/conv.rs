@@ -10,14 +10,16 @@
 //!                                                               # 3 runs, the paths interleaved in each round
 //!
 //! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
-//! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile), `splitCxPxS`. Names: op, input NxCxHxW, output
+//! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile),
+//! `splitCxPxS`, `winoM` (Winograd F(MxM, 3x3) on the product tile `winograd::gemm_tile` picks; 3x3 stride-1
+//! undilated convs only, skipped for the others), `winoMxCxP`. Names: op, input NxCxHxW, output
 //! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
 //! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
 
 mod common;
 
 use atrous::gpu::{BoundKernel, Precision};
-use atrous::kernels::conv2d::{self, Path};
+use atrous::kernels::conv2d::{self, winograd, Path};
 use atrous::kernels::conv_transpose2d::{self, Path as DeconvPath};
 use atrous::kernels::dw_pointwise;
 use atrous::ops::{Conv2d, ConvTranspose2d, Padding2d};
@@ -74,6 +76,9 @@ fn conv2d_cases() -> Vec<Case> {
         case(1, 1024, 65, conv(1024, 256, 1, 1, 1, 1)),
         // UNet at 256: the first double conv
         case(1, 64, 256, conv(64, 64, 3, 1, 1, 1)),
+        // UNet-like 3x3 convs for Winograd: 64 -> 64 at 128 x 128 and 256 -> 256 at 32 x 32
+        case(1, 64, 128, conv(64, 64, 3, 1, 1, 1)),
+        case(1, 256, 32, conv(256, 256, 3, 1, 1, 1)),
         // ASPP at output stride 16 (DeepLabV3+ at 520): the split-K candidate
         case(1, 2048, 33, conv(2048, 256, 3, 1, 12, 1)),
         // ResNet stem, ASPP 1x1 branch, MobileNetV3 squeeze-excitation 1x1s on 1x1 maps
@@ -100,7 +105,7 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
-fn parse_path(text: &str, chosen: Path) -> Path {
+fn parse_path(text: &str, chosen: Path, c: &Case) -> Path {
     let tile = |s: &str| -> Option<(u32, u32)> {
         let (c, p) = s.split_once('x')?;
         Some((c.parse().ok()?, p.parse().ok()?))
@@ -116,6 +121,23 @@ fn parse_path(text: &str, chosen: Path) -> Path {
     };
     fn bad<T>(text: &str) -> T {
         panic!("ATROUS_BENCH_PATHS: unknown path {text:?}")
+    }
+    if let Some(rest) = text.strip_prefix("wino") {
+        // winoM (the product tile winograd::gemm_tile picks for this conv) or winoMxCxP
+        let (tile, gemm) = match rest.split_once('x') {
+            Some((m, t)) => (m, tile(t).unwrap_or_else(|| bad(text))),
+            None => {
+                let m = rest.parse().unwrap_or_else(|_| bad(text));
+                let tiles = winograd::tile_count(&c.conv, c.input, m).expect("a valid bench shape");
+                (rest, winograd::gemm_tile(c.conv.out_channels, tiles))
+            }
+        };
+        return Path::Winograd {
+            tile: tile.parse().unwrap_or_else(|_| bad(text)),
+            channels: gemm.0,
+            pixels: gemm.1,
+            f16_math: false,
+        };
     }
     match text {
         "chosen" => chosen,
@@ -171,16 +193,23 @@ fn path_name(path: Path) -> String {
             splits,
             ..
         } => format!("split{channels}x{pixels}x{splits}"),
+        Path::Winograd {
+            tile,
+            channels,
+            pixels,
+            ..
+        } => format!("winograd{tile}_{channels}x{pixels}"),
     }
 }
 
 /// The conv's dispatches on `path` bound to buffers of random values (weights too: the speed does not depend on
-/// them), the split-K scratch included.
+/// them), the split-K and Winograd scratch included.
 fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
     let p = &c.conv;
     let kernels = conv2d::conv2d_on(gpu, "bench", p, c.input, path, Precision::F32)
         .expect("compiling the bench conv")
         .with_flops(p.flops(c.input));
+    let scratch_bytes = kernels.scratch_bytes();
     let (output, [input, weight, bias, residual]) = match &kernels {
         conv2d::Conv2dKernels::Direct(k) => (&k.outputs()[0], [0, 1, 2, 3].map(|i| &k.inputs()[i])),
         conv2d::Conv2dKernels::SplitK(s) => (
@@ -192,6 +221,15 @@ fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
                 &s.reduce.inputs()[2],
             ],
         ),
+        conv2d::Conv2dKernels::Winograd(w) => (
+            &w.passes[0].output.outputs()[0],
+            [
+                &w.passes[0].input.inputs()[0],
+                &w.passes[0].gemm.inputs()[1],
+                &w.passes[0].output.inputs()[1],
+                &w.passes[0].output.inputs()[2],
+            ],
+        ),
     };
     let mut buffers = vec![gpu.storage_buffer("output", output.bytes).unwrap()];
     for (i, slot) in [input, weight, bias, residual].into_iter().enumerate() {
@@ -201,14 +239,13 @@ fn prepare(gpu: &Gpu, c: &Case, path: Path) -> Bound {
                 .unwrap(),
         );
     }
-    buffers.push(
-        gpu.storage_buffer("scratch", kernels.scratch_bytes().max(4))
-            .unwrap(),
-    );
+    for &bytes in &scratch_bytes {
+        buffers.push(gpu.storage_buffer("scratch", bytes.max(4)).unwrap());
+    }
     let b = |i: usize| buffers[i].as_entire_buffer_binding();
-    let scratch = (kernels.scratch_bytes() > 0).then(|| b(5));
+    let scratch: Vec<_> = (0..scratch_bytes.len()).map(|i| b(5 + i)).collect();
     let bound: Vec<BoundKernel> = kernels
-        .bind(gpu, b(0), [b(1), b(2), b(3), b(4)], scratch)
+        .bind(gpu, b(0), [b(1), b(2), b(3), b(4)], &scratch)
         .expect("binding the bench conv");
     Bound {
         kernels: bound,
@@ -246,9 +283,14 @@ fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, 
         let chosen = conv2d::choose(&case.conv, case.input, gpu.parallelism());
         let mut bound: Vec<(String, Bound)> = Vec::new();
         for text in paths {
-            let id = format!("{name}/{}", path_name(parse_path(text, chosen)));
+            // Winograd paths apply to 3x3 stride-1 undilated convs only: the others skip them.
+            if text.starts_with("wino") && !winograd::applies(&case.conv) {
+                continue;
+            }
+            let path = parse_path(text, chosen, &case);
+            let id = format!("{name}/{}", path_name(path));
             if bound.iter().all(|(done, _)| *done != id) {
-                bound.push((id, prepare(gpu, &case, parse_path(text, chosen))));
+                bound.push((id, prepare(gpu, &case, path)));
             }
         }
         for round in 1..=rounds {
@@ -333,7 +375,9 @@ fn dw_pointwise_group(c: &mut Criterion, gpu: &Gpu) {
                             .expect("compiling the bench conv")
                         {
                             conv2d::Conv2dKernels::Direct(k) => k.with_flops(p.flops(x)),
-                            conv2d::Conv2dKernels::SplitK(_) => panic!("no split-K at these sizes"),
+                            _ => {
+                                panic!("no split-K or Winograd from conv2d::conv2d at these sizes")
+                            }
                         }
                     })
                     .collect(),

@@ -64,7 +64,7 @@ fn binding_a_too_small_buffer_should_be_an_error() {
         &gpu,
         small.binding(),
         [x.binding(), w.binding(), b.binding(), gpu.placeholder()],
-        None,
+        &[],
     );
     let err = err.unwrap_err().to_string();
     assert!(err.contains("output") && err.contains("conv"), "{err}");
@@ -74,7 +74,7 @@ fn binding_a_too_small_buffer_should_be_an_error() {
         &gpu,
         both.binding(),
         [both.binding(), w.binding(), b.binding(), gpu.placeholder()],
-        None,
+        &[],
     );
     assert!(err.unwrap_err().to_string().contains("shares its buffer"));
 }

@@ -1,11 +1,11 @@
-//! GPU kernels: one host file per op family, next to `shaders/<same name>.wgsl`.
+//! GPU kernels: one host file per op family, next to `shaders/<same name>.wgsl`; a family with several algorithms
+//! (conv2d) is a folder with one file per algorithm, next to `shaders/<family>_<algorithm>.wgsl`.
 //!
 //! Each family offers a constructor that validates the op's parameters against the input shapes and device limits
 //! and returns a [`Kernel`](crate::gpu::Kernel) with named output and input slots; weights are uploaded separately
 //! so plans of several input sizes can share them.
 
 pub mod conv2d;
-pub mod conv2d_split;
 pub mod conv_transpose2d;
 pub mod dw_pointwise;
 pub mod elementwise;
@@ -73,11 +73,13 @@ macro_rules! shader {
     };
 }
 
-pub(crate) const CONV2D: Shader = shader!("conv2d");
-pub(crate) const CONV2D_SPLIT: Shader = shader!("conv2d_split");
-pub(crate) const CONV2D_SPLIT_F16: Shader = shader!("conv2d_split_f16", true);
+pub(crate) const CONV2D_DIRECT: Shader = shader!("conv2d_direct");
+pub(crate) const CONV2D_SPLIT_K: Shader = shader!("conv2d_split_k");
+pub(crate) const CONV2D_SPLIT_K_F16: Shader = shader!("conv2d_split_k_f16", true);
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
 pub(crate) const CONV2D_TILED_F16: Shader = shader!("conv2d_tiled_f16", true);
+pub(crate) const CONV2D_WINOGRAD: Shader = shader!("conv2d_winograd");
+pub(crate) const CONV2D_WINOGRAD_F16: Shader = shader!("conv2d_winograd_f16", true);
 pub(crate) const CONV_TRANSPOSE2D: Shader = shader!("conv_transpose2d");
 pub(crate) const DW_POINTWISE: Shader = shader!("dw_pointwise");
 pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
@@ -92,11 +94,13 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 
 /// Every shader program, for validation without a GPU.
 pub const SHADERS: &[Shader] = &[
-    CONV2D,
-    CONV2D_SPLIT,
-    CONV2D_SPLIT_F16,
+    CONV2D_DIRECT,
+    CONV2D_SPLIT_K,
+    CONV2D_SPLIT_K_F16,
     CONV2D_TILED,
     CONV2D_TILED_F16,
+    CONV2D_WINOGRAD,
+    CONV2D_WINOGRAD_F16,
     CONV_TRANSPOSE2D,
     DW_POINTWISE,
     ELEMENTWISE,

@@ -73,8 +73,8 @@ pub(super) fn add_scratch(
 }
 
 /// A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other; a node's
-/// scratch is written and read by its own dispatches, beside its inputs and outputs. An output that is also an
-/// input (a residual written over in place) is one binding, not a conflict.
+/// scratch buffers are written and read by its own dispatches, beside its inputs and outputs and each other. An
+/// output that is also an input (a residual written over in place) is one binding, not a conflict.
 pub(super) fn conflicts(
     nodes: &[Node],
     index: &HashMap<&str, usize>,
@@ -95,6 +95,10 @@ pub(super) fn conflicts(
             let scratch = scratch_span[&(k, i)];
             for t in node.data_inputs().iter().chain(&node.outputs) {
                 conflicts.push((scratch, index[t.as_str()]));
+            }
+            // One dispatch may read a scratch buffer and write another (Winograd's products).
+            for j in 0..i {
+                conflicts.push((scratch, scratch_span[&(k, j)]));
             }
         }
     }

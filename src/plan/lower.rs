@@ -108,38 +108,82 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             params,
             weights: names,
         } => {
-            let path = conv2d::choose(params, x(), parallelism).with_f16_math(f16_math);
+            let policy = conv2d::winograd_policy();
+            let path =
+                conv2d::choose_with(params, x(), parallelism, policy).with_f16_math(f16_math);
             let kernels = conv2d::conv2d_on(gpu, label, params, x(), path, precision)?
                 .with_flops(params.flops(x()));
-            let (w, b) = conv2d_weights(cx, label, params, names)?;
+            // Weights in the layout the path reads: the default one is shared with the fused depthwise arm.
+            let (w, b) = match path.layout() {
+                layout if layout == conv2d::Layout::default_for(params) => {
+                    conv2d_weights(cx, label, params, names)?
+                }
+                layout => {
+                    let key = format!("{layout:?}");
+                    weights.get_or_upload_as(
+                        names,
+                        &key,
+                        path.weight_precision(precision),
+                        || {
+                            let host = model.conv_weights(
+                                names,
+                                params.weight_shape(),
+                                params.out_channels,
+                            )?;
+                            conv2d::upload_weights_for(gpu, label, params, &host, path, precision)
+                        },
+                    )?
+                }
+            };
             let residual = residual_binding(node, params);
             let input = Bind::Tensor(node.inputs[0].clone());
-            match kernels {
+            let scratch = kernels.scratch_bytes();
+            let calls = match kernels {
                 conv2d::Conv2dKernels::Direct(kernel) => vec![Call {
                     kernel,
                     outputs: outputs(),
                     inputs: vec![input, Bind::Weight(w), Bind::Weight(b), residual],
                 }],
-                conv2d::Conv2dKernels::SplitK(split) => {
-                    let scratch = split.scratch_bytes();
-                    let calls = vec![
-                        Call {
-                            kernel: split.partial,
+                conv2d::Conv2dKernels::SplitK(split) => vec![
+                    Call {
+                        kernel: split.partial,
+                        outputs: vec![Bind::Scratch(0)],
+                        inputs: vec![input, Bind::Weight(w)],
+                    },
+                    Call {
+                        kernel: split.reduce,
+                        outputs: outputs(),
+                        inputs: vec![Bind::Scratch(0), Bind::Weight(b), residual],
+                    },
+                ],
+                // Scratch 0: the transformed input; 1: the products. Every pass reuses both.
+                conv2d::Conv2dKernels::Winograd(wino) => {
+                    let mut calls = Vec::new();
+                    for pass in wino.passes {
+                        calls.push(Call {
+                            kernel: pass.input,
                             outputs: vec![Bind::Scratch(0)],
-                            inputs: vec![input, Bind::Weight(w)],
-                        },
-                        Call {
-                            kernel: split.reduce,
+                            inputs: vec![Bind::Tensor(node.inputs[0].clone())],
+                        });
+                        calls.push(Call {
+                            kernel: pass.gemm,
+                            outputs: vec![Bind::Scratch(1)],
+                            inputs: vec![Bind::Scratch(0), Bind::Weight(w.clone())],
+                        });
+                        calls.push(Call {
+                            kernel: pass.output,
                             outputs: outputs(),
-                            inputs: vec![Bind::Scratch(0), Bind::Weight(b), residual],
-                        },
-                    ];
-                    return Ok(Lowered {
-                        calls,
-                        scratch: vec![scratch],
-                    });
+                            inputs: vec![
+                                Bind::Scratch(1),
+                                Bind::Weight(b.clone()),
+                                residual_binding(node, params),
+                            ],
+                        });
+                    }
+                    calls
                 }
-            }
+            };
+            return Ok(Lowered { calls, scratch });
         }
         Op::ConvTranspose2d {
             params,

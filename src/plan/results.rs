@@ -25,9 +25,24 @@ impl WeightCache {
         precision: Precision,
         upload: impl FnOnce() -> Result<crate::kernels::FoldedWeights>,
     ) -> Result<Uploaded> {
+        self.get_or_upload_as(names, "", precision, upload)
+    }
+
+    /// [`WeightCache::get_or_upload`] for weights folded into another `layout` than their op's default (Winograd's
+    /// transformed conv weights, say), cached apart from it.
+    pub(crate) fn get_or_upload_as(
+        &self,
+        names: &ConvWeightNames,
+        layout: &str,
+        precision: Precision,
+        upload: impl FnOnce() -> Result<crate::kernels::FoldedWeights>,
+    ) -> Result<Uploaded> {
         let names = serde_json::to_string(names).unwrap_or_else(|_| names.weight.clone());
-        // Plans of another precision need their own copy.
-        let key = format!("{precision} {names}");
+        // Plans of another precision, or kernels reading another layout, need their own copy.
+        let key = match layout {
+            "" => format!("{precision} {names}"),
+            _ => format!("{precision} {layout} {names}"),
+        };
         let mut uploads = self.uploads.lock().expect("weight cache poisoned");
         if let Some(u) = uploads.get(&key) {
             return Ok(u.clone());

@@ -1,6 +1,8 @@
 //! Shared test harness: one GPU per test binary, seeded random data, and the comparison with the reference.
 #![allow(dead_code)]
 
+pub mod conv;
+
 use atrous::gpu::{GpuTensor, Precision, TensorData};
 use atrous::graph::GraphBuilder;
 use atrous::model::{InputSize, PreprocessSpec};

@@ -7,14 +7,14 @@
 //   p.slice input channels per workgroup z; writes the raw sums to scratch[z][n][c_out][h_out][w_out].
 // conv2d_split_reduce: one thread per output element; sums the p.slices partial sums in slice order, then the
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination. Only in
-//   conv2d_split.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
+//   conv2d_split_k.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
 // are f32 in both precisions.
 //
 // Activations and weights are `elem` in storage (f32 or f16, from the host's precision prelude); every load is
-// widened to f32 and the accumulators are f32. conv2d_split_f16.wgsl is the same kernel with f16 products.
+// widened to f32 and the accumulators are f32. conv2d_split_k_f16.wgsl is the same kernel with f16 products.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,

@@ -7,7 +7,7 @@
 //   p.slice input channels per workgroup z; writes the raw sums to scratch[z][n][c_out][h_out][w_out].
 // conv2d_split_reduce: one thread per output element; sums the p.slices partial sums in slice order, then the
 //   epilogue act(sum + bias[co] + residual) written at a channel offset of a larger destination. Only in
-//   conv2d_split.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
+//   conv2d_split_k.wgsl: the f16 math variant's first pass is followed by that same f32 reduction.
 //
 // Every entry point shares the uniform `p`; each declares its own storage globals, bound after it in the order
 // outputs then inputs, so an auto layout sees exactly the bindings its Kernel declares. The partial sums and the bias
@@ -16,7 +16,7 @@
 // The f16 math variant (needs the f16 prelude, `elem` = f16): activations and weights are multiplied in f16, and
 // each tap's products over one chunk's input channels (at most CHUNK) are summed in f16, then added to f32
 // accumulators, so the sum over chunks and taps, the bias and the epilogue stay f32. A product or such a chunk sum
-// beyond f16's range (65504) becomes an infinity. conv2d_split.wgsl is the same kernel with f32 products.
+// beyond f16's range (65504) becomes an infinity. conv2d_split_k.wgsl is the same kernel with f32 products.
 
 struct SParams {
     n: u32, c_in: u32, h_in: u32, w_in: u32,

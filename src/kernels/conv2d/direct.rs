@@ -1,0 +1,60 @@
+//! The one-thread-per-output convolution for any groups ([`Path::Naive`](super::Path::Naive)) and the depthwise
+//! kernel ([`Path::Depthwise`](super::Path::Depthwise)), both in shaders/conv2d_direct.wgsl, on PyTorch's plain
+//! `[out, in / groups, kh, kw]` weights.
+
+use super::{slots, Target, TileGeometry};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec};
+use crate::kernels::CONV2D_DIRECT;
+use crate::ops::Conv2d;
+use crate::tensor::Shape;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    geometry: TileGeometry,
+    groups: u32,
+}
+
+/// The one-thread-per-output kernel, or with `depthwise` the 4-pixels-per-thread depthwise one (same parameters).
+pub(super) fn naive(
+    gpu: &Gpu,
+    label: &str,
+    p: &Conv2d,
+    input: Shape,
+    k: Target,
+    depthwise: bool,
+) -> Result<Kernel> {
+    let dest = k.dest;
+    let result = dest.with_c(p.out_channels);
+    let params = Params {
+        geometry: TileGeometry::new(p, input, dest),
+        groups: p.groups as u32,
+    };
+    let weights: usize = p.weight_shape().iter().product();
+    let (outputs, inputs) = slots(p, input, k, weights);
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!(
+                "{label} (conv2d{})",
+                if depthwise { " depthwise" } else { "" }
+            ),
+            shader: CONV2D_DIRECT,
+            precision: k.precision,
+            entry: if depthwise {
+                "conv2d_depthwise"
+            } else {
+                "conv2d"
+            },
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(match depthwise {
+                true => (result.numel() / result.w * result.w.div_ceil(4)) as u64,
+                false => result.numel() as u64,
+            }),
+            outputs,
+            inputs,
+        },
+    )
+}
