@@ -32,6 +32,11 @@ pub struct PreprocessSpec {
     #[serde(default)]
     pub channel_order: ChannelOrder,
     pub input_size: InputSize,
+    /// Per-band mean and std for raw band values ([`crate::segment::Frame::Bands`]: multispectral scenes and models
+    /// with any number of input channels), applied as `(v - mean[b]) / std[b]` to the values as they are (no
+    /// `value_range` scaling). Without it, band frames go to the model unnormalised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<crate::ops::Normalize>,
 }
 
 fn unit_range() -> [f32; 2] {
