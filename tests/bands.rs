@@ -20,7 +20,9 @@ fn softmax(t: &Tensor) -> Tensor {
     let plane = s.h * s.w;
     let mut out = t.clone();
     for p in 0..plane {
-        let max = (0..s.c).map(|c| t.data[c * plane + p]).fold(f32::MIN, f32::max);
+        let max = (0..s.c)
+            .map(|c| t.data[c * plane + p])
+            .fold(f32::MIN, f32::max);
         let sum: f32 = (0..s.c).map(|c| (t.data[c * plane + p] - max).exp()).sum();
         for c in 0..s.c {
             out.data[c * plane + p] = (t.data[c * plane + p] - max).exp() / sum;
@@ -59,7 +61,10 @@ fn smp_unet_with_four_bands_should_match_pytorch_through_band_frames() {
     let got = probabilities(&segmenter, &x.data, x.shape).unwrap();
     let (err, agree) = compare(&got, &want);
     eprintln!("4-band smp Unet: max abs probability error {err:.2e}, argmax agreement {agree}");
-    assert!(err <= 1e-4 && agree >= 0.999, "error {err}, agreement {agree}");
+    assert!(
+        err <= 1e-4 && agree >= 0.999,
+        "error {err}, agreement {agree}"
+    );
 
     // The same input as raw values with per-band statistics: the normalize node undoes them.
     let mean = vec![1000.0, 1200.0, 900.0, 2500.0];
@@ -82,8 +87,13 @@ fn smp_unet_with_four_bands_should_match_pytorch_through_band_frames() {
     let segmenter = Segmenter::new(gpu, model).unwrap();
     let got = probabilities(&segmenter, &raw, x.shape).unwrap();
     let (err, agree) = compare(&got, &want);
-    eprintln!("raw bands normalised on the GPU: max abs probability error {err:.2e}, agreement {agree}");
-    assert!(err <= 1e-3 && agree >= 0.999, "error {err}, agreement {agree}");
+    eprintln!(
+        "raw bands normalised on the GPU: max abs probability error {err:.2e}, agreement {agree}"
+    );
+    assert!(
+        err <= 1e-3 && agree >= 0.999,
+        "error {err}, agreement {agree}"
+    );
 }
 
 #[test]
@@ -131,12 +141,18 @@ fn bad_band_frames_and_statistics_should_be_refused() {
     let e = message(stream.submit(bands(&data, 4, 16, 15), &request));
     assert!(e.contains("1024"), "{e}");
     let e = message(stream.submit(bands(&data[..3 * 256], 3, 16, 16), &request));
-    assert!(e.contains("3 bands") && e.contains("4 input channels"), "{e}");
+    assert!(
+        e.contains("3 bands") && e.contains("4 input channels"),
+        "{e}"
+    );
     let e = message(stream.submit(bands(&data, 4, 0, 16), &request));
     assert!(e.contains("0x16"), "{e}");
     let image = photo(1, 16, 16);
     let e = message(stream.submit(Frame::Image(&image), &request));
-    assert!(e.contains("4 input channels") && e.contains("Frame::Bands"), "{e}");
+    assert!(
+        e.contains("4 input channels") && e.contains("Frame::Bands"),
+        "{e}"
+    );
     // The stream still works after refusals.
     stream
         .submit(bands(&data, 4, 16, 16), &request)

@@ -181,7 +181,9 @@ impl Normalize {
                 ),
             ));
         }
-        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite())
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
             return Err(Error::params(
                 OP,
                 format!(

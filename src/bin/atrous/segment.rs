@@ -72,14 +72,17 @@ impl Preprocessing {
             Some(s) => check("std", s)?,
             None => vec![1.0; channels],
         };
-        let spec = model.info.preprocess.get_or_insert_with(|| atrous::model::PreprocessSpec {
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            value_range: [0.0, 1.0],
-            channel_order: Default::default(),
-            input_size: atrous::model::InputSize::Original { multiple_of: 32 },
-            bands: None,
-        });
+        let spec = model
+            .info
+            .preprocess
+            .get_or_insert_with(|| atrous::model::PreprocessSpec {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                value_range: [0.0, 1.0],
+                channel_order: Default::default(),
+                input_size: atrous::model::InputSize::Original { multiple_of: 32 },
+                bands: None,
+            });
         spec.bands = Some(atrous::ops::Normalize { mean, std });
         Ok(())
     }
