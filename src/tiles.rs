@@ -21,6 +21,110 @@ use crate::segment::{Frame, Readback, Request, Resolution, Segmenter, Stream};
 use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
+/// Where windows come from: a [`Raster`] (a GeoTIFF scene), or anything else that reads boundless windows, such
+/// as a [`SyntheticScene`] for benchmarks.
+pub trait Scene: Send {
+    /// Width and height in pixels.
+    fn size(&self) -> (usize, usize);
+    /// The number of bands.
+    fn bands(&self) -> usize;
+    /// The scene's path or name, for messages.
+    fn name(&self) -> std::path::PathBuf;
+    /// Reads a window of `bands` (0-based) at `(x, y)`, as [`Raster::read_window`] does: past the edges (and at
+    /// nodata) pixels are invalid.
+    fn read_window(
+        &mut self,
+        x: i64,
+        y: i64,
+        width: usize,
+        height: usize,
+        bands: &[usize],
+    ) -> Result<Window>;
+}
+
+impl Scene for Raster {
+    fn size(&self) -> (usize, usize) {
+        (self.width(), self.height())
+    }
+    fn bands(&self) -> usize {
+        Raster::bands(self)
+    }
+    fn name(&self) -> std::path::PathBuf {
+        self.path().to_path_buf()
+    }
+    fn read_window(
+        &mut self,
+        x: i64,
+        y: i64,
+        width: usize,
+        height: usize,
+        bands: &[usize],
+    ) -> Result<Window> {
+        Raster::read_window(self, x, y, width, height, bands)
+    }
+}
+
+/// A scene computed on the fly, of any size and no storage: smooth fields plus noise around `mean` (spread
+/// `std`) per band. For benchmarks: the read costs little, so the timing is the GPU's and the blending's.
+#[derive(Clone, Debug)]
+pub struct SyntheticScene {
+    pub width: usize,
+    pub height: usize,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Scene for SyntheticScene {
+    fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+    fn bands(&self) -> usize {
+        self.mean.len()
+    }
+    fn name(&self) -> std::path::PathBuf {
+        format!("synthetic {}x{} scene", self.width, self.height).into()
+    }
+    fn read_window(
+        &mut self,
+        x0: i64,
+        y0: i64,
+        width: usize,
+        height: usize,
+        bands: &[usize],
+    ) -> Result<Window> {
+        let plane = width * height;
+        let mut data = vec![0f32; bands.len() * plane];
+        let mut valid = vec![false; plane];
+        for (k, &b) in bands.iter().enumerate() {
+            let (mean, std) = (self.mean[b], self.std[b]);
+            for j in 0..height {
+                let y = y0 + j as i64;
+                for i in 0..width {
+                    let x = x0 + i as i64;
+                    if x < 0 || y < 0 || x >= self.width as i64 || y >= self.height as i64 {
+                        continue;
+                    }
+                    valid[j * width + i] = true;
+                    let (xf, yf, bf) = (x as f32, y as f32, b as f32);
+                    let field = (xf / 53.0 + bf).sin() * (yf / 61.0 - bf).cos();
+                    let noise = ((x as u64 * 73856093) ^ (y as u64 * 19349663)) % 101;
+                    data[k * plane + j * width + i] =
+                        mean + std * (field + noise as f32 / 200.0 - 0.25);
+                }
+            }
+        }
+        Ok(Window {
+            x: x0,
+            y: y0,
+            width,
+            height,
+            bands: bands.len(),
+            data,
+            valid,
+        })
+    }
+}
+
 /// How a scene is cut into windows.
 #[derive(Clone, Debug)]
 pub struct TileOptions {
@@ -270,12 +374,9 @@ pub fn size_multiple(segmenter: &Segmenter) -> usize {
     }
 }
 
-/// The fill value of each model band: its mean (0 after normalisation), or 0 without band statistics.
+/// The fill value of each model band: its mean, 0 after normalisation.
 fn fill_values(segmenter: &Segmenter, bands: usize) -> Vec<f32> {
-    match &segmenter.preprocess_spec().bands {
-        Some(n) => n.mean.clone(),
-        None => vec![0.0; bands],
-    }
+    segmenter.preprocess_spec().band_normalize(bands).mean
 }
 
 /// The largest window side, at most `tile` and a multiple of the model's size multiple, whose plan fits the
@@ -349,12 +450,12 @@ struct Read {
     window: Window,
 }
 
-/// Segments the scene of `raster` window by window (see the [module](self)) and hands each run of finished rows
+/// Segments the scene `raster` (a [`Raster`] or any [`Scene`]) window by window (see the [module](self)) and hands each run of finished rows
 /// to `sink`, in order, on a writer thread; `progress` is called on the caller's thread with the windows done so
 /// far and their total. The windows are `options.tile` pixels (see [`fit_window`] to choose one that fits).
 pub fn segment_scene(
     segmenter: &Segmenter,
-    raster: &mut Raster,
+    raster: &mut impl Scene,
     options: &TileOptions,
     sink: impl FnMut(Rows) -> Result<()> + Send,
     mut progress: impl FnMut(usize, usize),
@@ -363,16 +464,17 @@ pub fn segment_scene(
     let channels = options.bands.len();
     if channels != segmenter.input_channels() {
         return Err(Error::File {
-            path: raster.path().to_path_buf(),
+            path: raster.name(),
             message: format!(
                 "{channels} bands selected for a model with {} input channels (choose them with --bands)",
                 segmenter.input_channels()
             ),
         });
     }
+    let (width, height) = raster.size();
     let grid = Grid::new(
-        raster.width(),
-        raster.height(),
+        width,
+        height,
         options.tile,
         options.overlap,
         size_multiple(segmenter),
@@ -429,7 +531,7 @@ pub fn segment_scene(
 
 /// The reader thread: every window in grid order, invalid pixels filled, until done or the receiver is gone.
 fn read_windows(
-    raster: &mut Raster,
+    raster: &mut impl Scene,
     grid: &Grid,
     bands: &[usize],
     fill: &[f32],
@@ -492,10 +594,17 @@ fn run_windows(
                      blender: &mut Blender|
      -> Result<()> {
         let result = readback.wait()?;
-        let probs = result
-            .probabilities
-            .as_ref()
-            .expect("probabilities were read back");
+        let probs = result.probabilities.expect("probabilities were read back");
+        // A one-channel model's output is the probability of class 1: blend both classes.
+        let probs = match probs.shape.c {
+            1 => probs
+                .data
+                .iter()
+                .map(|p| 1.0 - p)
+                .chain(probs.data.iter().copied())
+                .collect(),
+            _ => probs.data,
+        };
         // Rows above this window are finished: no later window reaches them.
         if read.y > blender.y0 {
             let finished = blender.finish(read.y);
@@ -506,7 +615,7 @@ fn run_windows(
             read.x,
             read.y,
             &read.window,
-            &probs.data,
+            &probs,
             &wx[column(read.x)],
             &wy[row(read.y)],
         );

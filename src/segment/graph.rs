@@ -96,10 +96,7 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
                 "a frame of {bands} bands for a model with {channels} input channels"
             )));
         }
-        let params = match &shared.spec.bands {
-            Some(n) => n.clone(),
-            None => crate::ops::Normalize::identity(bands),
-        };
+        let params = shared.spec.band_normalize(bands);
         if params.mean.len() != bands || params.std.len() != bands {
             return Err(Error::Model(format!(
                 "the band mean and std have {} and {} values; the model takes {bands} bands",
