@@ -400,18 +400,20 @@ pub fn fit_window(
     let first = side;
     let mut why = None;
     loop {
-        let data = vec![0f32; channels * side * side];
-        let frame = Frame::Bands {
-            data: &data,
-            channels,
-            width: side,
-            height: side,
+        // The band input and the probabilities of a window must fit one buffer each: checked before anything is
+        // allocated, so an absurd tile costs nothing.
+        let planes = channels.max(segmenter.class_count().max(2)) as u64;
+        let bytes = planes * (side as u64) * (side as u64) * 4;
+        let attempt = match segmenter
+            .engine()
+            .gpu()
+            .check_storage_size(&format!("a {side}x{side} window of {planes} planes"), bytes)
+        {
+            Ok(()) => try_window(stream, side, channels),
+            Err(e) => Err(e),
         };
-        let attempt = stream
-            .submit(frame, &request())
-            .and_then(|s| s.readback.expect("a readback was asked for").wait());
         match attempt {
-            Ok(_) => break,
+            Ok(()) => break,
             Err(e @ Error::TooLarge { .. }) => {
                 why.get_or_insert(e.to_string());
                 let next = ((side / 2) / m) * m;
@@ -433,6 +435,21 @@ pub fn fit_window(
         )
     });
     Ok((side, note))
+}
+
+/// Runs one window of zeros of `side x side`: compiles (and keeps) its plan.
+fn try_window(stream: &mut Stream, side: usize, channels: usize) -> Result<()> {
+    let data = vec![0f32; channels * side * side];
+    let frame = Frame::Bands {
+        data: &data,
+        channels,
+        width: side,
+        height: side,
+    };
+    stream
+        .submit(frame, &request())
+        .and_then(|s| s.readback.expect("a readback was asked for").wait())
+        .map(|_| ())
 }
 
 fn request() -> Request<'static> {

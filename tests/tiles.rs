@@ -17,7 +17,7 @@ use atrous::ops::{
 };
 use atrous::raster::{GeoTags, Raster, RasterWriter, SampleType, WriterSpec};
 use atrous::segment::{Frame, Readback, Request};
-use atrous::tiles::{origins, segment_scene, weights, Grid, Rows, TileOptions};
+use atrous::tiles::{fit_window, origins, segment_scene, weights, Grid, Rows, TileOptions};
 use atrous::{Model, Segmenter};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -283,6 +283,27 @@ fn tiled_inference_should_agree_with_the_whole_scene() {
     // One window covering the whole scene is the whole-scene run.
     assert!(results[3] >= 0.9999, "one window: {}", results[3]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_window_too_large_for_the_device_should_shrink_to_one_that_fits() {
+    let gpu = gpu_or_skip!();
+    let segmenter = Segmenter::new(gpu, four_band_model()).unwrap();
+    let mut stream = segmenter.stream();
+    let (side, note) = fit_window(&segmenter, &mut stream, 1 << 16, 32, BANDS).unwrap();
+    let note = note.expect("a note");
+    eprintln!("{note}");
+    assert!(side < 1 << 16 && side > 32 && side % 4 == 0, "{side}");
+    assert!(
+        note.contains("65536x65536") && note.contains(&format!("{side}x{side}")),
+        "{note}"
+    );
+    // A window that fits comes back as it is; a tile not above the overlap is refused.
+    assert_eq!(
+        fit_window(&segmenter, &mut stream, 64, 16, BANDS).unwrap(),
+        (64, None)
+    );
+    assert!(fit_window(&segmenter, &mut stream, 64, 64, BANDS).is_err());
 }
 
 #[test]

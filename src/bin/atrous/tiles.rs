@@ -219,7 +219,7 @@ pub fn run(
     let gpu = Arc::new(Gpu::new()?);
     let segmenter = Segmenter::with_options(gpu, model, numerics.options())?;
 
-    let mut window: Option<usize> = None;
+    let mut window = std::collections::HashMap::new();
     let mut failed = 0;
     let total = scenes.len();
     for scene in &scenes {
@@ -317,7 +317,7 @@ fn segment_one(
     probs: bool,
     args: &TileArgs,
     tile: usize,
-    window: &mut Option<usize>,
+    window: &mut std::collections::HashMap<usize, usize>,
 ) -> Result<String> {
     let path = scene.path.as_path();
     let mut raster = Raster::open(path)?;
@@ -355,17 +355,30 @@ fn segment_one(
             ),
         });
     }
-    // The window: the largest that fits the device, found once and kept for every scene.
-    let side = match *window {
-        Some(side) => side,
+    // The window: the largest that fits the device (no larger than the scene needs), found once per size.
+    let m = atrous::tiles::size_multiple(segmenter);
+    let needed = tile.min(
+        raster
+            .width()
+            .max(raster.height())
+            .next_multiple_of(m)
+            .max(m),
+    );
+    // A scene smaller than the tile takes one window: the overlap then only has to be smaller than it.
+    let overlap = match needed < tile {
+        true => args.overlap.min(needed / 2),
+        false => args.overlap,
+    };
+    let side = match window.get(&needed) {
+        Some(&side) => side,
         None => {
             let mut stream = segmenter.stream();
-            let (side, note) = fit_window(segmenter, &mut stream, tile, args.overlap, channels)
+            let (side, note) = fit_window(segmenter, &mut stream, needed, overlap, channels)
                 .map_err(naming(path))?;
             if let Some(note) = note {
                 eprintln!("atrous: {note}");
             }
-            *window = Some(side);
+            window.insert(needed, side);
             side
         }
     };
@@ -414,7 +427,7 @@ fn segment_one(
     };
     let options = TileOptions {
         tile: side,
-        overlap: args.overlap,
+        overlap,
         batch: args.batch,
         bands: bands.iter().map(|b| b - 1).collect(),
         probabilities: probs,
