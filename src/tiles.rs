@@ -68,8 +68,10 @@ impl Scene for Raster {
 /// `std`) per band. For benchmarks: the read costs little, so the timing is the GPU's and the blending's.
 #[derive(Clone, Debug)]
 pub struct SyntheticScene {
+    /// Size in pixels.
     pub width: usize,
     pub height: usize,
+    /// Per band: the values' centre and spread (so as many bands as values).
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
 }
@@ -173,10 +175,12 @@ pub fn weights(len: usize, first: bool, last: bool) -> Vec<f32> {
 /// The window grid over a scene.
 #[derive(Clone, Debug)]
 pub struct Grid {
+    /// The scene's width and height.
     pub width: usize,
     pub height: usize,
     /// Window width and height.
     pub window: (usize, usize),
+    /// Left columns of the windows of a row, and top rows of the windows of a column ([`origins`]).
     pub xs: Vec<usize>,
     pub ys: Vec<usize>,
 }
@@ -213,6 +217,7 @@ impl Grid {
         })
     }
 
+    /// The number of windows.
     pub fn count(&self) -> usize {
         self.xs.len() * self.ys.len()
     }
@@ -221,6 +226,7 @@ impl Grid {
 /// Finished rows of a scene, `y0 .. y0 + rows`, full width.
 #[derive(Clone, Debug)]
 pub struct Rows {
+    /// The first row, the number of rows, and the scene's width.
     pub y0: usize,
     pub rows: usize,
     pub width: usize,
@@ -235,15 +241,18 @@ pub struct Rows {
 /// What a scene's run measured.
 #[derive(Clone, Debug)]
 pub struct SceneStats {
+    /// Windows segmented.
     pub windows: usize,
     /// The window size used, (width, height).
     pub window: (usize, usize),
+    /// Wall-clock seconds from the first read to the last row handed to the sink.
     pub seconds: f64,
     /// Host bytes of the blending band (probability sums, weights, validity).
     pub band_bytes: usize,
 }
 
 impl SceneStats {
+    /// Scene megapixels (of a `width x height` scene) per second.
     pub fn megapixels_per_second(&self, width: usize, height: usize) -> f64 {
         (width * height) as f64 / 1e6 / self.seconds.max(1e-9)
     }
