@@ -12,7 +12,7 @@
 //! at 1 over the half of a window that touches a scene edge, since nothing else covers those pixels.
 //!
 //! Three threads: a reader decodes windows ahead of the GPU, the caller's thread submits `batch` windows in flight
-//! (one [`Stream`](crate::segment::Stream) each) and blends, and a writer hands finished rows to the sink.
+//! (one [`Stream`] each) and blends, and a writer hands finished rows to the sink.
 
 use crate::error::{Error, Result};
 use crate::model::InputSize;
