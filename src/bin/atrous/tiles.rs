@@ -385,9 +385,10 @@ fn segment_one(
     let (width, height) = (raster.width(), raster.height());
     let classes = segmenter.class_count().max(2);
     let u16_classes = classes > 255;
-    let mask_nodata = raster
-        .nodata()
-        .map(|_| if u16_classes { 65535.0 } else { 255.0 });
+    // Nodata in the outputs wherever the scene can have invalid pixels: a nodata value, or NaN in float samples.
+    let may_be_invalid = raster.nodata().is_some()
+        || matches!(raster.sample_type(), SampleType::F32 | SampleType::F64);
+    let mask_nodata = may_be_invalid.then_some(if u16_classes { 65535.0 } else { 255.0 });
     if let Some(dir) = scene.base.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::File {
             path: dir.to_path_buf(),
@@ -416,7 +417,7 @@ fn segment_one(
             true => {
                 let spec = WriterSpec::new(width, height, classes, SampleType::F32)
                     .geo(raster.geo().clone())
-                    .nodata(raster.nodata().map(|_| PROBS_NODATA));
+                    .nodata(may_be_invalid.then_some(PROBS_NODATA));
                 Some(RasterWriter::create(&probs_path, &spec)?)
             }
             false => None,
