@@ -16,6 +16,7 @@ pub mod raster;
 pub mod reference;
 pub mod segment;
 pub mod tensor;
+pub mod tiles;
 pub mod weights;
 
 pub use engine::Engine;

@@ -32,6 +32,34 @@ pub struct PreprocessSpec {
     #[serde(default)]
     pub channel_order: ChannelOrder,
     pub input_size: InputSize,
+    /// Per-band mean and std for raw band values ([`crate::segment::Frame::Bands`]: multispectral scenes and models
+    /// with any number of input channels), applied as `(v - mean[b]) / std[b]` to the values as they are (no
+    /// `value_range` scaling). Without it, band frames of a three-channel model are taken as 0..255 values and
+    /// normalised as images are (see [`PreprocessSpec::band_normalize`]); other band frames go to the model as
+    /// they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<crate::ops::Normalize>,
+}
+
+impl PreprocessSpec {
+    /// The per-band normalisation of band frames for a model of `channels` input channels: [`Self::bands`], or for
+    /// three channels the image normalisation on 0..255 values (the same numbers an 8-bit image gets, in the bands'
+    /// order), or the identity.
+    pub fn band_normalize(&self, channels: usize) -> crate::ops::Normalize {
+        if let Some(n) = &self.bands {
+            return n.clone();
+        }
+        if channels != 3 {
+            return crate::ops::Normalize::identity(channels);
+        }
+        // (pixel * scale - (mean - lo)) / std == (pixel - (mean - lo) / scale) / (std / scale).
+        let [lo, hi] = self.value_range;
+        let scale = (hi - lo) / 255.0;
+        crate::ops::Normalize {
+            mean: self.mean.iter().map(|m| (m - lo) / scale).collect(),
+            std: self.std.iter().map(|s| s / scale).collect(),
+        }
+    }
 }
 
 fn unit_range() -> [f32; 2] {

@@ -48,11 +48,13 @@ fn f16_shaders_should_store_f16() {
             shader.name
         );
         assert!(
-            // Per-channel f32 vectors: conv biases, group-norm scales and shifts, split-K partial sums.
+            // Per-channel f32 vectors: conv biases, group-norm scales and shifts, split-K partial sums, per-band
+            // means and standard deviations.
             !source.contains("array<f32>")
                 || shader.name.starts_with("conv")
                 || shader.name == "dw_pointwise"
-                || shader.name == "norm",
+                || shader.name == "norm"
+                || shader.name == "normalize",
             "shaders/{}.wgsl still stores f32 (only per-channel biases, scales and shifts may)",
             shader.name
         );

@@ -21,12 +21,12 @@ def narrow(n, k=None):
     return max(1, n // (k or SHRINK))
 
 
-def shrink(module, keep_out, k=None):
+def shrink(module, keep_out, k=None, first=None):
     """Replaces every conv / transposed conv / batch-norm with one SHRINK times narrower (input channels 3 and the
     head's class count are kept), so the state_dict keeps smp's key layout with small shapes."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Conv2d):
-            cin = child.in_channels if child.in_channels == 3 else narrow(child.in_channels, k)
+            cin = child.in_channels if child is first else narrow(child.in_channels, k)
             cout = child.out_channels if child is keep_out else narrow(child.out_channels, k)
             # Depthwise stays depthwise; a grouped conv (ResNeXt) keeps channels / group and loses groups.
             groups = cin if child.groups == child.in_channels > 1 else max(1, child.groups // (k or SHRINK))
@@ -43,7 +43,7 @@ def shrink(module, keep_out, k=None):
             # smp hard-codes 32 groups: the narrowed width must stay a multiple of it.
             setattr(module, name, nn.GroupNorm(child.num_groups, narrow(child.num_channels, k)))
         else:
-            shrink(child, keep_out, k)
+            shrink(child, keep_out, k, first)
 
 
 def randomize(model):
@@ -79,7 +79,9 @@ def make_one(name, model, shape, k=None, half=False):
     the same reference, and atrous's f16 weight reading on the path."""
     torch.manual_seed(1)
     head = model.segmentation_head[0]
-    shrink(model, head, k)
+    # The first conv keeps its input channels (3, or a multispectral model's band count).
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    shrink(model, head, k, first)
     randomize(model)
     tame_residuals(model)
     model.eval()
@@ -121,6 +123,9 @@ def main():
                                   decoder_channels=(64, 32, 16, 16)), (1, 3, 48, 64), k=16, half=True)
     # Segmentation channels 512 narrow to 64: GroupNorm(32, 64), two channels a group. At depth 4, smp's FPN still
     # takes the last four features (strides 2-16), so its output is twice the input's size.
+    # Four input bands (e.g. Sentinel-2 B4, B3, B2, B8): the first conv's weight is [64/8, 4, 7, 7].
+    make("unet_4band", smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=4, classes=3,
+                                encoder_depth=4, decoder_channels=(64, 32, 16, 16)), (1, 4, 32, 48), half=True)
     make("fpn", smp.FPN(**enc, classes=3, decoder_segmentation_channels=512), (1, 3, 64, 96),
          half=True)
     make("fpn_cat", smp.FPN(**enc, classes=2, encoder_depth=4, decoder_segmentation_channels=512,

@@ -56,6 +56,7 @@ impl BatchNormNames {
 /// - `constant`: `[]` -> `[y]`, the weight tensor `weight` as an f32 activation.
 /// - `preprocess`: `[pixels]` (u32 `1 x 1 x H x W`, a [`InputKind::Pixels`] graph input) or `[]` (a texture
 ///   source) -> `[x]` (`1 x 3 x h x w`).
+/// - `normalize`: `[bands]` (u32 `1 x C x H x W` of f32 bits, a [`InputKind::Bands`] graph input) -> `[x]` (f32).
 /// - `threshold`: `[p]` -> `[classes]` (u32); `encode`: `[classes]` (u32) or `[probabilities]` -> `[texels]` (u32).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -118,6 +119,10 @@ pub enum Op {
         params: ops::Preprocess,
         source: ops::ImageSource,
     },
+    /// Raw band values (f32 bits) normalised per band into the network's input.
+    Normalize {
+        params: ops::Normalize,
+    },
     /// A one-channel probability map to a class map.
     Threshold {
         params: ops::Threshold,
@@ -149,6 +154,7 @@ impl Op {
             Op::SlicePad { .. } => "slice_pad",
             Op::Constant { .. } => "constant",
             Op::Preprocess { .. } => "preprocess",
+            Op::Normalize { .. } => "normalize",
             Op::Threshold { .. } => "threshold",
             Op::Encode { .. } => "encode",
         }
@@ -225,6 +231,9 @@ pub enum InputKind {
     Tensor,
     /// 8-bit RGBA pixels packed one to a u32 word: a `1 x 1 x H x W` u32 tensor, uploaded as the image's bytes.
     Pixels,
+    /// Raw band values as f32 bit patterns in u32 words, whatever the plan's precision: a `1 x C x H x W` u32
+    /// tensor, uploaded as the values' f32 bytes (read by a `normalize` node).
+    Bands,
 }
 
 impl InputKind {
@@ -418,7 +427,7 @@ impl Graph {
                     shape,
                     dtype: match input.kind {
                         InputKind::Tensor => DType::F32,
-                        InputKind::Pixels => DType::U32,
+                        InputKind::Pixels | InputKind::Bands => DType::U32,
                     },
                 },
             );
@@ -575,6 +584,17 @@ pub(crate) fn node_outputs(node: &Node, ins: &[TensorInfo]) -> Result<Vec<Tensor
                 })
                 .collect::<Result<_>>()?;
             vec![f32(params.output_shape(source.layout(&shapes)?)?)]
+        }
+        Op::Normalize { params } => {
+            expect_inputs(ins, 1)?;
+            if ins[0].dtype != DType::U32 {
+                return Err(Error::Model(format!(
+                    "normalize reads raw band values as a u32 tensor of f32 bits (an input of kind bands), got an \
+                     f32 tensor of shape {}",
+                    ins[0].shape
+                )));
+            }
+            vec![f32(params.output_shape(ins[0].shape)?)]
         }
         Op::Threshold { params } => vec![TensorInfo {
             shape: params.output_shape(single(ins)?)?.with_c(1),

@@ -86,6 +86,7 @@ pub(crate) const ELEMENTWISE: Shader = shader!("elementwise");
 pub(crate) const ENCODE: Shader = shader!("encode");
 pub(crate) const ENCODE_PROBABILITY: Shader = shader!("encode_probability");
 pub(crate) const NORM: Shader = shader!("norm");
+pub(crate) const NORMALIZE: Shader = shader!("normalize");
 pub(crate) const PAD: Shader = shader!("pad");
 pub(crate) const POOL: Shader = shader!("pool");
 pub(crate) const PREPROCESS: Shader = shader!("preprocess");
@@ -107,6 +108,7 @@ pub const SHADERS: &[Shader] = &[
     ENCODE,
     ENCODE_PROBABILITY,
     NORM,
+    NORMALIZE,
     PAD,
     POOL,
     PREPROCESS,

@@ -1,9 +1,9 @@
 //! preprocess: 8-bit RGB/RGBA pixels to a normalised f32 NCHW tensor (shaders/preprocess.wgsl).
 
-use super::PREPROCESS;
+use super::{NORMALIZE, PREPROCESS};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Kernel, KernelSpec, Precision, Slot, TensorData};
-use crate::ops::{ChannelOrder, ImageLayout, Preprocess, TexelEncoding};
+use crate::ops::{ChannelOrder, ImageLayout, Normalize, Preprocess, TexelEncoding};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -138,4 +138,55 @@ fn kernel(
             inputs,
         },
     )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormalizeParams {
+    total: u32,
+    plane: u32,
+    channels: u32,
+}
+
+/// The per-band normalisation kernel for raw bands of `input`'s shape (shaders/normalize.wgsl). Outputs: `output`
+/// (floats in `precision`). Inputs: `bands` (u32 words holding f32 bits) and `stats` (f32: the means, then the
+/// standard deviations; [`normalize_stats`]).
+pub fn normalize(
+    gpu: &Gpu,
+    label: &str,
+    p: &Normalize,
+    input: Shape,
+    precision: Precision,
+) -> Result<Kernel> {
+    let output = p.output_shape(input)?;
+    let numel = u32::try_from(output.numel()).map_err(|_| {
+        crate::error::Error::params("normalize", format!("{output} has more than 2^32 elements"))
+    })?;
+    let params = NormalizeParams {
+        total: numel,
+        plane: (output.h * output.w) as u32,
+        channels: output.c as u32,
+    };
+    Kernel::new(
+        gpu,
+        KernelSpec {
+            label: format!("{label} (normalize)"),
+            shader: NORMALIZE,
+            precision,
+            entry: "normalize",
+            constants: &[],
+            uniforms: bytemuck::bytes_of(&params),
+            dispatch: Dispatch::Linear(output.numel() as u64),
+            outputs: vec![Slot::floats("output", output.numel(), precision)],
+            inputs: vec![
+                Slot::elements("bands", output.numel()),
+                Slot::elements("stats", 2 * output.c),
+            ],
+        },
+    )
+}
+
+/// The `stats` input of [`normalize`]: the means, then the standard deviations.
+pub fn normalize_stats(p: &Normalize) -> Vec<f32> {
+    p.mean.iter().chain(&p.std).copied().collect()
 }

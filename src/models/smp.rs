@@ -317,6 +317,7 @@ pub fn build(weights: Weights, cfg: &SmpConfig) -> Result<Model> {
             input_size: InputSize::Original {
                 multiple_of: multiple,
             },
+            bands: None,
         }),
         labels: Vec::new(),
         palette: Vec::new(),

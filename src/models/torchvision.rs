@@ -47,6 +47,7 @@ pub fn preprocess() -> PreprocessSpec {
         value_range: [0.0, 1.0],
         channel_order: ChannelOrder::Rgb,
         input_size: InputSize::ShorterSide { size: 520 },
+        bands: None,
     }
 }
 

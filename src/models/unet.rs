@@ -92,6 +92,7 @@ pub fn build(weights: Weights) -> Result<Model> {
             value_range: [0.0, 1.0],
             channel_order: ChannelOrder::Rgb,
             input_size: InputSize::Original { multiple_of: 1 },
+            bands: None,
         }),
         labels: Vec::new(),
         palette: Vec::new(),

@@ -364,6 +364,7 @@ impl OnnxGraph {
                 value_range: [0.0, 1.0],
                 channel_order: Default::default(),
                 input_size: input_size.clone().unwrap_or_else(|| self.declared_size()),
+                bands: None,
             });
         let labels = match m.get("atrous.labels") {
             Some(l) => serde_json::from_str(l).map_err(|e| {

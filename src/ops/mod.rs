@@ -17,7 +17,9 @@ pub use encode::{Encode, Encoding, MAX_PALETTE};
 pub use norm::GroupNorm;
 pub use pad::{PadLike, PadMode, SlicePad, SLICE_PAD_INDEX_LIMIT};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d};
-pub use preprocess::{ChannelOrder, ImageLayout, ImageSource, Preprocess, TexelEncoding};
+pub use preprocess::{
+    ChannelOrder, ImageLayout, ImageSource, Normalize, Preprocess, TexelEncoding,
+};
 pub use resize::{
     CoordinateTransform, NearestRounding, OnnxAxis, Resize, ResizeMode, ResizeTarget,
     NEAREST_TIE_TOLERANCE,

@@ -154,3 +154,52 @@ impl ImageSource {
         })
     }
 }
+
+/// Per-band normalisation of raw band values: `out[c] = (v[c] - mean[c]) / std[c]`, for any number of bands.
+/// Its input is a `1 x C x H x W` u32 tensor of f32 bit patterns (an [`crate::graph::InputKind::Bands`] graph
+/// input), so raw values such as 16-bit reflectances keep full f32 precision whatever the plan's precision; the
+/// arithmetic runs in f32 and only the result is stored in the plan's precision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// The output shape for an input of `input`'s shape: the same, checked against the band count.
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        const OP: &str = "normalize";
+        positive(OP, "input size", &input.dims())?;
+        if self.mean.len() != input.c || self.std.len() != input.c {
+            return Err(Error::params(
+                OP,
+                format!(
+                    "{} bands need {0} means and {0} standard deviations, got {} and {}",
+                    input.c,
+                    self.mean.len(),
+                    self.std.len()
+                ),
+            ));
+        }
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite())
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(Error::params(
+                OP,
+                format!(
+                    "mean must be finite and std finite and non-zero, got {:?} and {:?}",
+                    self.mean, self.std
+                ),
+            ));
+        }
+        Ok(input)
+    }
+
+    /// The identity for `bands` bands (mean 0, std 1).
+    pub fn identity(bands: usize) -> Self {
+        Normalize {
+            mean: vec![0.0; bands],
+            std: vec![1.0; bands],
+        }
+    }
+}

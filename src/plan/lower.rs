@@ -334,6 +334,18 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
                 inputs: vec![Bind::Origin, Bind::Texture],
             }],
         },
+        Op::Normalize { params } => {
+            let kernel = preprocess::normalize(gpu, label, params, x(), precision)?;
+            let stats = preprocess::normalize_stats(params);
+            let uploaded = gpu.upload_f32(&format!("{label} stats"), &stats)?;
+            let mut inputs = tensors(&node.inputs);
+            inputs.push(Bind::Weight(Arc::new(uploaded)));
+            vec![Call {
+                kernel,
+                outputs: outputs(),
+                inputs,
+            }]
+        }
         Op::Threshold { params } => single(softmax::threshold(gpu, label, params, x(), precision)?),
         Op::Encode { params } => {
             let kernel = encode::encode(gpu, label, params, x(), precision)?;

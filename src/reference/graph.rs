@@ -127,6 +127,18 @@ pub fn run_graph_values(
                 let bytes: Vec<u8> = pixels.iter().flat_map(|w| w.to_le_bytes()).collect();
                 vec![Output::F32(super::preprocess(params, layout, &bytes)?)]
             }
+            Op::Normalize { params } => match &values[&node.inputs[0]] {
+                Output::U32 { shape, data } => {
+                    let raw: Vec<f32> = data.iter().map(|&w| f32::from_bits(w)).collect();
+                    vec![Output::F32(super::normalize(params, *shape, &raw)?)]
+                }
+                Output::F32(_) => {
+                    return Err(Error::Model(format!(
+                        "node {:?}: normalize reads f32 bits in a u32 tensor",
+                        node.name
+                    )))
+                }
+            },
             Op::Threshold { params } => {
                 let x = x()?;
                 vec![Output::U32 {

@@ -19,7 +19,7 @@ pub use graph::{run_graph, run_graph_values};
 pub use norm::group_norm;
 pub use pad::{pad_like, slice_pad};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d};
-pub use preprocess::preprocess;
+pub use preprocess::{normalize, preprocess};
 pub use resize::resize;
 pub use softmax::{argmax, softmax, threshold};
 

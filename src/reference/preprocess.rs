@@ -2,7 +2,8 @@
 
 use super::resize::bilinear_taps;
 use crate::error::Result;
-use crate::ops::{ChannelOrder, ImageLayout, Preprocess};
+use crate::ops::{ChannelOrder, ImageLayout, Normalize, Preprocess};
+use crate::tensor::Shape;
 use crate::tensor::Tensor;
 
 /// Interpolates the raw 0..255 values of `bytes` (rows of `width * channels`, no padding; alpha ignored) to
@@ -31,4 +32,25 @@ pub fn preprocess(p: &Preprocess, image: ImageLayout, bytes: &[u8]) -> Result<Te
         }
     }
     Ok(out)
+}
+
+/// Reference per-band normalisation: `(v - mean[c]) / std[c]` in f64 over raw values `raw` of `shape` (NCHW).
+pub fn normalize(p: &Normalize, shape: Shape, raw: &[f32]) -> Result<Tensor> {
+    let o = p.output_shape(shape)?;
+    if raw.len() != o.numel() {
+        return Err(crate::error::Error::shape(
+            "normalize",
+            format!("{o} holds {} values, got {}", o.numel(), raw.len()),
+        ));
+    }
+    let plane = o.h * o.w;
+    let data = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / plane) % o.c;
+            ((v as f64 - p.mean[c] as f64) / p.std[c] as f64) as f32
+        })
+        .collect();
+    Ok(Tensor { shape: o, data })
 }

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 
 /// The graph input of a host image's packed pixels.
 pub(crate) const PIXELS: &str = "atrous:pixels";
+/// The graph input of raw band values (f32 bits).
+pub(crate) const BANDS: &str = "atrous:bands";
 /// Names of the tensors the segmentation graph adds; a model's own tensors may not start with it.
 const PREFIX: &str = "atrous:";
 
@@ -24,6 +26,8 @@ const PREFIX: &str = "atrous:";
 pub(crate) enum Source {
     Pixels,
     Texture(TexelEncoding),
+    /// Raw band values: this many bands.
+    Bands(usize),
 }
 
 /// Everything a compiled segmentation plan depends on.
@@ -68,7 +72,8 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
     let (width, height) = key.size;
     let (in_h, in_w) = input_size(&shared.spec.input_size, height, width);
     let input = model.graph.inputs[0].name.clone();
-    let model_shapes = HashMap::from([(input.clone(), Shape::new(1, 3, in_h, in_w))]);
+    let channels = model.graph.inputs[0].channels;
+    let model_shapes = HashMap::from([(input.clone(), Shape::new(1, channels, in_h, in_w))]);
     let network = model.graph_for(&model_shapes)?;
     let (_, infos) = network.infer(&model_shapes)?;
     if let Some(name) = infos.keys().find(|n| n.starts_with(PREFIX)) {
@@ -83,44 +88,63 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
     };
     shared.check_output_size(out_size)?;
 
-    let [lo, hi] = shared.spec.value_range;
-    let preprocess = Preprocess {
-        size: [in_h, in_w],
-        mean: shared.spec.mean.map(|m| m - lo),
-        std: shared.spec.std,
-        value_scale: (hi - lo) / 255.0,
-        channel_order: shared.spec.channel_order,
-    };
     let mut graph = Graph::default();
     let mut shapes = HashMap::new();
-    let pre = match key.source {
-        Source::Pixels => {
-            graph.inputs.push(GraphInput {
-                name: PIXELS.into(),
-                channels: 1,
-                kind: InputKind::Pixels,
-            });
-            shapes.insert(PIXELS.to_string(), Shape::new(1, 1, height, width));
-            (ImageSource::Pixels, vec![PIXELS.to_string()])
+    if let Source::Bands(bands) = key.source {
+        if bands != channels {
+            return Err(Error::Frame(format!(
+                "a frame of {bands} bands for a model with {channels} input channels"
+            )));
         }
-        Source::Texture(texels) => (
-            ImageSource::Texture {
-                width,
-                height,
-                texels,
-            },
-            vec![],
-        ),
-    };
-    graph.nodes.push(Node {
-        name: format!("{PREFIX}preprocess"),
-        op: Op::Preprocess {
-            params: preprocess,
-            source: pre.0,
-        },
-        inputs: pre.1,
-        outputs: vec![input],
-    });
+        let params = shared.spec.band_normalize(bands);
+        if params.mean.len() != bands || params.std.len() != bands {
+            return Err(Error::Model(format!(
+                "the band mean and std have {} and {} values; the model takes {bands} bands",
+                params.mean.len(),
+                params.std.len()
+            )));
+        }
+        graph.inputs.push(GraphInput {
+            name: BANDS.into(),
+            channels: bands,
+            kind: InputKind::Bands,
+        });
+        shapes.insert(BANDS.to_string(), Shape::new(1, bands, height, width));
+        // Normalised straight into the model's input, or resized to it where the model's size policy asks.
+        let resized = (in_h, in_w) != (height, width);
+        let normalized = match resized {
+            true => format!("{PREFIX}normalized"),
+            false => input.clone(),
+        };
+        graph.nodes.push(Node {
+            name: format!("{PREFIX}normalize"),
+            op: Op::Normalize { params },
+            inputs: vec![BANDS.to_string()],
+            outputs: vec![normalized.clone()],
+        });
+        if resized {
+            let resize = Resize {
+                mode: ResizeMode::Bilinear {
+                    align_corners: false,
+                },
+                target: ResizeTarget::Size([in_h, in_w]),
+            };
+            graph.nodes.push(Node {
+                name: format!("{PREFIX}resize input"),
+                op: Op::Resize { params: resize },
+                inputs: vec![normalized],
+                outputs: vec![input.clone()],
+            });
+        }
+    } else {
+        if channels != 3 {
+            return Err(Error::Frame(format!(
+                "the model takes {channels} input channels: images and textures are RGB; give its frames as \
+                 Frame::Bands"
+            )));
+        }
+        add_image_source(&mut graph, &mut shapes, shared, key, (in_h, in_w), input);
+    }
     graph.nodes.extend(network.nodes.iter().cloned());
 
     // Logits at the output size, then the class map and (where asked for) the probabilities.
@@ -214,4 +238,53 @@ pub(crate) fn compile(shared: &Shared, key: &Key) -> Result<Compiled> {
         probabilities: read_probabilities,
         delivered,
     })
+}
+
+/// Puts the image preprocessing (packed pixels or a texture, resized and normalised) in front of the model input.
+fn add_image_source(
+    graph: &mut Graph,
+    shapes: &mut HashMap<String, Shape>,
+    shared: &Shared,
+    key: &Key,
+    (in_h, in_w): (usize, usize),
+    input: String,
+) {
+    let (width, height) = key.size;
+    let [lo, hi] = shared.spec.value_range;
+    let preprocess = Preprocess {
+        size: [in_h, in_w],
+        mean: shared.spec.mean.map(|m| m - lo),
+        std: shared.spec.std,
+        value_scale: (hi - lo) / 255.0,
+        channel_order: shared.spec.channel_order,
+    };
+    let pre = match key.source {
+        Source::Pixels => {
+            graph.inputs.push(GraphInput {
+                name: PIXELS.into(),
+                channels: 1,
+                kind: InputKind::Pixels,
+            });
+            shapes.insert(PIXELS.to_string(), Shape::new(1, 1, height, width));
+            (ImageSource::Pixels, vec![PIXELS.to_string()])
+        }
+        Source::Bands(_) => unreachable!("band sources are built by compile"),
+        Source::Texture(texels) => (
+            ImageSource::Texture {
+                width,
+                height,
+                texels,
+            },
+            vec![],
+        ),
+    };
+    graph.nodes.push(Node {
+        name: format!("{PREFIX}preprocess"),
+        op: Op::Preprocess {
+            params: preprocess,
+            source: pre.0,
+        },
+        inputs: pre.1,
+        outputs: vec![input],
+    });
 }

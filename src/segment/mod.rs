@@ -194,16 +194,28 @@ impl Segmenter {
                 )))
             }
         };
-        if model.graph.inputs.len() != 1 || model.graph.inputs[0].channels != 3 {
+        // Any channel count: three-channel models take images and textures, any model takes Frame::Bands.
+        if model.graph.inputs.len() != 1 || model.graph.inputs[0].channels == 0 {
             return Err(Error::Model(
-                "a segmentation model needs exactly one 3-channel input".into(),
+                "a segmentation model needs exactly one input with at least one channel".into(),
             ));
+        }
+        let channels = model.graph.inputs[0].channels;
+        if let Some(bands) = &spec.bands {
+            if bands.mean.len() != channels || bands.std.len() != channels {
+                return Err(Error::Model(format!(
+                    "the model takes {channels} input channels; its band mean and std have {} and {} values",
+                    bands.mean.len(),
+                    bands.std.len()
+                )));
+            }
+            crate::ops::Normalize::output_shape(bands, Shape::new(1, channels, 1, 1))?;
         }
         // The class count comes from a tiny shape inference at the model's nominal size.
         let probe = input_size(&spec.input_size, 64, 64);
         let shapes = HashMap::from([(
             model.graph.inputs[0].name.clone(),
-            Shape::new(1, 3, probe.0, probe.1),
+            Shape::new(1, channels, probe.0, probe.1),
         )]);
         let (_, infos) = model.graph_for(&shapes)?.infer(&shapes)?;
         let class_count = infos[&output].shape.c;
@@ -248,6 +260,16 @@ impl Segmenter {
     /// Channels of the model's output: the class count, or 1 for a model that outputs one probability.
     pub fn class_count(&self) -> usize {
         self.shared.class_count
+    }
+
+    /// The model's input channel count: 3 for models that take images, any count for [`Frame::Bands`].
+    pub fn input_channels(&self) -> usize {
+        self.shared.engine.model().graph.inputs[0].channels
+    }
+
+    /// The model's preprocessing (input size policy, mean and std, per-band normalisation).
+    pub fn preprocess_spec(&self) -> &PreprocessSpec {
+        &self.shared.spec
     }
 
     /// A new stream: run state of its own for frames in flight (see [`Stream`]). Keep one per render loop, thread

@@ -28,6 +28,16 @@ pub enum Frame<'a> {
         texture: &'a wgpu::Texture,
         region: Option<Region>,
     },
+    /// Raw band values in host memory, band-major (`channels x height x width` f32, e.g. a window of a
+    /// multispectral scene): uploaded as they are and normalised per band on the GPU with the model's
+    /// [`crate::model::PreprocessSpec::bands`] (none: the values as they are), then resized to the model's input
+    /// size if its policy asks. `channels` must be the model's input channel count.
+    Bands {
+        data: &'a [f32],
+        channels: usize,
+        width: usize,
+        height: usize,
+    },
 }
 
 /// The size outputs are produced at.
@@ -85,6 +95,26 @@ pub struct Request<'a> {
     pub colours: Option<Target<'a>>,
     pub mask: Option<Mask<'a>>,
     pub readback: Option<Readback>,
+}
+
+/// Checks that band-major `data` holds `channels x height x width` values, none of the sizes zero.
+pub(crate) fn check_bands(
+    data: &[f32],
+    channels: usize,
+    width: usize,
+    height: usize,
+) -> Result<()> {
+    let want = channels
+        .checked_mul(width)
+        .and_then(|n| n.checked_mul(height));
+    if channels == 0 || width == 0 || height == 0 || want != Some(data.len()) {
+        return Err(Error::Frame(format!(
+            "a band frame of {channels} bands of {width}x{height} holds {} values, got {}",
+            want.map_or("too many".to_string(), |n| n.to_string()),
+            data.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The encoding of a frame texture, or an error naming the format.

@@ -3,7 +3,7 @@
 //! and reused by every later one: a frame allocates nothing on the GPU. Two streams never wait for each other; one
 //! stream runs its frames in submission order.
 
-use super::graph::{Compiled, Key, Source, PIXELS};
+use super::graph::{Compiled, Key, Source, BANDS, PIXELS};
 use super::request::{
     check_target, delivery, texel_encoding, texture_region, Frame, Output, Readback, Request,
     Target,
@@ -313,6 +313,15 @@ impl Stream {
                 let size = (r.width as usize, r.height as usize);
                 (Source::Texture(texels), size, Some((view, [r.x, r.y])))
             }
+            Frame::Bands {
+                data,
+                channels,
+                width,
+                height,
+            } => {
+                super::request::check_bands(data, channels, width, height)?;
+                (Source::Bands(channels), (width, height), None)
+            }
         };
         let key = Key {
             source,
@@ -349,6 +358,10 @@ impl Stream {
 
         match (frame, &texture) {
             (Frame::Image(image), _) => sp.state.write_input(plan, PIXELS, image.as_raw())?,
+            (Frame::Bands { data, .. }, _) => {
+                sp.state
+                    .write_input(plan, BANDS, bytemuck::cast_slice(data))?
+            }
             (_, Some((_, origin))) => sp.state.set_origin(plan, *origin)?,
             _ => {}
         }

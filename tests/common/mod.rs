@@ -313,6 +313,7 @@ pub fn segmentation_model(classes: usize, input_size: InputSize) -> Model {
         value_range: [0.0, 1.0],
         channel_order: ChannelOrder::Rgb,
         input_size,
+        bands: None,
     });
     model
 }

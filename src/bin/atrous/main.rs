@@ -107,8 +107,11 @@ enum Command {
         numerics: Numerics,
         #[command(flatten)]
         preprocessing: segment::Preprocessing,
-        /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them.
-        #[arg(required = true)]
+        #[command(flatten)]
+        tiles: tiles::TileArgs,
+        /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them; with --tile, GeoTIFF scenes or
+        /// directories of them.
+        #[arg(required_unless_present = "scenes_from")]
         images: Vec<PathBuf>,
     },
     /// Time a model or a single op: latency, images/s, planned memory, and per-kernel GPU times.
@@ -138,7 +141,27 @@ fn main() -> ExitCode {
             probs,
             numerics,
             preprocessing,
+            tiles,
             images,
+        } if tiles.tile.is_some() || tiles.scenes_from.is_some() => tiles::run(
+            model.as_deref(),
+            arch.as_deref(),
+            &out,
+            probs,
+            numerics,
+            &preprocessing,
+            &tiles,
+            &images,
+        ),
+        Command::Segment {
+            model,
+            arch,
+            out,
+            probs,
+            numerics,
+            preprocessing,
+            images,
+            ..
         } => segment::run(
             model.as_deref(),
             arch.as_deref(),
@@ -163,6 +186,7 @@ fn main() -> ExitCode {
 
 mod bench;
 mod segment;
+mod tiles;
 
 /// A model in the portable format (metadata key `atrous`), or a PyTorch state_dict built by the zoo: the
 /// architecture from `--arch`, else the file's metadata `architecture`, else the key names.

@@ -37,6 +37,56 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// For band frames (tiled scenes): `--mean` and `--std` are per band, as many as the model's `channels`, on
+    /// the raw values as stored (e.g. reflectance x 10,000); `--size` and `--labels` as for images.
+    pub fn apply_bands(&self, model: &mut atrous::Model, channels: usize) -> Result<()> {
+        let per_band = Preprocessing {
+            mean: None,
+            std: None,
+            size: self.size.clone(),
+            labels: self.labels.clone(),
+        };
+        per_band.apply(model)?;
+        if self.mean.is_none() && self.std.is_none() {
+            return Ok(());
+        }
+        let check = |what: &str, v: &Vec<f32>| -> Result<Vec<f32>> {
+            match v.len() == channels {
+                true => Ok(v.clone()),
+                false => Err(Error::Model(format!(
+                    "--{what} has {} values; the model takes {channels} bands",
+                    v.len()
+                ))),
+            }
+        };
+        let mean = match &self.mean {
+            Some(m) => check("mean", m)?,
+            None => vec![0.0; channels],
+        };
+        let std = match &self.std {
+            Some(s) if !s.iter().all(|&v| v > 0.0) => {
+                return Err(Error::Model(format!(
+                    "--std {s:?}: every value must be positive"
+                )))
+            }
+            Some(s) => check("std", s)?,
+            None => vec![1.0; channels],
+        };
+        let spec = model
+            .info
+            .preprocess
+            .get_or_insert_with(|| atrous::model::PreprocessSpec {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                value_range: [0.0, 1.0],
+                channel_order: Default::default(),
+                input_size: atrous::model::InputSize::Original { multiple_of: 32 },
+                bands: None,
+            });
+        spec.bands = Some(atrous::ops::Normalize { mean, std });
+        Ok(())
+    }
+
     /// Applies the options given to the model's metadata.
     fn apply(&self, model: &mut atrous::Model) -> Result<()> {
         use atrous::model::{InputSize, PreprocessSpec};
@@ -50,6 +100,7 @@ impl Preprocessing {
                     Some(onnx) => onnx.declared_size(),
                     None => InputSize::Original { multiple_of: 32 },
                 },
+                bands: None,
             });
             let triple = |what: &str, v: &Vec<f32>| -> Result<[f32; 3]> {
                 <[f32; 3]>::try_from(v.as_slice()).map_err(|_| {

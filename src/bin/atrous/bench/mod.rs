@@ -49,6 +49,14 @@ pub struct BenchArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Tiled inference over a synthetic scene of --size (HxW, computed on the fly, nothing read from disk): windows
+    /// of N x N through the segmentation flow, blended; reports megapixels per second. --batch is then the
+    /// windows in flight.
+    #[arg(long, value_name = "N", conflicts_with = "op")]
+    tile: Option<usize>,
+    /// With --tile: pixels shared by neighbouring windows.
+    #[arg(long, default_value_t = 64)]
+    overlap: usize,
     /// --op: input channels.
     #[arg(long, default_value_t = 256)]
     in_channels: usize,
@@ -164,6 +172,9 @@ fn median(sorted: &[f64]) -> f64 {
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.frame {
         return frame::run(args);
+    }
+    if let Some(tile) = args.tile {
+        return bench_tiles(args, tile);
     }
     let (model, name) = match (&args.model, &args.op) {
         (Some(path), _) => (
@@ -358,4 +369,64 @@ impl Report<'_> {
         }
         t
     }
+}
+
+/// `--tile`: megapixels per second of tiled inference over a synthetic scene.
+fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(super::segment::default_model);
+    let model = load_model(&path, args.arch.as_deref())?;
+    let [h, w] = parse_size(args.size.as_deref().unwrap_or("4096x4096"))?;
+    let gpu = Arc::new(Gpu::new()?);
+    let adapter = gpu.describe();
+    let segmenter = atrous::Segmenter::with_options(gpu, model, args.numerics.options())?;
+    let channels = segmenter.input_channels();
+    let norm = segmenter.preprocess_spec().band_normalize(channels);
+    let mut scene = atrous::tiles::SyntheticScene {
+        width: w,
+        height: h,
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+    };
+    let mut stream = segmenter.stream();
+    let (side, note) =
+        atrous::tiles::fit_window(&segmenter, &mut stream, tile, args.overlap, channels)?;
+    if let Some(note) = note {
+        eprintln!("atrous: {note}");
+    }
+    let options = atrous::tiles::TileOptions {
+        tile: side,
+        overlap: args.overlap,
+        batch: args.batch.max(1),
+        bands: (0..channels).collect(),
+        probabilities: false,
+    };
+    let stats =
+        atrous::tiles::segment_scene(&segmenter, &mut scene, &options, |_| Ok(()), |_, _| {})?;
+    let mps = stats.megapixels_per_second(w, h);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": path.display().to_string(), "adapter": adapter, "scene": [h, w],
+                "tile": side, "overlap": args.overlap, "batch": options.batch, "windows": stats.windows,
+                "seconds": stats.seconds, "megapixels_per_second": mps, "band_bytes": stats.band_bytes,
+            })
+        );
+    } else {
+        println!("model    {}", path.display());
+        println!("adapter  {adapter}");
+        println!(
+            "scene    {h}x{w} synthetic, {channels} bands; windows {side}x{side}, overlap {}, {} in flight: {} windows",
+            args.overlap, options.batch, stats.windows
+        );
+        println!(
+            "time     {:.2} s, {mps:.3} megapixels/s (blending band {:.1} MiB)",
+            stats.seconds,
+            stats.band_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""How far tiled inference is from running the whole scene at once: PyTorch runs a random-weight smp
+Unet(resnet18, in_channels=4) on a whole 4-band u16 GeoTIFF scene; atrous segments the same scene with
+`atrous segment --tile N --overlap M` (the same weights, saved with save_pretrained); the class maps are compared
+pixel by pixel. Run once; the numbers are in BENCHMARKS.md and docs/remote-sensing.md.
+
+Needs torch, segmentation_models_pytorch and rasterio, and a built atrous (target/release or target/debug).
+Run from the repository root:
+
+    python3 tools/tiled_vs_whole.py [--size 1504x1312] [--runs 1024/128,512/128,512/0] [--work /tmp/tiled-vs-whole]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import rasterio
+import segmentation_models_pytorch as smp
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="1504x1312", help="WIDTHxHEIGHT (multiples of 32: PyTorch runs it unpadded)")
+    p.add_argument("--runs", default="1024/128,512/128,512/0", help="TILE/OVERLAP pairs")
+    p.add_argument("--classes", type=int, default=5)
+    p.add_argument("--work", default="/tmp/tiled-vs-whole")
+    p.add_argument("--atrous", default=None, help="the atrous binary (default: target/release, else target/debug)")
+    args = p.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    os.makedirs(args.work, exist_ok=True)
+    scene = os.path.join(args.work, "scene.tif")
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([sys.executable, os.path.join(here, "make_scene.py"), "--size", f"{width}x{height}",
+                    "--bands", "4", "--dtype", "uint16", "--pattern", "fields", "--block", "256", scene], check=True)
+    with rasterio.open(scene) as src:
+        data = src.read().astype(np.float32)
+    mean = data.reshape(4, -1).mean(1)
+    std = data.reshape(4, -1).std(1)
+
+    torch.manual_seed(0)
+    model = smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=4, classes=args.classes).eval()
+    # Random batch-norm statistics, so that the network is not close to linear.
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    model_dir = os.path.join(args.work, "unet_r18_4band")
+    model.save_pretrained(model_dir)
+
+    x = torch.from_numpy((data - mean[:, None, None]) / std[:, None, None])[None]
+    start = time.time()
+    with torch.no_grad():
+        whole = model(x)[0].argmax(0).numpy()
+    print(f"PyTorch whole scene {width}x{height}: {time.time() - start:.1f} s; class shares "
+          f"{np.bincount(whole.ravel(), minlength=args.classes) / whole.size}")
+
+    exe = args.atrous
+    if exe is None:
+        root = os.path.dirname(here)
+        exe = next(e for e in (os.path.join(root, "target", d, "atrous") for d in ("release", "debug"))
+                   if os.path.exists(e))
+    rows = []
+    for run in args.runs.split(","):
+        tile, overlap = (int(v) for v in run.split("/"))
+        out = os.path.join(args.work, f"out_{tile}_{overlap}")
+        cmd = [exe, "segment", "--model", model_dir, "--tile", str(tile), "--overlap", str(overlap),
+               "--mean", ",".join(f"{v:.4f}" for v in mean), "--std", ",".join(f"{v:.4f}" for v in std),
+               "--out", out, scene]
+        start = time.time()
+        subprocess.run(cmd, check=True)
+        seconds = time.time() - start
+        with rasterio.open(os.path.join(out, "scene.mask.tif")) as m:
+            mask = m.read(1)
+        agree = float((mask == whole).mean())
+        rows.append((tile, overlap, agree, seconds))
+        print(f"atrous tile {tile} overlap {overlap}: agreement with PyTorch's whole scene {100 * agree:.2f}% "
+              f"({seconds:.1f} s)")
+    print("\n| tile | overlap | agreement with the whole scene (PyTorch) | atrous time |")
+    print("|---|---|---|---|")
+    for tile, overlap, agree, seconds in rows:
+        print(f"| {tile} | {overlap} | {100 * agree:.2f}% | {seconds:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
