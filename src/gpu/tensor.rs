@@ -95,18 +95,7 @@ impl Gpu {
 
     /// Copies `bytes` from `offset` of `buffer` back to the host.
     pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
-        self.count(super::Created::Buffer);
-        let staging = self.scoped(
-            || format!("allocating a {bytes}-byte readback buffer"),
-            || {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("atrous readback"),
-                    size: bytes.max(4),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            },
-        )?;
+        let staging = self.staging_buffer("atrous readback", bytes)?;
         self.scoped(
             || "copying to the readback buffer".to_string(),
             || {

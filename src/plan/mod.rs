@@ -95,6 +95,8 @@ pub struct Plan {
     f16_math: bool,
     /// Run states [`Plan::run`] reuses; one per concurrent run.
     idle: Mutex<Vec<RunState>>,
+    /// Whether a step reads the run's texture.
+    reads_texture: bool,
 }
 
 static NEXT_PLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -301,7 +303,9 @@ impl Plan {
             .iter()
             .map(|name| (name.clone(), (infos[name], place(name.as_str()))))
             .collect();
+        let reads_texture = steps.iter().any(Step::reads_texture);
         let plan = Plan {
+            reads_texture,
             id: NEXT_PLAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             gpu,
             steps,

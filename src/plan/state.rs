@@ -35,7 +35,7 @@ impl std::fmt::Debug for RunState {
 }
 
 impl Step {
-    fn reads_texture(&self) -> bool {
+    pub(super) fn reads_texture(&self) -> bool {
         self.inputs.iter().any(|r| matches!(r, Resolved::Texture))
     }
 }
@@ -88,7 +88,7 @@ impl Plan {
 
     /// Whether a run reads a texture ([`RunState::record`] needs one).
     pub fn reads_texture(&self) -> bool {
-        self.steps.iter().any(Step::reads_texture)
+        self.reads_texture
     }
 
     fn bind_step(
@@ -250,17 +250,14 @@ impl RunState {
                 Some(&self.textured[0].1)
             }
         };
+        // Texture-reading steps take their kernels, in step order, from the view's set.
+        let mut textured = textured.into_iter().flatten().map(|(_, k)| k);
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        let mut next_textured = textured.map(|k| k.iter().peekable());
         for (i, bound) in self.bound.iter().enumerate() {
-            let kernel = match bound {
-                Some(k) => k,
-                None => match next_textured.as_mut().and_then(|t| t.next()) {
-                    Some((at, k)) if *at == i => k,
-                    _ => return Err(Error::Model(format!("step {i} has no bind group"))),
-                },
-            };
-            kernel.encode(&mut pass);
+            match bound.as_ref().or_else(|| textured.next()) {
+                Some(kernel) => kernel.encode(&mut pass),
+                None => return Err(Error::Model(format!("step {i} has no bind group"))),
+            }
         }
         Ok(())
     }

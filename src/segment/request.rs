@@ -239,7 +239,8 @@ pub(crate) fn delivery(
     })
 }
 
-/// Checks that `target` can take an `width x height` output whose tightly packed bytes are `bytes`.
+/// Checks that `target` can take a `width x height` output: a texture of that size, or a buffer with room for the
+/// output's `bytes` (outputs copied to buffers are packed; a texture's copy has its own row layout).
 pub(crate) fn check_target(
     target: &Target<'_>,
     (width, height): (usize, usize),

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Created, Gpu, Precision};
 use crate::plan::RunState;
 use crate::tensor::{Shape, Tensor};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -330,30 +331,26 @@ impl Stream {
             readback: request.readback,
             deliveries,
         };
-        if !self.plans.contains_key(&key) {
-            let compiled = shared.compiled(&key)?;
-            let state = compiled.plan.take_state()?;
-            let entry = StreamPlan {
-                compiled,
-                state,
-                staging: None,
-                last: None,
-            };
-            self.plans.insert(key.clone(), entry);
-        }
-        let sp = self.plans.get_mut(&key).expect("inserted");
+        let sp = match self.plans.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let compiled = shared.compiled(v.key())?;
+                let state = compiled.plan.take_state()?;
+                v.insert(StreamPlan {
+                    compiled,
+                    state,
+                    staging: None,
+                    last: None,
+                })
+            }
+        };
         sp.reclaim(&gpu)?;
         let compiled = sp.compiled.clone();
         let plan = &compiled.plan;
         let (out_w, out_h) = compiled.out_size;
         for ((_, target), name) in targets.iter().zip(&compiled.delivered) {
             let info = plan.output_info(name).expect("a delivered output");
-            let tight = match info.shape.w {
-                // Encoded rows padded for a texture copy: the target checks its own size.
-                w if w > out_w => 0,
-                _ => 4 * info.shape.numel() as u64,
-            };
-            check_target(target, (out_w, out_h), tight)?;
+            check_target(target, (out_w, out_h), 4 * info.shape.numel() as u64)?;
         }
 
         match (frame, &texture) {
@@ -453,7 +450,11 @@ impl StreamPlan {
         let Some(last) = self.last.take() else {
             return Ok(());
         };
-        if lock(&last).phase == Phase::Mapping && lock(&last).pending > 0 {
+        let in_flight = {
+            let s = lock(&last);
+            s.phase == Phase::Mapping && s.pending > 0
+        };
+        if in_flight {
             gpu.poll()?;
         }
         let mut s = lock(&last);
