@@ -248,6 +248,65 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
     wino.unwrap_or(direct)
 }
 
+/// Every path that can run `p` on `input`, for a tuner to time ([`crate::plan::PlanOptions::tune`]): the heuristic's
+/// choice first ([`choose`] on `parallelism`), then the register tiles the heuristic did not pick, row tiles,
+/// split-K over 2 to 8 slices where the reduction is long enough, and Winograd F(2x2) and F(4x4) where they apply.
+/// Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans set it ([`Path::with_f16_math`]).
+pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
+    let mut paths = vec![choose(p, input, parallelism)];
+    let mut offer = |path: Path| {
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    };
+    if p.groups != 1 {
+        return paths;
+    }
+    let f16_math = false;
+    for (channels, pixels) in TILES {
+        offer(Path::Tiled {
+            channels,
+            pixels,
+            f16_math,
+        });
+    }
+    for (channels, pixels) in ROW_TILES {
+        offer(Path::TiledRows {
+            channels,
+            pixels,
+            f16_math,
+        });
+    }
+    for splits in [2, 4, 8] {
+        if split_k::splits(p, 1, u64::MAX).is_some_and(|most| most >= splits) {
+            let (channels, pixels) = (4, 8);
+            offer(Path::SplitK {
+                channels,
+                pixels,
+                splits,
+                f16_math,
+            });
+        }
+    }
+    if winograd::applies(p) {
+        for tile in winograd::TILE_SIDES {
+            let Ok(chunking) = winograd::Chunking::new(p, input, tile) else {
+                continue;
+            };
+            if chunking.passes() <= WINOGRAD_MAX_PASSES {
+                let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk);
+                offer(Path::Winograd {
+                    tile,
+                    channels,
+                    pixels,
+                    f16_math,
+                });
+            }
+        }
+    }
+    paths
+}
+
 /// Tiles per pass below which [`choose_with`] does not expect Winograd to pay: its products give each thread tiles
 /// 64 apart, 4 of them from 256 tiles; with 1 or 2 a thread loads as many values as it multiplies (8 output channels
 /// x 1 tile: 3 loads per 8 multiply-adds, where 8 x 8 has 10 per 64), which measured no faster than the tiled kernel
