@@ -1,17 +1,22 @@
 //! Lowering: each scheduled node becomes one or more kernels with the tensors, weights and per-node scratch
 //! buffers they bind.
 
+use super::tune::{ChoiceSource, ConvChoice, Tuner};
 use super::WeightCache;
 use crate::error::{Error, Result};
 use crate::gpu::TensorData;
 use crate::gpu::{Gpu, Kernel, Precision};
 use crate::graph::{ConvWeightNames, Node, Op, TensorInfo};
+use crate::kernels::conv2d::Path;
 use crate::kernels::{
     conv2d, conv_transpose2d, dw_pointwise, elementwise, encode, norm, pad, pool, preprocess,
     resize, softmax,
 };
 use crate::model::Model;
+use crate::ops::Conv2d;
 use crate::ops::{Encoding, ImageSource};
+use crate::tensor::Shape;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -64,6 +69,33 @@ pub(crate) struct Context<'a> {
     pub f16_math: bool,
     /// Threads the adapter runs at once, for [`conv2d::choose`].
     pub parallelism: u64,
+    /// Chooses conv kernels by timing them, where the plan is tuned.
+    pub tuner: Option<&'a Tuner>,
+    /// Each conv node's kernel and how it was chosen, in lowering order.
+    pub conv_choices: RefCell<Vec<ConvChoice>>,
+}
+
+impl Context<'_> {
+    /// The kernel for conv `node` on `input`: the tuner's choice, else the heuristics' (`ATROUS_WINOGRAD` heeded),
+    /// with the plan's math; recorded in [`Context::conv_choices`].
+    fn conv_path(&self, node: &str, p: &Conv2d, input: Shape) -> Result<Path> {
+        let choice = match self.tuner {
+            Some(tuner) => tuner.choose(self, node, p, input)?,
+            None => {
+                let policy = conv2d::winograd_policy();
+                ConvChoice {
+                    node: node.to_string(),
+                    key: String::new(),
+                    path: conv2d::choose_with(p, input, self.parallelism, policy)
+                        .with_f16_math(self.f16_math),
+                    source: ChoiceSource::Heuristic,
+                }
+            }
+        };
+        let path = choice.path;
+        self.conv_choices.borrow_mut().push(choice);
+        Ok(path)
+    }
 }
 
 /// Lowers one node.
@@ -76,8 +108,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
         concat_offsets,
         depthwise,
         precision,
-        f16_math,
-        parallelism,
+        ..
     } = *cx;
     let label = node.name.as_str();
     let shape = |name: &String| infos[name].shape;
@@ -108,9 +139,7 @@ pub(crate) fn lower(cx: &Context<'_>, node: &Node) -> Result<Lowered> {
             params,
             weights: names,
         } => {
-            let policy = conv2d::winograd_policy();
-            let path =
-                conv2d::choose_with(params, x(), parallelism, policy).with_f16_math(f16_math);
+            let path = cx.conv_path(label, params, x())?;
             let kernels = conv2d::conv2d_on(gpu, label, params, x(), path, precision)?
                 .with_flops(params.flops(x()));
             // Weights in the layout the path reads: the default one is shared with the fused depthwise arm.

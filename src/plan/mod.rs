@@ -9,10 +9,12 @@ mod profile;
 mod results;
 mod run;
 mod state;
+mod tune;
 
 pub use profile::KernelTime;
 pub use results::{Output, WeightCache};
 pub use state::RunState;
+pub use tune::{ChoiceSource, Clock, ConvChoice, Tuner, WallClock};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Precision};
@@ -44,6 +46,10 @@ pub struct PlanOptions {
     /// The most activation memory the plan may allocate, checked before the first allocation; default
     /// [`max_memory`] (`ATROUS_MAX_MEMORY` in bytes, else 16 GiB).
     pub memory_limit: u64,
+    /// Time every kernel that can run each conv on this adapter at compile time and keep the fastest, with the
+    /// choices cached on disk per adapter, driver and conv shape ([`Tuner`]); `false`: the shape heuristics choose
+    /// ([`crate::kernels::conv2d::choose`]). Default: `ATROUS_TUNE` set to `1` or `on`.
+    pub tune: bool,
 }
 
 impl Default for PlanOptions {
@@ -54,6 +60,7 @@ impl Default for PlanOptions {
             precision: Precision::F32,
             f16_math: None,
             memory_limit: max_memory(),
+            tune: matches!(std::env::var("ATROUS_TUNE").as_deref(), Ok("1" | "on")),
         }
     }
 }
@@ -97,6 +104,8 @@ pub struct Plan {
     idle: Mutex<Vec<RunState>>,
     /// Whether a step reads the run's texture.
     reads_texture: bool,
+    /// The kernel each conv node runs on, and how it was chosen.
+    conv_choices: Vec<ConvChoice>,
 }
 
 static NEXT_PLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -176,6 +185,37 @@ impl Plan {
         options: PlanOptions,
         weights: &WeightCache,
     ) -> Result<Plan> {
+        if !options.tune {
+            return Self::compile_tuned(gpu, model, graph, input_shapes, options, weights, None);
+        }
+        let tuner = Tuner::from_env();
+        let plan = Self::compile_tuned(
+            gpu,
+            model,
+            graph,
+            input_shapes,
+            options,
+            weights,
+            Some(&tuner),
+        )?;
+        // A cache that cannot be written costs the next run a retune, not this one its plan.
+        if let Err(e) = tuner.save() {
+            log::warn!("{e}");
+        }
+        Ok(plan)
+    }
+
+    /// [`Plan::compile_graph`] with conv kernels chosen by `tuner` (whatever [`PlanOptions::tune`] says), or by
+    /// the shape heuristics without one. The caller saves the tuner's cache ([`Tuner::save`]).
+    pub fn compile_tuned(
+        gpu: Arc<Gpu>,
+        model: &Model,
+        graph: &Graph,
+        input_shapes: &HashMap<String, Shape>,
+        options: PlanOptions,
+        weights: &WeightCache,
+        tuner: Option<&Tuner>,
+    ) -> Result<Plan> {
         let precision = options.precision;
         gpu.require(precision)?;
         let f16_math = match (precision, options.f16_math) {
@@ -216,6 +256,8 @@ impl Plan {
             precision,
             f16_math,
             parallelism: options.parallelism.unwrap_or_else(|| gpu.parallelism()),
+            tuner,
+            conv_choices: Default::default(),
         };
         let lowered = schedule
             .nodes
@@ -230,6 +272,7 @@ impl Plan {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let conv_choices = context.conv_choices.into_inner();
         let dispatches: usize = lowered.iter().map(|l| l.calls.len()).sum();
         if dispatches > MAX_DISPATCHES {
             return Err(Error::Model(format!(
@@ -316,12 +359,19 @@ impl Plan {
             precision,
             f16_math,
             idle: Mutex::default(),
+            conv_choices,
         };
         // The first run state is made now: it allocates the activation memory and binds every kernel, so a plan
         // that compiles also runs.
         let state = plan.state()?;
         plan.idle.lock().expect("idle states poisoned").push(state);
         Ok(plan)
+    }
+
+    /// The kernel each conv node (fused depthwise + 1 x 1 convs aside) runs on, in plan order, and how it was
+    /// chosen: by the heuristics, from the tuning cache, or measured now ([`PlanOptions::tune`]).
+    pub fn conv_choices(&self) -> &[ConvChoice] {
+        &self.conv_choices
     }
 
     pub fn memory(&self) -> MemoryReport {

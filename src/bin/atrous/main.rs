@@ -33,6 +33,11 @@ pub struct Numerics {
     /// GPUs; off for CPU adapters such as lavapipe, which emulate f16 arithmetic slowly).
     #[arg(long, value_enum, default_value_t = F16Math::Auto)]
     f16_math: F16Math,
+    /// Time every kernel that can run each conv on this adapter and keep the fastest, cached per adapter, driver
+    /// and conv shape in ATROUS_TUNE_CACHE (default ~/.cache/atrous/tune.json), so later runs start tuned. Also
+    /// on with ATROUS_TUNE=1.
+    #[arg(long)]
+    tune: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -45,14 +50,16 @@ enum F16Math {
 impl Numerics {
     /// Plan options with these numerics (and the defaults otherwise).
     pub fn options(self) -> PlanOptions {
+        let defaults = PlanOptions::default();
         PlanOptions {
+            tune: self.tune || defaults.tune,
             precision: self.precision,
             f16_math: match self.f16_math {
                 F16Math::Auto => None,
                 F16Math::On => Some(true),
                 F16Math::Off => Some(false),
             },
-            ..PlanOptions::default()
+            ..defaults
         }
     }
 }

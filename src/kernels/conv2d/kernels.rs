@@ -103,6 +103,35 @@ impl Conv2dKernels {
         }
     }
 
+    /// Every dispatch, in recording order.
+    pub fn kernels(&self) -> Vec<&Kernel> {
+        match self {
+            Conv2dKernels::Direct(k) => vec![k],
+            Conv2dKernels::SplitK(s) => vec![&s.partial, &s.reduce],
+            Conv2dKernels::Winograd(w) => w
+                .passes
+                .iter()
+                .flat_map(|p| [&p.input, &p.gemm, &p.output])
+                .collect(),
+        }
+    }
+
+    /// Bytes of the buffers [`Conv2dKernels::bind`] takes, `[output, input, weight, bias, residual]`, from the
+    /// kernels' own slots (each at least 4: empty bindings are invalid). For binding a conv alone, as a tuner
+    /// timing its candidates does.
+    pub fn binding_bytes(&self) -> [u64; 5] {
+        let names = ["output", "input", "weight", "bias", "residual"];
+        let mut bytes = [4u64; 5];
+        for kernel in self.kernels() {
+            for slot in kernel.outputs().iter().chain(kernel.inputs()) {
+                if let Some(i) = names.iter().position(|&n| n == slot.name) {
+                    bytes[i] = bytes[i].max(slot.bytes);
+                }
+            }
+        }
+        bytes
+    }
+
     /// The first dispatch.
     fn first(&self) -> &Kernel {
         match self {

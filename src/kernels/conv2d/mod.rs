@@ -32,8 +32,9 @@ use crate::ops::{Conv2d, ConvWeights};
 use crate::tensor::Shape;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Which kernel runs a conv. [`conv2d`] picks one by shape ([`choose`]); [`conv2d_on`] runs a given one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which kernel runs a conv. [`conv2d`] picks one by shape ([`choose`]); [`conv2d_on`] runs a given one. Tuning
+/// caches store it as JSON ([`crate::plan::Tuner`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Path {
     /// One thread per output element (shaders/conv2d_direct.wgsl `conv2d`): any groups. Plain `[out, in/groups, kh, kw]`
     /// weights.
@@ -121,6 +122,39 @@ impl Path {
             Path::Naive | Path::Depthwise => Layout::Plain,
             Path::Tiled { .. } | Path::TiledRows { .. } | Path::SplitK { .. } => Layout::Packed,
             Path::Winograd { tile, .. } => Layout::Winograd { tile },
+        }
+    }
+}
+
+/// Short names for reports (`atrous bench --tune`): `tiled 8x8` (output channels x pixels per thread), `rows 8x4`,
+/// `split-K 4x8 / 4` (slices), `winograd F4 8x4`, `naive`, `depthwise`; ` f16 math` where it multiplies in f16.
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Path::Naive => write!(f, "naive")?,
+            Path::Depthwise => write!(f, "depthwise")?,
+            Path::Tiled {
+                channels, pixels, ..
+            } => write!(f, "tiled {channels}x{pixels}")?,
+            Path::TiledRows {
+                channels, pixels, ..
+            } => write!(f, "rows {channels}x{pixels}")?,
+            Path::SplitK {
+                channels,
+                pixels,
+                splits,
+                ..
+            } => write!(f, "split-K {channels}x{pixels} / {splits}")?,
+            Path::Winograd {
+                tile,
+                channels,
+                pixels,
+                ..
+            } => write!(f, "winograd F{tile} {channels}x{pixels}")?,
+        }
+        match self.f16_math() {
+            true => write!(f, " f16 math"),
+            false => Ok(()),
         }
     }
 }

@@ -6,7 +6,7 @@ mod frame;
 use super::{load_model, Numerics};
 use atrous::graph::GraphBuilder;
 use atrous::ops::{Conv2d, ConvTranspose2d, ConvWeights, Padding2d};
-use atrous::plan::{KernelTime, Plan, PlanOptions};
+use atrous::plan::{ChoiceSource, KernelTime, Plan, PlanOptions};
 use atrous::{Engine, Error, Gpu, Model, Result, Shape, Tensor};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -279,6 +279,60 @@ fn plan_summary(plan: &Plan, shape: Shape) -> String {
     )
 }
 
+/// What a tuned plan chose for each conv, and the candidates' times where it measured them now (`--tune`); one
+/// line saying the heuristics chose where nothing was tuned.
+fn conv_choices_text(plan: &Plan) -> String {
+    let choices = plan.conv_choices();
+    if choices.iter().all(|c| c.source == ChoiceSource::Heuristic) {
+        return format!(
+            "conv kernels: {} chosen by the shape heuristics (--tune to measure)\n",
+            choices.len()
+        );
+    }
+    let count = |source: ChoiceSource| choices.iter().filter(|c| c.source == source).count();
+    let (cached, single) = (count(ChoiceSource::Cached), count(ChoiceSource::Heuristic));
+    let mut t = format!(
+        "conv kernels, tuned ({} measured now, {cached} from the cache, {single} with one candidate):\n  \
+         {:<36} {:<26} {}\n",
+        choices.len() - cached - single,
+        "node",
+        "kernel",
+        "how (candidates: ms per run)"
+    );
+    for c in choices {
+        let how = match &c.source {
+            ChoiceSource::Heuristic => "one candidate".to_string(),
+            ChoiceSource::Cached => "cached".to_string(),
+            ChoiceSource::Measured(times) => times
+                .iter()
+                .map(|(p, s)| format!("{p}: {:.3}", s * 1e3))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        t += &format!("  {:<36} {:<26} {how}\n", c.node, c.path.to_string());
+    }
+    t
+}
+
+fn conv_choices_json(plan: &Plan) -> serde_json::Value {
+    plan.conv_choices()
+        .iter()
+        .map(|c| {
+            let (source, times) = match &c.source {
+                ChoiceSource::Heuristic => ("heuristic", None),
+                ChoiceSource::Cached => ("cached", None),
+                ChoiceSource::Measured(times) => ("measured", Some(times)),
+            };
+            serde_json::json!({
+                "node": c.node, "key": c.key, "kernel": c.path.to_string(), "source": source,
+                "candidates": times.map(|ts| ts.iter().map(|(p, s)| serde_json::json!({
+                    "kernel": p.to_string(), "ms": s * 1e3,
+                })).collect::<Vec<_>>()),
+            })
+        })
+        .collect()
+}
+
 struct Report<'a> {
     name: String,
     adapter: String,
@@ -309,6 +363,7 @@ impl Report<'_> {
             "gflop": self.flops() as f64 * 1e-9,
             "gflops_per_second": self.flops() as f64 * 1e-9 / med,
             "memory": { "planned_bytes": m.planned_bytes, "lower_bound_bytes": m.lower_bound_bytes, "buffers": m.buffers },
+            "conv_choices": conv_choices_json(self.plan),
             "kernels": self.kernels.as_ref().map(|ks| ks.iter().map(|k| serde_json::json!({
                 "kernel": k.label, "ms": k.seconds * 1e3, "flops": k.flops, "bytes": k.bytes,
             })).collect::<Vec<_>>()),
@@ -328,6 +383,7 @@ impl Report<'_> {
             self.plan.precision()
         );
         t += &plan_summary(self.plan, self.shape);
+        t += &conv_choices_text(self.plan);
         t += &format!(
             "latency over {} runs (upload, one submit, readback): median {:.2} ms, min {:.2}, max {:.2}; {:.2} images/s; {:.2} GFLOP at {:.2} GFLOP/s\n",
             self.times.len(),

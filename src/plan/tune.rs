@@ -1,0 +1,370 @@
+//! Kernel choice by measurement ([`PlanOptions::tune`](super::PlanOptions::tune)): where several kernels can run
+//! a conv ([`conv2d::candidates`]: register tiles, row tiles, split-K, Winograd, ...), a tuned plan times each on
+//! the adapter it compiles for and keeps the fastest. The shape heuristics ([`conv2d::choose`]) are a model of a
+//! GPU; a measurement is the GPU itself, and the only way to choose well on adapters nobody here has timed.
+//!
+//! Choices are cached in a JSON file per adapter (name, PCI ids, backend, driver and driver version) and conv shape
+//! (parameters, input shape, storage precision and math), so the next run, in any process, starts tuned without
+//! timing anything: `ATROUS_TUNE_CACHE` names the file, else `$XDG_CACHE_HOME/atrous/tune.json`, else
+//! `~/.cache/atrous/tune.json`. The cache is read as untrusted input: a file that does not parse is ignored (and
+//! replaced on the next save), and a cached kernel is used only if it is still a candidate for its conv.
+//!
+//! Timing goes through a [`Clock`], so a test can prove with a fake one that the tuner keeps what it measured
+//! fastest; [`WallClock`] times real runs.
+
+use super::lower::Context;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Precision};
+use crate::kernels::conv2d::{self, Path};
+use crate::ops::Conv2d;
+use crate::tensor::Shape;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path as FilePath, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Measures how long one candidate takes.
+pub trait Clock: Send {
+    /// Seconds one run of the conv `node` on `path` takes; `run` records it, submits and waits for it once.
+    fn time(&mut self, node: &str, path: Path, run: &mut dyn FnMut() -> Result<()>) -> Result<f64>;
+}
+
+/// Times real runs on the wall clock: one run to warm up (pipeline creation, first-touch of memory), then the
+/// fastest of up to [`WallClock::rounds`] runs, fewer where a run takes long (a clearly slow candidate is not timed
+/// for seconds). The fastest, not the mean: noise on a shared machine only ever adds time.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    pub rounds: usize,
+    /// Stop timing a candidate once its runs have taken this long in all.
+    pub budget_seconds: f64,
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock {
+            rounds: 5,
+            budget_seconds: 0.5,
+        }
+    }
+}
+
+impl Clock for WallClock {
+    fn time(
+        &mut self,
+        _node: &str,
+        _path: Path,
+        run: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<f64> {
+        run()?;
+        let (mut best, mut spent) = (f64::INFINITY, 0.0);
+        for _ in 0..self.rounds.max(1) {
+            let start = Instant::now();
+            run()?;
+            let seconds = start.elapsed().as_secs_f64();
+            best = best.min(seconds);
+            spent += seconds;
+            if spent >= self.budget_seconds {
+                break;
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// How a conv's kernel was chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChoiceSource {
+    /// By the shape heuristics ([`conv2d::choose`]): the plan was not tuned, or the conv has one candidate.
+    Heuristic,
+    /// From the tuning cache, measured by an earlier run.
+    Cached,
+    /// Measured now: every candidate that built, with its seconds per run, in candidate order.
+    Measured(Vec<(Path, f64)>),
+}
+
+/// The kernel a plan runs a conv node on, and why ([`super::Plan::conv_choices`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvChoice {
+    /// The node's name.
+    pub node: String,
+    /// What the tuning cache keys the choice by: the conv's shape, precision and math.
+    pub key: String,
+    pub path: Path,
+    pub source: ChoiceSource,
+}
+
+/// One cached choice.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    path: Path,
+    /// Seconds per run when it was measured.
+    seconds: f64,
+}
+
+/// The cache file: choices by adapter, then by conv key.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    adapters: BTreeMap<String, BTreeMap<String, Entry>>,
+}
+
+const CACHE_VERSION: u32 = 1;
+
+/// A cache file larger than this is not ours: it is ignored rather than read into memory.
+const MAX_CACHE_BYTES: u64 = 64 << 20;
+
+/// Chooses conv kernels by timing them ([`Clock`]) and remembers the choices on disk. One tuner may serve many
+/// plans and threads; plans compiled with [`PlanOptions::tune`](super::PlanOptions::tune) make one from the
+/// environment ([`Tuner::from_env`]) and save it when they are compiled.
+pub struct Tuner {
+    clock: Mutex<Box<dyn Clock>>,
+    cache_path: Option<PathBuf>,
+    cache: Mutex<CacheFile>,
+    /// Candidates timed so far.
+    measured: Mutex<usize>,
+}
+
+impl Tuner {
+    /// A tuner timing with `clock`, its cache read from (and saved to) `cache_path` if given.
+    pub fn new(cache_path: Option<PathBuf>, clock: Box<dyn Clock>) -> Tuner {
+        let cache = cache_path.as_deref().map(read_cache).unwrap_or_default();
+        Tuner {
+            clock: Mutex::new(clock),
+            cache_path,
+            cache: Mutex::new(cache),
+            measured: Mutex::new(0),
+        }
+    }
+
+    /// A tuner on the wall clock with the cache at [`Tuner::default_cache_path`].
+    pub fn from_env() -> Tuner {
+        Tuner::new(Self::default_cache_path(), Box::new(WallClock::default()))
+    }
+
+    /// `ATROUS_TUNE_CACHE`, else `$XDG_CACHE_HOME/atrous/tune.json`, else `$HOME/.cache/atrous/tune.json`; `None`
+    /// where none is set (choices then last as long as the tuner).
+    pub fn default_cache_path() -> Option<PathBuf> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(path) = var("ATROUS_TUNE_CACHE") {
+            return Some(PathBuf::from(path));
+        }
+        let base = var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("atrous").join("tune.json"))
+    }
+
+    pub fn cache_path(&self) -> Option<&FilePath> {
+        self.cache_path.as_deref()
+    }
+
+    /// How many candidates this tuner has timed: 0 for plans whose every choice came from the cache.
+    pub fn measured(&self) -> usize {
+        *self.measured.lock().expect("tuner poisoned")
+    }
+
+    /// The kernel for conv `node` (`p` on `input`) in the plan being lowered (its storage precision and math): from the cache
+    /// for this adapter, else the fastest candidate as timed now (remembered for [`Tuner::save`]). A candidate that
+    /// does not build on this device (a limit) is skipped; the heuristic's choice is the first candidate, so with
+    /// one candidate nothing is timed.
+    pub(crate) fn choose(
+        &self,
+        cx: &Context<'_>,
+        node: &str,
+        p: &Conv2d,
+        input: Shape,
+    ) -> Result<ConvChoice> {
+        let (gpu, precision, f16_math) = (cx.gpu, cx.precision, cx.f16_math);
+        let candidates: Vec<Path> = conv2d::candidates(p, input, cx.parallelism)
+            .into_iter()
+            .map(|path| path.with_f16_math(f16_math))
+            .collect();
+        let key = conv_key(p, input, precision, f16_math);
+        let choice = |path, source| ConvChoice {
+            node: node.to_string(),
+            key: key.clone(),
+            path,
+            source,
+        };
+        if candidates.len() == 1 {
+            return Ok(choice(candidates[0], ChoiceSource::Heuristic));
+        }
+        let adapter = adapter_key(gpu);
+        let cached = self
+            .cache
+            .lock()
+            .expect("tuner poisoned")
+            .adapters
+            .get(&adapter)
+            .and_then(|a| a.get(&key))
+            .map(|e| e.path);
+        if let Some(path) = cached.filter(|path| candidates.contains(path)) {
+            return Ok(choice(path, ChoiceSource::Cached));
+        }
+        let mut times = Vec::new();
+        for &path in &candidates {
+            if let Some(seconds) = self.time(gpu, node, p, input, path, precision)? {
+                times.push((path, seconds));
+            }
+        }
+        let &(best, seconds) =
+            times
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .ok_or_else(|| Error::Gpu {
+                    context: format!("{node} (conv2d)"),
+                    message: "no candidate kernel builds on this device".into(),
+                })?;
+        self.cache
+            .lock()
+            .expect("tuner poisoned")
+            .adapters
+            .entry(adapter)
+            .or_default()
+            .insert(
+                key.clone(),
+                Entry {
+                    path: best,
+                    seconds,
+                },
+            );
+        Ok(choice(best, ChoiceSource::Measured(times)))
+    }
+
+    /// Seconds per run of `path` for `p` on `input`, on buffers of their own (their contents do not change the
+    /// time); `None` if the kernels do not build here.
+    fn time(
+        &self,
+        gpu: &Gpu,
+        node: &str,
+        p: &Conv2d,
+        input: Shape,
+        path: Path,
+        precision: Precision,
+    ) -> Result<Option<f64>> {
+        let Ok(kernels) = conv2d::conv2d_on(gpu, node, p, input, path, precision) else {
+            return Ok(None);
+        };
+        let label = format!("{node} (tuning)");
+        let buffers = kernels
+            .binding_bytes()
+            .iter()
+            .map(|&bytes| gpu.storage_buffer(&label, bytes))
+            .collect::<Result<Vec<_>>>()?;
+        let scratch = kernels
+            .scratch_bytes()
+            .iter()
+            .map(|&bytes| gpu.storage_buffer(&label, bytes.max(4)))
+            .collect::<Result<Vec<_>>>()?;
+        let binding = |i: usize| buffers[i].as_entire_buffer_binding();
+        let scratch: Vec<_> = scratch
+            .iter()
+            .map(|b| b.as_entire_buffer_binding())
+            .collect();
+        let bound = kernels.bind(
+            gpu,
+            binding(0),
+            [binding(1), binding(2), binding(3), binding(4)],
+            &scratch,
+        )?;
+        let refs: Vec<_> = bound.iter().collect();
+        *self.measured.lock().expect("tuner poisoned") += 1;
+        let mut run = || gpu.run(&refs);
+        let seconds = self
+            .clock
+            .lock()
+            .expect("tuner poisoned")
+            .time(node, path, &mut run)?;
+        Ok(Some(seconds))
+    }
+
+    /// Writes the cache: the file as it is now on disk (another process may have added to it) with this tuner's
+    /// choices over it, through a temporary file renamed into place, so a reader never sees half a file.
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.cache_path else {
+            return Ok(());
+        };
+        let io = |e: std::io::Error| Error::File {
+            path: path.clone(),
+            message: format!("writing the tuning cache: {e}"),
+        };
+        let mut merged = read_cache(path);
+        for (adapter, entries) in &self.cache.lock().expect("tuner poisoned").adapters {
+            let ours = merged.adapters.entry(adapter.clone()).or_default();
+            ours.extend(entries.iter().map(|(k, e)| (k.clone(), e.clone())));
+        }
+        merged.version = CACHE_VERSION;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = serde_json::to_string_pretty(&merged).map_err(|e| Error::File {
+            path: path.clone(),
+            message: format!("writing the tuning cache: {e}"),
+        })?;
+        let temp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&temp, text).map_err(io)?;
+        std::fs::rename(&temp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            io(e)
+        })
+    }
+}
+
+/// The cache at `path`, or an empty one where there is none or it is not a cache of this version.
+fn read_cache(path: &FilePath) -> CacheFile {
+    let too_big = std::fs::metadata(path).map_or(true, |m| m.len() > MAX_CACHE_BYTES);
+    let parsed = match too_big {
+        true => None,
+        false => std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok()),
+    };
+    match parsed {
+        Some(cache) if cache.version == CACHE_VERSION => cache,
+        _ => {
+            if path.exists() {
+                log::warn!(
+                    "ignoring tuning cache {}: not a version {CACHE_VERSION} cache",
+                    path.display()
+                );
+            }
+            CacheFile::default()
+        }
+    }
+}
+
+/// What tells adapters apart in the cache: a driver update may change which kernel is fastest.
+fn adapter_key(gpu: &Gpu) -> String {
+    let info = gpu.info();
+    format!(
+        "{} [{:04x}:{:04x}] {:?}, driver {} {}",
+        info.name, info.vendor, info.device, info.backend, info.driver, info.driver_info
+    )
+}
+
+/// What a conv's time depends on: its parameters but the epilogue (bias, activation, residual and channel offset
+/// cost the same on every path), the input shape, the storage precision and the math.
+fn conv_key(p: &Conv2d, input: Shape, precision: Precision, f16_math: bool) -> String {
+    let pad = p.padding;
+    format!(
+        "conv {}x{}x{}x{} -> {} k{}x{} s{}x{} d{}x{} p{},{},{},{} g{} {precision}{}",
+        input.n,
+        input.c,
+        input.h,
+        input.w,
+        p.out_channels,
+        p.kernel[0],
+        p.kernel[1],
+        p.stride[0],
+        p.stride[1],
+        p.dilation[0],
+        p.dilation[1],
+        pad.top,
+        pad.left,
+        pad.bottom,
+        pad.right,
+        p.groups,
+        if f16_math { " f16 math" } else { "" }
+    )
+}
