@@ -1,4 +1,5 @@
-// Elementwise ops over NCHW float tensors (`elem` in storage, f32 arithmetic), one thread per output element:
+// Elementwise ops over NCHW float tensors (`elem` in storage, f32 arithmetic), one thread per output element (binary:
+// per run of a row's elements):
 // - binary: act(a op b) with NumPy broadcasting (each dim of a and b equals the output's or is 1),
 // - activation: a standalone activation,
 // - pointwise: an elementwise function with up to two f32 parameters (`Pointwise` on the host),
@@ -27,32 +28,46 @@ fn broadcast_index(d: vec4<u32>, at: vec4<u32>) -> u32 {
     return at.x * stride_n + at.y * stride_c + at.z * stride_h + at.w * stride_w;
 }
 
+// One thread per run of up to RUN consecutive outputs of a row: the position is decomposed (four integer
+// divisions, which a CPU adapter's SIMD lanes do one by one) once per run, not once per element.
+const RUN: u32 = 4u;
+
 @compute @workgroup_size(WG)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_id(wid, nwg, lid);
-    let total = bp.n * bp.c * bp.h * bp.w;
-    if i >= total {
+    let t = linear_id(wid, nwg, lid);
+    let runs = (bp.w + RUN - 1u) / RUN;
+    let row = t / runs;
+    if row >= bp.n * bp.c * bp.h {
         return;
     }
-    let x = i % bp.w;
-    let y = (i / bp.w) % bp.h;
-    let c = (i / (bp.w * bp.h)) % bp.c;
-    let n = i / (bp.w * bp.h * bp.c);
-    let at = vec4<u32>(n, c, y, x);
-    let a = f32(binary_a[broadcast_index(vec4<u32>(bp.a_n, bp.a_c, bp.a_h, bp.a_w), at)]);
-    let b = f32(binary_b[broadcast_index(vec4<u32>(bp.b_n, bp.b_c, bp.b_h, bp.b_w), at)]);
-    // Codes of `BinaryOp::code`.
-    var v: f32;
-    switch bp.op {
-        case 1u: { v = a * b; }
-        case 2u: { v = a - b; }
-        case 3u: { v = a / b; }
-        // PRelu: b is the slope.
-        case 4u: { v = select(a * b, a, a >= 0.0); }
-        default: { v = a + b; }
+    let x0 = (t - row * runs) * RUN;
+    let y = row % bp.h;
+    let c = (row / bp.h) % bp.c;
+    let n = row / (bp.h * bp.c);
+    let at = vec4<u32>(n, c, y, x0);
+    let a_dims = vec4<u32>(bp.a_n, bp.a_c, bp.a_h, bp.a_w);
+    let b_dims = vec4<u32>(bp.b_n, bp.b_c, bp.b_h, bp.b_w);
+    let a0 = broadcast_index(a_dims, at);
+    let b0 = broadcast_index(b_dims, at);
+    let a_step = select(1u, 0u, bp.a_w == 1u);
+    let b_step = select(1u, 0u, bp.b_w == 1u);
+    let out0 = row * bp.w + x0;
+    for (var k = 0u; k < RUN && x0 + k < bp.w; k++) {
+        let a = f32(binary_a[a0 + k * a_step]);
+        let b = f32(binary_b[b0 + k * b_step]);
+        // Codes of `BinaryOp::code`.
+        var v: f32;
+        switch bp.op {
+            case 1u: { v = a * b; }
+            case 2u: { v = a - b; }
+            case 3u: { v = a / b; }
+            // PRelu: b is the slope.
+            case 4u: { v = select(a * b, a, a >= 0.0); }
+            default: { v = a + b; }
+        }
+        binary_out[out0 + k] = elem(activate(v, bp.activation));
     }
-    binary_out[i] = elem(activate(v, bp.activation));
 }
 
 struct ActivationParams {

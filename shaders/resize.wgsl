@@ -1,7 +1,7 @@
 // torch.nn.functional.interpolate on NCHW maps: bilinear (align_corners false or true) and legacy nearest; ONNX
 // Resize linear and nearest with any coordinate transform and rounding mode.
 // Source coordinates are computed in f32 from the host's f32 scales, as PyTorch does for f32 tensors, and in ONNX
-// modes as onnxruntime does. Interpolation runs in f32 on `elem` values. One thread per output element.
+// modes as onnxruntime does. Interpolation runs in f32 on `elem` values.
 
 struct Params {
     planes: u32, h_in: u32, w_in: u32, h_out: u32,
@@ -83,41 +83,62 @@ fn onnx_nearest_index(dst: u32, len_in: u32, a: vec4<f32>) -> u32 {
     return u32(clamp(select(f, f + 1.0, up), 0.0, f32(len_in - 1u)));
 }
 
+// One thread per run of up to RUN consecutive outputs of a row (the row's source taps and the position's integer
+// divisions, which a CPU adapter's SIMD lanes do one by one, once per run).
+const RUN: u32 = 4u;
+
 @compute @workgroup_size(WG)
 fn resize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_id(wid, nwg, lid);
-    if i >= p.planes * p.h_out * p.w_out {
+    let t = linear_id(wid, nwg, lid);
+    let runs = (p.w_out + RUN - 1u) / RUN;
+    let row = t / runs;
+    if row >= p.planes * p.h_out {
         return;
     }
-    let ox = i % p.w_out;
-    let oy = (i / p.w_out) % p.h_out;
-    let plane = (i / (p.w_out * p.h_out)) * p.h_in * p.w_in;
-    if p.mode == 2u {
-        let y = nearest_index(oy, p.h_in, p.h_out, p.scale_h);
-        let x = nearest_index(ox, p.w_in, p.w_out, p.scale_w);
-        output[i] = input[plane + y * p.w_in + x];
+    let x0 = (t - row * runs) * RUN;
+    let oy = row % p.h_out;
+    let plane = (row / p.h_out) * p.h_in * p.w_in;
+    let out0 = row * p.w_out;
+    let end = min(x0 + RUN, p.w_out);
+    if p.mode == 2u || p.mode == 4u {
+        var y: u32;
+        if p.mode == 2u {
+            y = nearest_index(oy, p.h_in, p.h_out, p.scale_h);
+        } else {
+            y = onnx_nearest_index(oy, p.h_in, p.axis_h);
+        }
+        let r = plane + y * p.w_in;
+        for (var ox = x0; ox < end; ox++) {
+            var x: u32;
+            if p.mode == 2u {
+                x = nearest_index(ox, p.w_in, p.w_out, p.scale_w);
+            } else {
+                x = onnx_nearest_index(ox, p.w_in, p.axis_w);
+            }
+            output[out0 + ox] = input[r + x];
+        }
         return;
     }
-    if p.mode == 4u {
-        let y = onnx_nearest_index(oy, p.h_in, p.axis_h);
-        let x = onnx_nearest_index(ox, p.w_in, p.axis_w);
-        output[i] = input[plane + y * p.w_in + x];
-        return;
-    }
+    let onnx = p.mode == 3u;
+    let align_corners = p.mode == 1u;
     var ty: Taps;
-    var tx: Taps;
-    if p.mode == 3u {
+    if onnx {
         ty = onnx_linear_taps(oy, p.h_in, p.axis_h);
-        tx = onnx_linear_taps(ox, p.w_in, p.axis_w);
     } else {
-        let align_corners = p.mode == 1u;
         ty = bilinear_taps(oy, p.h_in, p.h_out, p.scale_h, align_corners);
-        tx = bilinear_taps(ox, p.w_in, p.w_out, p.scale_w, align_corners);
     }
     let r0 = plane + ty.i0 * p.w_in;
     let r1 = plane + ty.i1 * p.w_in;
-    let v = ty.l0 * (tx.l0 * f32(input[r0 + tx.i0]) + tx.l1 * f32(input[r0 + tx.i1]))
-          + ty.l1 * (tx.l0 * f32(input[r1 + tx.i0]) + tx.l1 * f32(input[r1 + tx.i1]));
-    output[i] = elem(v);
+    for (var ox = x0; ox < end; ox++) {
+        var tx: Taps;
+        if onnx {
+            tx = onnx_linear_taps(ox, p.w_in, p.axis_w);
+        } else {
+            tx = bilinear_taps(ox, p.w_in, p.w_out, p.scale_w, align_corners);
+        }
+        let v = ty.l0 * (tx.l0 * f32(input[r0 + tx.i0]) + tx.l1 * f32(input[r0 + tx.i1]))
+              + ty.l1 * (tx.l0 * f32(input[r1 + tx.i0]) + tx.l1 * f32(input[r1 + tx.i1]));
+        output[out0 + ox] = elem(v);
+    }
 }

@@ -21,6 +21,15 @@ fn dims(s: Shape) -> [u32; 4] {
     s.dims().map(|d| d as u32)
 }
 
+/// Outputs of a run: how many consecutive elements of a row one thread of the binary and resize kernels computes
+/// (`RUN` in their shaders).
+pub(crate) const RUN: usize = 4;
+
+/// Threads of a kernel computing `shape` in runs of [`RUN`] along its rows.
+pub(crate) fn row_runs(shape: Shape) -> u64 {
+    (shape.n * shape.c * shape.h) as u64 * shape.w.div_ceil(RUN) as u64
+}
+
 /// `act(a op b)` with broadcasting. Outputs: `output` ([`Binary::output_shape`]). Inputs: `a`, `b`.
 pub fn binary(
     gpu: &Gpu,
@@ -47,7 +56,7 @@ pub fn binary(
             entry: "binary",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Linear(out.numel() as u64),
+            dispatch: Dispatch::Linear(row_runs(out)),
             outputs: vec![Slot::floats("output", out.numel(), precision)],
             inputs: vec![
                 Slot::floats("a", a.numel(), precision),

@@ -82,7 +82,7 @@ pub fn resize(
             entry: "resize",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Linear(output.numel() as u64),
+            dispatch: Dispatch::Linear(super::elementwise::row_runs(output)),
             outputs: vec![Slot::floats("output", output.numel(), precision)],
             inputs: vec![Slot::floats("input", input.numel(), precision)],
         },
