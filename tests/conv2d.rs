@@ -167,11 +167,27 @@ fn check_paths(precision: Precision) {
     for (i, (input, base)) in cases.into_iter().enumerate() {
         check_variants(&gpu, i, input, &base, &paths, precision);
     }
-    // depthwise: widths not divisible by 4, stride and dilation, batch
+    // depthwise: widths not divisible by 4, stride and dilation, batch; all but the last two read row spans that
+    // fit the fixed kernel's registers; a 7-wide window with stride 2 and dilation 2 (span 19) does not; a 3 x 5
+    // window specialises the fixed kernel's width apart from its height
     let depthwise = [
         (Shape::new(2, 7, 11, 13), conv(7, 7, 3, 2, 1, 1, 7)),
         (Shape::new(1, 5, 10, 9), conv(5, 5, 5, 1, 4, 2, 5)),
         (Shape::new(1, 3, 6, 5), conv(3, 3, 3, 1, 3, 3, 3)),
+        (Shape::new(1, 4, 9, 23), conv(4, 4, 7, 2, 6, 2, 4)),
+        (
+            Shape::new(1, 6, 7, 10),
+            Conv2d {
+                padding: Padding2d {
+                    top: 1,
+                    left: 2,
+                    bottom: 0,
+                    right: 1,
+                },
+                groups: 6,
+                ..Conv2d::new(6, 6, [3, 5])
+            },
+        ),
     ];
     for (i, (input, base)) in depthwise.into_iter().enumerate() {
         check_variants(&gpu, 10 + i, input, &base, &[Path::Depthwise], precision);
