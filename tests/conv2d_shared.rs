@@ -1,0 +1,214 @@
+//! The shared-memory implicit-GEMM conv (`conv2d::Path::Shared`) against the CPU reference on random data into
+//! poisoned destinations, on every block: shapes that divide neither the block's channels nor its pixels nor the
+//! reduction chunk, 1x1, strides, dilations, padding, batches, and the fused epilogue (bias and batch norm, residual
+//! apart or in place, every activation, channel offset into a wider destination); f32 and f16 storage. No timings:
+//! lavapipe is not what this kernel is for.
+
+mod common;
+
+use atrous::gpu::Precision;
+use atrous::kernels::conv2d::{self, shared, ConvPolicy, Path};
+use atrous::ops::{Activation, Conv2d, Padding2d};
+use atrous::Shape;
+use common::conv::*;
+
+fn blocks() -> Vec<Path> {
+    shared::BLOCKS
+        .iter()
+        .map(|&(channels, pixels)| Path::Shared { channels, pixels })
+        .collect()
+}
+
+/// `base` plain, then with batch norm, a residual, ReLU6 and a channel offset of 2 into a destination 5 channels
+/// wider, then with the residual read in place and ReLU, on every block.
+fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, precision: Precision) {
+    for (v, variant) in ["plain", "offset+residual", "residual in place"]
+        .into_iter()
+        .enumerate()
+    {
+        let conv = match v {
+            0 => base.clone(),
+            1 => Conv2d {
+                residual: true,
+                activation: Activation::Relu6,
+                out_channel_offset: 2,
+                out_channels_total: Some(base.out_channels + 5),
+                ..base.clone()
+            },
+            _ => Conv2d {
+                residual: true,
+                residual_in_place: true,
+                activation: Activation::Relu,
+                ..base.clone()
+            },
+        };
+        let case = Case {
+            input,
+            conv,
+            bias: true,
+            batch_norm: v != 0,
+        };
+        for path in blocks() {
+            let name = format!("case {i} {variant} {path:?}: {input}");
+            check_on(gpu, &name, &case, 400 + i as u64, Some(path), precision);
+        }
+    }
+}
+
+fn check_shapes(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
+    let asymmetric = Conv2d {
+        padding: Padding2d {
+            top: 0,
+            left: 2,
+            bottom: 1,
+            right: 0,
+        },
+        ..Conv2d::new(3, 4, [2, 3])
+    };
+    let cases = [
+        // 3 -> 5, 391 pixels: one partial channel vec4 and a partial pixel block; 27-long reduction
+        (Shape::new(1, 3, 17, 23), conv(3, 5, 3, 1, 1, 1, 1)),
+        // 17 -> 33, stride 2, batch 2: a partial pixel block spanning both images
+        (Shape::new(2, 17, 13, 11), conv(17, 33, 3, 2, 1, 1, 1)),
+        // 40 -> 130: 360-long reduction (22.5 chunks of 16), channel blocks past 128 and 64 * 2
+        (Shape::new(1, 40, 9, 10), conv(40, 130, 3, 1, 1, 1, 1)),
+        // stride and dilation 2 with padding of more than half the kernel
+        (Shape::new(1, 5, 19, 21), conv(5, 6, 3, 2, 3, 2, 1)),
+        // ASPP-like: dilation larger than the map, most taps in padding
+        (Shape::new(1, 8, 9, 11), conv(8, 12, 3, 1, 12, 12, 1)),
+        // 1x1 (reduction = channels), and on 1x1 maps
+        (Shape::new(1, 13, 9, 7), conv(13, 3, 1, 1, 0, 1, 1)),
+        (Shape::new(2, 9, 1, 1), conv(9, 5, 1, 1, 0, 1, 1)),
+        // 4225 pixels: many pixel blocks, the last one with one pixel of 64 (or 1 of 128)
+        (Shape::new(1, 3, 65, 65), conv(3, 5, 3, 1, 1, 1, 1)),
+        // stem-like 7x7 stride 2, and a 2x3 kernel with asymmetric padding
+        (Shape::new(1, 3, 21, 19), conv(3, 8, 7, 2, 3, 1, 1)),
+        (Shape::new(1, 3, 8, 10), asymmetric),
+    ];
+    for (i, (input, base)) in cases.into_iter().enumerate() {
+        check_variants(&gpu, i, input, &base, precision);
+    }
+}
+
+#[test]
+fn shared_conv2d_should_match_reference() {
+    check_shapes(Precision::F32);
+}
+
+#[test]
+fn shared_conv2d_in_f16_should_match_reference() {
+    check_shapes(Precision::F16);
+}
+
+fn check_epilogues(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
+    for (i, activation) in Activation::ALL.into_iter().enumerate() {
+        let conv = Conv2d {
+            activation,
+            residual: true,
+            ..conv(5, 6, 3, 1, 2, 2, 1)
+        };
+        let case = Case {
+            input: Shape::new(2, 5, 9, 11),
+            conv,
+            bias: true,
+            batch_norm: true,
+        };
+        for path in blocks() {
+            let name = format!("{activation:?} residual {path:?}");
+            check_on(&gpu, &name, &case, 500 + i as u64, Some(path), precision);
+        }
+    }
+}
+
+#[test]
+fn shared_conv2d_epilogue_should_match_reference() {
+    check_epilogues(Precision::F32);
+}
+
+#[test]
+fn shared_conv2d_epilogue_in_f16_should_match_reference() {
+    check_epilogues(Precision::F16);
+}
+
+/// Offered to a tuner for every ungrouped conv, never for grouped ones; never the heuristic's choice; f32 math
+/// only, with the tiled kernel's packed weights.
+#[test]
+fn shared_conv2d_should_be_a_candidate_not_the_default() {
+    let p = conv(64, 64, 3, 1, 1, 1, 1);
+    let x = Shape::new(1, 64, 32, 32);
+    let gpu_like = 1 << 16;
+    let candidates = conv2d::candidates(&p, x, gpu_like);
+    for path in blocks() {
+        assert!(candidates.contains(&path), "{path:?} in {candidates:?}");
+        assert_eq!(path.layout(), conv2d::Layout::Packed);
+        assert!(!path.with_f16_math(true).f16_math());
+        assert_eq!(path.weight_precision(Precision::F16), Precision::F16);
+    }
+    let dw = conv(32, 32, 3, 1, 1, 1, 32);
+    let grouped = conv2d::candidates(&dw, Shape::new(1, 32, 16, 16), gpu_like);
+    assert!(!grouped.iter().any(|p| matches!(p, Path::Shared { .. })));
+    // The heuristic (with the environment's policy: unset in the test runs) keeps its own paths.
+    if conv2d::conv_policy() == ConvPolicy::Auto {
+        for parallelism in [16, gpu_like] {
+            let chosen = conv2d::choose(&p, x, parallelism);
+            assert!(!matches!(chosen, Path::Shared { .. }), "{chosen:?}");
+        }
+    }
+}
+
+/// `ConvPolicy::Shared` (`ATROUS_CONV=shared`) makes every ungrouped conv take it, Winograd-shaped ones included,
+/// and the conv built that way matches the reference; grouped convs keep their kernels. Also refused by name: a
+/// block that is not compiled, and grouped convs.
+#[test]
+fn conv_policy_shared_should_force_the_shared_kernel() {
+    let gpu = gpu_or_skip!();
+    let unet = conv(64, 64, 3, 1, 1, 1, 1);
+    let wide = conv(256, 256, 1, 1, 0, 1, 1);
+    let dw = conv(32, 32, 3, 1, 1, 1, 32);
+    let x = |c| Shape::new(1, c, 64, 64);
+    conv2d::set_conv_policy(Some(ConvPolicy::Shared));
+    let unet_path = conv2d::choose(&unet, x(64), 1 << 16);
+    let wide_path = conv2d::choose(&wide, x(256), 1 << 16);
+    let dw_path = conv2d::choose(&dw, x(32), 1 << 16);
+    // conv2d::conv2d (check's `None`) goes through choose_with too.
+    let case = Case {
+        input: Shape::new(1, 6, 11, 9),
+        conv: Conv2d {
+            activation: Activation::Relu,
+            ..conv(6, 7, 3, 1, 1, 1, 1)
+        },
+        bias: true,
+        batch_norm: true,
+    };
+    check(&gpu, "ATROUS_CONV=shared", &case, 600, Precision::F32);
+    conv2d::set_conv_policy(None);
+    assert_eq!(
+        unet_path,
+        Path::Shared {
+            channels: 64,
+            pixels: 64
+        }
+    );
+    assert_eq!(
+        wide_path,
+        Path::Shared {
+            channels: 128,
+            pixels: 128
+        }
+    );
+    assert_eq!(dw_path, Path::Depthwise);
+
+    let bad_block = Path::Shared {
+        channels: 32,
+        pixels: 64,
+    };
+    let err =
+        conv2d::conv2d_on(&gpu, "conv3", &unet, x(64), bad_block, Precision::F32).unwrap_err();
+    assert!(err.to_string().contains("conv3"), "{err}");
+    let grouped = conv(8, 8, 3, 1, 1, 1, 2);
+    let path = blocks()[0];
+    let err = conv2d::conv2d_on(&gpu, "conv4", &grouped, x(8), path, Precision::F32).unwrap_err();
+    assert!(err.to_string().contains("groups 2"), "{err}");
+}
