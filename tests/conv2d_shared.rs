@@ -7,10 +7,21 @@
 mod common;
 
 use atrous::gpu::Precision;
+use atrous::graph::GraphBuilder;
 use atrous::kernels::conv2d::{self, shared, ConvPolicy, Path};
 use atrous::ops::{Activation, Conv2d, Padding2d};
-use atrous::Shape;
+use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
+use atrous::{reference, Model, Shape};
 use common::conv::*;
+use common::*;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by the tests that set or read the process-wide conv policy, which run in parallel with each other.
+fn policy_lock() -> MutexGuard<'static, ()> {
+    static POLICY: Mutex<()> = Mutex::new(());
+    POLICY.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn blocks() -> Vec<Path> {
     shared::BLOCKS
@@ -150,6 +161,7 @@ fn shared_conv2d_should_be_a_candidate_not_the_default() {
     let grouped = conv2d::candidates(&dw, Shape::new(1, 32, 16, 16), gpu_like);
     assert!(!grouped.iter().any(|p| matches!(p, Path::Shared { .. })));
     // The heuristic (with the environment's policy: unset in the test runs) keeps its own paths.
+    let _policy = policy_lock();
     if conv2d::conv_policy() == ConvPolicy::Auto {
         for parallelism in [16, gpu_like] {
             let chosen = conv2d::choose(&p, x, parallelism);
@@ -168,6 +180,7 @@ fn conv_policy_shared_should_force_the_shared_kernel() {
     let wide = conv(256, 256, 1, 1, 0, 1, 1);
     let dw = conv(32, 32, 3, 1, 1, 1, 32);
     let x = |c| Shape::new(1, c, 64, 64);
+    let policy = policy_lock();
     conv2d::set_conv_policy(Some(ConvPolicy::Shared));
     let unet_path = conv2d::choose(&unet, x(64), 1 << 16);
     let wide_path = conv2d::choose(&wide, x(256), 1 << 16);
@@ -184,6 +197,7 @@ fn conv_policy_shared_should_force_the_shared_kernel() {
     };
     check(&gpu, "ATROUS_CONV=shared", &case, 600, Precision::F32);
     conv2d::set_conv_policy(None);
+    drop(policy);
     assert_eq!(
         unet_path,
         Path::Shared {
@@ -211,4 +225,77 @@ fn conv_policy_shared_should_force_the_shared_kernel() {
     let path = blocks()[0];
     let err = conv2d::conv2d_on(&gpu, "conv4", &grouped, x(8), path, Precision::F32).unwrap_err();
     assert!(err.to_string().contains("groups 2"), "{err}");
+}
+
+/// A plan compiled under `ConvPolicy::Shared` runs every conv of a small UNet-like graph (conv-BN-ReLU, a fused
+/// residual add and ReLU, a conv writing into a concat, a valid 3x3, a 1x1 head) on the shared-memory kernel, and
+/// matches the CPU executor, in f32 and (where the adapter has it) f16 storage.
+#[test]
+fn plans_under_conv_policy_shared_should_match_the_executor() {
+    let gpu = gpu_or_skip!();
+    let model = unet_like(9);
+    let input = Shape::new(1, 8, 19, 23);
+    let x = random_tensor(&mut rng(10), input);
+    let want =
+        reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    let mut precisions = vec![Precision::F32];
+    if gpu.supports(Precision::F16) {
+        precisions.push(Precision::F16);
+    }
+    for precision in precisions {
+        let policy = policy_lock();
+        conv2d::set_conv_policy(Some(ConvPolicy::Shared));
+        let plan = Plan::compile(
+            gpu.clone(),
+            &model,
+            &HashMap::from([("input".to_string(), input)]),
+            PlanOptions {
+                precision,
+                ..Default::default()
+            },
+            &WeightCache::default(),
+        );
+        conv2d::set_conv_policy(None);
+        drop(policy);
+        let plan = plan.unwrap();
+        let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
+        let shared = labels
+            .iter()
+            .filter(|l| l.contains("conv2d shared"))
+            .count();
+        assert_eq!(shared, 5, "{precision}: {labels:?}");
+        let got = plan.run(&[("input", &x)], &["out"]).unwrap();
+        let (Output::F32(g), Output::F32(w)) = (&got["out"], &want["out"]) else {
+            panic!("{precision}: f32 outputs expected");
+        };
+        assert_eq!(g.shape, w.shape, "{precision}");
+        let tol = match precision {
+            Precision::F32 => 1e-4,
+            Precision::F16 => 2e-3,
+        };
+        assert_close_tol(&format!("{precision}"), &g.data, &w.data, tol);
+    }
+}
+
+/// tests/winograd.rs's graph: four 3x3 convs (three padded by 1, one valid) and a 1x1 head.
+fn unet_like(seed: u64) -> Model {
+    let mut r = rng(seed);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 8);
+    let mut add_conv =
+        |b: &mut GraphBuilder, name: &str, x: &str, p: Conv2d, bias: bool, bn: bool| {
+            let w = conv_weights(&mut r, p.weight_shape(), p.out_channels, bias, bn);
+            b.conv2d(name, x, p, w).unwrap()
+        };
+    let a = add_conv(&mut b, "a", &x, conv(8, 32, 3, 1, 1, 1, 1), false, true);
+    let a = b.activation("a.relu", &a, Activation::Relu);
+    let c = add_conv(&mut b, "b", &a, conv(32, 32, 3, 1, 1, 1, 1), true, true);
+    let c = b.add("b.sum", &c, &a);
+    let c = b.activation("b.relu", &c, Activation::Relu);
+    let d = add_conv(&mut b, "c", &c, conv(32, 16, 3, 1, 1, 1, 1), true, false);
+    let cat = b.concat("cat", &[&d, &a]);
+    let e = add_conv(&mut b, "d", &cat, conv(48, 12, 3, 1, 0, 1, 1), true, true);
+    let e = b.activation("d.relu", &e, Activation::Relu);
+    add_conv(&mut b, "out", &e, conv(12, 5, 1, 1, 0, 1, 1), true, false);
+    b.finish(&["out"]).unwrap()
 }
