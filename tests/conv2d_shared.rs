@@ -1,8 +1,9 @@
 //! The shared-memory implicit-GEMM conv (`conv2d::Path::Shared`) against the CPU reference on random data into
 //! poisoned destinations, on every block: shapes that divide neither the block's channels nor its pixels nor the
 //! reduction chunk, 1x1, strides, dilations, padding, batches, and the fused epilogue (bias and batch norm, residual
-//! apart or in place, every activation, channel offset into a wider destination); f32 and f16 storage. No timings:
-//! lavapipe is not what this kernel is for.
+//! apart or in place, every activation, channel offset into a wider destination); f32 and f16 storage. Likewise the
+//! subgroup-reduction conv (`conv2d::Path::Subgroup`) on few-pixel outputs where the adapter has SUBGROUP, and its
+//! refusal where not. No timings: lavapipe is not what these kernels are for.
 
 mod common;
 
@@ -32,7 +33,14 @@ fn blocks() -> Vec<Path> {
 
 /// `base` plain, then with batch norm, a residual, ReLU6 and a channel offset of 2 into a destination 5 channels
 /// wider, then with the residual read in place and ReLU, on every block.
-fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, precision: Precision) {
+fn check_variants(
+    gpu: &atrous::Gpu,
+    i: usize,
+    input: Shape,
+    base: &Conv2d,
+    paths: &[Path],
+    precision: Precision,
+) {
     for (v, variant) in ["plain", "offset+residual", "residual in place"]
         .into_iter()
         .enumerate()
@@ -59,7 +67,7 @@ fn check_variants(gpu: &atrous::Gpu, i: usize, input: Shape, base: &Conv2d, prec
             bias: true,
             batch_norm: v != 0,
         };
-        for path in blocks() {
+        for &path in paths {
             let name = format!("case {i} {variant} {path:?}: {input}");
             check_on(gpu, &name, &case, 400 + i as u64, Some(path), precision);
         }
@@ -98,7 +106,7 @@ fn check_shapes(precision: Precision) {
         (Shape::new(1, 3, 8, 10), asymmetric),
     ];
     for (i, (input, base)) in cases.into_iter().enumerate() {
-        check_variants(&gpu, i, input, &base, precision);
+        check_variants(&gpu, i, input, &base, &blocks(), precision);
     }
 }
 
@@ -298,4 +306,67 @@ fn unet_like(seed: u64) -> Model {
     let e = b.activation("d.relu", &e, Activation::Relu);
     add_conv(&mut b, "out", &e, conv(12, 5, 1, 1, 0, 1, 1), true, false);
     b.finish(&["out"]).unwrap()
+}
+
+fn subgroup_paths() -> Vec<Path> {
+    conv2d::subgroup::PIXELS
+        .iter()
+        .map(|&pixels| Path::Subgroup { pixels })
+        .collect()
+}
+
+/// Few-pixel outputs: 1x1 maps (squeeze-excitation-like, a reduction of 1000 terms, not a multiple of the 64 threads),
+/// 9 and 6 pixels (P = 4 leaves a partial last group) with padding, stride, dilation and batch 2; every epilogue
+/// variant. Without SUBGROUP the path is refused by name.
+fn check_subgroup(precision: Precision) {
+    let gpu = gpu_or_skip!(precision);
+    if !gpu.features().contains(wgpu::Features::SUBGROUP) {
+        let p = conv(8, 8, 1, 1, 0, 1, 1);
+        for path in subgroup_paths() {
+            let x = Shape::new(1, 8, 1, 1);
+            let err = conv2d::conv2d_on(&gpu, "se", &p, x, path, precision).unwrap_err();
+            assert!(err.to_string().contains("SUBGROUP"), "{err}");
+        }
+        eprintln!(
+            "{}: no SUBGROUP, subgroup kernels refused as they should be",
+            gpu.describe()
+        );
+        return;
+    }
+    let cases = [
+        (Shape::new(2, 9, 1, 1), conv(9, 5, 1, 1, 0, 1, 1)),
+        (Shape::new(1, 1000, 1, 1), conv(1000, 37, 1, 1, 0, 1, 1)),
+        (Shape::new(1, 17, 3, 3), conv(17, 33, 3, 1, 1, 1, 1)),
+        (Shape::new(2, 13, 5, 4), conv(13, 6, 3, 2, 2, 2, 1)),
+    ];
+    for (i, (input, base)) in cases.into_iter().enumerate() {
+        check_variants(&gpu, 20 + i, input, &base, &subgroup_paths(), precision);
+    }
+}
+
+#[test]
+fn subgroup_conv2d_should_match_reference() {
+    check_subgroup(Precision::F32);
+}
+
+#[test]
+fn subgroup_conv2d_in_f16_should_match_reference() {
+    check_subgroup(Precision::F16);
+}
+
+/// Offered for outputs of at most `subgroup::MAX_PIXELS` pixels, not for larger ones nor grouped convs.
+#[test]
+fn subgroup_conv2d_should_be_a_candidate_for_few_pixels_only() {
+    let se = conv(960, 240, 1, 1, 0, 1, 1);
+    let few = conv2d::candidates(&se, Shape::new(1, 960, 1, 1), 1 << 16);
+    for path in subgroup_paths() {
+        assert!(few.contains(&path), "{path:?} in {few:?}");
+        assert_eq!(path.layout(), conv2d::Layout::Packed);
+        assert!(!path.with_f16_math(true).f16_math());
+    }
+    let many = conv2d::candidates(&se, Shape::new(1, 960, 9, 8), 1 << 16);
+    assert!(!many.iter().any(|p| matches!(p, Path::Subgroup { .. })));
+    let dw = conv(32, 32, 3, 1, 1, 1, 32);
+    let grouped = conv2d::candidates(&dw, Shape::new(1, 32, 1, 1), 1 << 16);
+    assert!(!grouped.iter().any(|p| matches!(p, Path::Subgroup { .. })));
 }

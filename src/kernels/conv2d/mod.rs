@@ -10,7 +10,9 @@
 //!   output transform with the epilogue (shaders/conv2d_winograd.wgsl, generated);
 //! - [`shared`]: implicit GEMM through workgroup shared memory for `groups == 1`, the structure of fast GPU convs
 //!   (shaders/conv2d_shared.wgsl, generated). Not chosen by the heuristic (unmeasured on a real GPU, slower on
-//!   lavapipe): offered to the tuner ([`candidates`]) and forced by `ATROUS_CONV=shared` ([`conv_policy`]).
+//!   lavapipe): offered to the tuner ([`candidates`]) and forced by `ATROUS_CONV=shared` ([`conv_policy`]);
+//! - [`subgroup`]: for few output pixels, the reduction split over a workgroup and summed with subgroup operations
+//!   (shaders/conv2d_subgroup.wgsl, generated; adapters with `SUBGROUP`). Offered to the tuner only.
 //!
 //! This module chooses among them ([`choose`], [`choose_with`], [`Path`]), folds and uploads their weights
 //! ([`fold_for`], [`upload_weights_for`]) and builds a path's kernels ([`conv2d_on`]); `kernels.rs` holds what they
@@ -21,6 +23,7 @@ pub mod direct;
 mod kernels;
 pub mod shared;
 pub mod split_k;
+pub mod subgroup;
 pub mod tiled;
 pub mod winograd;
 
@@ -88,13 +91,17 @@ pub enum Path {
     /// the weights and the im2col'd input in workgroup memory; groups == 1 only. Weights packed as for `Tiled`. f32
     /// math in both storage precisions.
     Shared { channels: u32, pixels: u32 },
+    /// Subgroup reduction (shaders/conv2d_subgroup.wgsl; [`subgroup`]): a workgroup of 64 threads splits the
+    /// reduction of 4 output channels x `pixels` output pixels ([`subgroup::PIXELS`]) and sums it with `subgroupAdd`;
+    /// groups == 1 only, adapters with the `SUBGROUP` feature only. Weights packed as for `Tiled`. f32 math.
+    Subgroup { pixels: u32 },
 }
 
 impl Path {
     /// Whether this path multiplies in f16.
     pub fn f16_math(self) -> bool {
         match self {
-            Path::Naive | Path::Depthwise | Path::Shared { .. } => false,
+            Path::Naive | Path::Depthwise | Path::Shared { .. } | Path::Subgroup { .. } => false,
             Path::Tiled { f16_math, .. }
             | Path::TiledRows { f16_math, .. }
             | Path::SplitK { f16_math, .. }
@@ -109,6 +116,7 @@ impl Path {
             Path::Naive
             | Path::Depthwise
             | Path::Shared { .. }
+            | Path::Subgroup { .. }
             | Path::Winograd { tile: 4, .. } => {}
             Path::Tiled { f16_math, .. }
             | Path::TiledRows { f16_math, .. }
@@ -134,7 +142,8 @@ impl Path {
             Path::Tiled { .. }
             | Path::TiledRows { .. }
             | Path::SplitK { .. }
-            | Path::Shared { .. } => Layout::Packed,
+            | Path::Shared { .. }
+            | Path::Subgroup { .. } => Layout::Packed,
             Path::Winograd { tile, .. } => Layout::Winograd { tile },
         }
     }
@@ -312,7 +321,8 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
 /// choice first ([`choose`] on `parallelism`), then the register tiles the heuristic did not pick, row tiles,
 /// split-K over 2 to 8 slices where the reduction is long enough, Winograd F(2x2) and F(4x4) where they apply, and
 /// the shared-memory blocks ([`shared::BLOCKS`]; on a device below their limits [`conv2d_on`] refuses them, and a
-/// tuner skips them). Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans set it
+/// tuner skips them), and the subgroup reduction for outputs of at most [`subgroup::MAX_PIXELS`] pixels (refused
+/// likewise on adapters without `SUBGROUP`). Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans set it
 /// ([`Path::with_f16_math`]).
 pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
     let mut paths = vec![choose(p, input, parallelism)];
@@ -368,6 +378,14 @@ pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
     }
     for (channels, pixels) in shared::BLOCKS {
         offer(Path::Shared { channels, pixels });
+    }
+    let outputs = p
+        .output_shape(input)
+        .map_or(usize::MAX, |s| s.n * s.h * s.w);
+    if outputs <= subgroup::MAX_PIXELS {
+        for pixels in subgroup::PIXELS {
+            offer(Path::Subgroup { pixels });
+        }
     }
     paths
 }
@@ -629,6 +647,10 @@ pub fn conv2d_on(
         }
         Path::Shared { channels, pixels } => match p.groups {
             1 => shared::shared(gpu, label, p, input, k, (channels, pixels))?,
+            _ => return no_tile(),
+        },
+        Path::Subgroup { pixels } => match p.groups {
+            1 => subgroup::subgroup(gpu, label, p, input, k, pixels)?,
             _ => return no_tile(),
         },
     }))
