@@ -715,8 +715,8 @@ def shared_entry(block, tile, sk):
 
 def shared_program():
     """conv2d_shared.wgsl: f32 math on either storage (the shared arrays hold f32)."""
-    text = SHARED_HEADER.replace("// ARITHMETIC\n", ARITHMETIC_F32.replace("NAME_f16.wgsl is the same kernel with f16 products.",
-                                                                           "There is no f16 math variant."))
+    text = SHARED_HEADER.replace("// ARITHMETIC\n", ARITHMETIC_F32.replace(
+        "NAME_f16.wgsl is the same kernel with f16 products.", "There is no f16 math variant."))
     text += "".join(shared_entry(*b) for b in SHARED_BLOCKS)
     return "shaders/conv2d_shared.wgsl", text
 

@@ -110,7 +110,7 @@ impl Path {
     }
 
     /// This path with f16 products where it has them (the tiled, split-K and Winograd F(2x2) kernels); the naive,
-    /// depthwise, shared-memory and Winograd F(4x4) kernels always compute in f32.
+    /// depthwise, shared-memory, subgroup and Winograd F(4x4) kernels always compute in f32.
     pub fn with_f16_math(mut self, on: bool) -> Path {
         match &mut self {
             Path::Naive
@@ -280,7 +280,8 @@ fn tile_for(channels: u64, pixels: u64) -> (u32, u32) {
 
 /// The path a plan takes for `p` on `input` on an adapter running about `parallelism` threads at once
 /// ([`Gpu::parallelism`]), with Winograd where the heuristic expects it to pay: [`choose_with`] with
-/// [`WinogradPolicy::Auto`]. Depends on the shapes only (and [`conv_policy`]). Plans then set its math ([`Path::with_f16_math`]).
+/// [`WinogradPolicy::Auto`]. Depends on the shapes only (and [`conv_policy`]). Plans then set its math
+/// ([`Path::with_f16_math`]).
 pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
     choose_with(p, input, parallelism, WinogradPolicy::Auto)
 }
@@ -319,11 +320,11 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
 
 /// Every path that can run `p` on `input`, for a tuner to time ([`crate::plan::PlanOptions::tune`]): the heuristic's
 /// choice first ([`choose`] on `parallelism`), then the register tiles the heuristic did not pick, row tiles,
-/// split-K over 2 to 8 slices where the reduction is long enough, Winograd F(2x2) and F(4x4) where they apply, and
-/// the shared-memory blocks ([`shared::BLOCKS`]; on a device below their limits [`conv2d_on`] refuses them, and a
-/// tuner skips them), and the subgroup reduction for outputs of at most [`subgroup::MAX_PIXELS`] pixels (refused
-/// likewise on adapters without `SUBGROUP`). Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans set it
-/// ([`Path::with_f16_math`]).
+/// split-K over 2 to 8 slices where the reduction is long enough, Winograd F(2x2) and F(4x4) where they apply, the
+/// shared-memory blocks ([`shared::BLOCKS`]; on a device below their limits [`conv2d_on`] refuses them, and a tuner
+/// skips them), and the subgroup reduction for outputs of at most [`subgroup::MAX_PIXELS`] pixels (refused likewise
+/// on adapters without `SUBGROUP`). Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans
+/// set it ([`Path::with_f16_math`]).
 pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
     let mut paths = vec![choose(p, input, parallelism)];
     let mut offer = |path: Path| {
