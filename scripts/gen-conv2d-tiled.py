@@ -583,7 +583,7 @@ def winograd_programs():
 # Shared-memory implicit-GEMM convolution (conv2d/shared.rs): workgroup blocks of (output channels, output pixels),
 # each mapped to (channels, pixels) per thread and the reduction chunk SK staged per step. 64 x 64 with 4 x 4 per
 # thread for narrow convs and small maps; 128 x 128 with 8 x 8 per thread (4 shared loads per 64 multiply-adds) for
-# wide ones. Both 256 threads and 8 KiB of workgroup memory.
+# wide ones. Both 256 threads and at most 8448 bytes of workgroup memory (conv2d::shared::WORKGROUP_BYTES).
 SHARED_BLOCKS = [((64, 64), (4, 4), 16), ((128, 128), (8, 8), 8)]
 
 SHARED_HEADER = """\
@@ -622,13 +622,16 @@ def shared_entry(block, tile, sk):
     # chunk in every step, so its pixel geometry is computed once.
     assert threads <= 256 and threads % sk == 0 and threads % xv == 0 and px % 4 == 0 and c % 4 == 0
     assert (sk * wv) % threads == 0 and (sk * xv) % threads == 0
-    assert 16 * sk * (wv + xv) <= 16384
+    # The weight chunk's rows are padded by one vec4: threads with consecutive reduction indices store vec4s
+    # wv + 1 apart, spread over the memory banks instead of all in one (wv vec4s is a multiple of the bank count).
+    ws_row = wv + 1
+    assert 16 * sk * (ws_row + xv) <= 8448
     lw, lx = sk * wv // threads, sk * xv // threads
     name = f"{bm}x{bn}"
     L = []
     e = L.append
     e(f"\nconst SK_{name}: u32 = {sk}u;")
-    e(f"var<workgroup> ws_{name}: array<vec4<f32>, {sk * wv}>;")
+    e(f"var<workgroup> ws_{name}: array<vec4<f32>, {sk * ws_row}>;")
     e(f"var<workgroup> xs_{name}: array<vec4<f32>, {sk * xv}>;")
     e("")
     e(f"@compute @workgroup_size({threads})")
@@ -668,7 +671,7 @@ def shared_entry(block, tile, sk):
     for i in range(lw):
         e(f"        let wm{i} = wok{i} && wk < kt;")
         e(f"        let wv{i} = vec4<f32>(weight[select(0u, wb{i} + wk, wm{i})]);")
-        e(f"        ws_{name}[lk * {wv}u + lc + {i * (threads // sk)}u] = select(vec4<f32>(0.0), wv{i}, wm{i});")
+        e(f"        ws_{name}[lk * {ws_row}u + lc + {i * (threads // sk)}u] = select(vec4<f32>(0.0), wv{i}, wm{i});")
     for i in range(lx):
         e(f"        let kr{i} = k0 + lr + {i * (threads // xv)}u;")
         e(f"        let kin{i} = kr{i} < kt;")
@@ -687,7 +690,7 @@ def shared_entry(block, tile, sk):
     e("        workgroupBarrier();")
     e(f"        for (var kk = 0u; kk < SK_{name}; kk++) {{")
     for v in V:
-        e(f"            let w{v} = ws_{name}[kk * {wv}u + ty + {v * gy}u];")
+        e(f"            let w{v} = ws_{name}[kk * {ws_row}u + ty + {v * gy}u];")
     for u in range(px // 4):
         e(f"            let x{u} = xs_{name}[kk * {xv}u + tx + {u * gx}u];")
     for u in range(px // 4):

@@ -54,7 +54,7 @@ fn store(q: u32, co: u32, acc: f32) {
 }
 
 const SK_64x64: u32 = 16u;
-var<workgroup> ws_64x64: array<vec4<f32>, 256>;
+var<workgroup> ws_64x64: array<vec4<f32>, 272>;
 var<workgroup> xs_64x64: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(256)
@@ -109,7 +109,7 @@ fn conv2d_shared_64x64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         let wk = k0 + lk;
         let wm0 = wok0 && wk < kt;
         let wv0 = vec4<f32>(weight[select(0u, wb0 + wk, wm0)]);
-        ws_64x64[lk * 16u + lc + 0u] = select(vec4<f32>(0.0), wv0, wm0);
+        ws_64x64[lk * 17u + lc + 0u] = select(vec4<f32>(0.0), wv0, wm0);
         let kr0 = k0 + lr + 0u;
         let kin0 = kr0 < kt;
         let tap0 = kr0 / p.c_in;
@@ -139,7 +139,7 @@ fn conv2d_shared_64x64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         xs_64x64[(lr + 0u) * 16u + lg] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         workgroupBarrier();
         for (var kk = 0u; kk < SK_64x64; kk++) {
-            let w0 = ws_64x64[kk * 16u + ty + 0u];
+            let w0 = ws_64x64[kk * 17u + ty + 0u];
             let x0 = xs_64x64[kk * 16u + tx + 0u];
             a0_0 = fma(w0, vec4<f32>(x0.x), a0_0);
             a0_1 = fma(w0, vec4<f32>(x0.y), a0_1);
@@ -184,7 +184,7 @@ fn conv2d_shared_64x64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
 }
 
 const SK_128x128: u32 = 8u;
-var<workgroup> ws_128x128: array<vec4<f32>, 256>;
+var<workgroup> ws_128x128: array<vec4<f32>, 264>;
 var<workgroup> xs_128x128: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(256)
@@ -251,7 +251,7 @@ fn conv2d_shared_128x128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         let wk = k0 + lk;
         let wm0 = wok0 && wk < kt;
         let wv0 = vec4<f32>(weight[select(0u, wb0 + wk, wm0)]);
-        ws_128x128[lk * 32u + lc + 0u] = select(vec4<f32>(0.0), wv0, wm0);
+        ws_128x128[lk * 33u + lc + 0u] = select(vec4<f32>(0.0), wv0, wm0);
         let kr0 = k0 + lr + 0u;
         let kin0 = kr0 < kt;
         let tap0 = kr0 / p.c_in;
@@ -281,8 +281,8 @@ fn conv2d_shared_128x128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         xs_128x128[(lr + 0u) * 32u + lg] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
         workgroupBarrier();
         for (var kk = 0u; kk < SK_128x128; kk++) {
-            let w0 = ws_128x128[kk * 32u + ty + 0u];
-            let w1 = ws_128x128[kk * 32u + ty + 16u];
+            let w0 = ws_128x128[kk * 33u + ty + 0u];
+            let w1 = ws_128x128[kk * 33u + ty + 16u];
             let x0 = xs_128x128[kk * 32u + tx + 0u];
             let x1 = xs_128x128[kk * 32u + tx + 16u];
             a0_0 = fma(w0, vec4<f32>(x0.x), a0_0);

@@ -18,15 +18,16 @@ use crate::ops::Conv2d;
 use crate::tensor::Shape;
 
 /// Workgroup blocks compiled in shaders/conv2d_shared.wgsl, as `(output channels, output pixels)`: 64 x 64 (4 x 4 per
-/// thread, reduction chunks of 16) and 128 x 128 (8 x 8 per thread, chunks of 8). Both use 256 threads and 8 KiB of
-/// workgroup memory, within every adapter's limits (wgpu's defaults: 256 invocations, 16 KiB).
+/// thread, reduction chunks of 16) and 128 x 128 (8 x 8 per thread, chunks of 8). Both use 256 threads and about 8
+/// KiB of workgroup memory, within every adapter's limits (wgpu's defaults: 256 invocations, 16 KiB).
 pub const BLOCKS: [(u32, u32); 2] = [(64, 64), (128, 128)];
 
 /// Threads per workgroup of every block (all along x).
 const THREADS: u32 = 256;
 
-/// Workgroup memory of every block: the weight and input chunks, 256 vec4<f32> each.
-const WORKGROUP_BYTES: u32 = 2 * 256 * 16;
+/// Workgroup memory of the largest block: the weight chunk, 16 rows of 16 + 1 vec4<f32> (a row padded against
+/// memory-bank conflicts), and the input chunk, 256 vec4<f32>.
+const WORKGROUP_BYTES: u32 = (16 * 17 + 256) * 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
