@@ -12,7 +12,9 @@
 //! Paths (ATROUS_BENCH_PATHS, default `chosen`): `chosen` (what `conv2d::choose` picks for this adapter), `naive`,
 //! `CxP` (tiled), `rowsCxP` (tiled, row-consecutive pixels), `splitS` (split-K in S slices on the chosen tile),
 //! `splitCxPxS`, `winoM` (Winograd F(MxM, 3x3) on the product tile `winograd::gemm_tile` picks; 3x3 stride-1
-//! undilated convs only, skipped for the others), `winoMxCxP`. Names: op, input NxCxHxW, output
+//! undilated convs only, skipped for the others), `winoMxCxP`, `shared` (the shared-memory implicit GEMM on the block
+//! `conv2d::shared::block_for` picks) or `sharedBxQ` (on a B x Q block of `conv2d::shared::BLOCKS`), `subgroupP`
+//! (subgroup reduction, P pixels per workgroup; adapters with SUBGROUP). Names: op, input NxCxHxW, output
 //! channels, kernel, stride, dilation, groups; then `/path`. FLOPs count every tap, padding included
 //! (`2 * N * Cout * Hout * Wout * Cin/groups * Kh * Kw`, `ops::Conv2d::flops`), as the burn peer does.
 
@@ -143,6 +145,17 @@ fn parse_path(text: &str, chosen: Path, c: &Case) -> Path {
         "chosen" => chosen,
         "naive" => Path::Naive,
         "depthwise" => Path::Depthwise,
+        "shared" => {
+            let (channels, pixels) = conv2d::shared::block_for(&c.conv);
+            Path::Shared { channels, pixels }
+        }
+        _ if text.starts_with("subgroup") => Path::Subgroup {
+            pixels: text[8..].parse().unwrap_or_else(|_| bad(text)),
+        },
+        _ if text.starts_with("shared") => {
+            let (channels, pixels) = tile(&text[6..]).unwrap_or_else(|| bad(text));
+            Path::Shared { channels, pixels }
+        }
         _ if text.starts_with("rows") => {
             let (channels, pixels) = tile(&text[4..]).unwrap_or_else(|| bad(text));
             Path::TiledRows {
@@ -199,6 +212,8 @@ fn path_name(path: Path) -> String {
             pixels,
             ..
         } => format!("winograd{tile}_{channels}x{pixels}"),
+        Path::Shared { channels, pixels } => format!("shared{channels}x{pixels}"),
+        Path::Subgroup { pixels } => format!("subgroup{pixels}"),
     }
 }
 

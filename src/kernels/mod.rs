@@ -74,6 +74,8 @@ macro_rules! shader {
 }
 
 pub(crate) const CONV2D_DIRECT: Shader = shader!("conv2d_direct");
+pub(crate) const CONV2D_SHARED: Shader = shader!("conv2d_shared");
+pub(crate) const CONV2D_SUBGROUP: Shader = shader!("conv2d_subgroup");
 pub(crate) const CONV2D_SPLIT_K: Shader = shader!("conv2d_split_k");
 pub(crate) const CONV2D_SPLIT_K_F16: Shader = shader!("conv2d_split_k_f16", true);
 pub(crate) const CONV2D_TILED: Shader = shader!("conv2d_tiled");
@@ -96,6 +98,8 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 /// Every shader program, for validation without a GPU.
 pub const SHADERS: &[Shader] = &[
     CONV2D_DIRECT,
+    CONV2D_SHARED,
+    CONV2D_SUBGROUP,
     CONV2D_SPLIT_K,
     CONV2D_SPLIT_K_F16,
     CONV2D_TILED,

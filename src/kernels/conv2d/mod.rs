@@ -7,7 +7,12 @@
 //! - [`split_k`]: the tiled kernel over slices of the input channels, then a reduction, for long reductions on small
 //!   outputs (shaders/conv2d_split_k.wgsl, generated);
 //! - [`winograd`]: Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convs: input transform, batched products,
-//!   output transform with the epilogue (shaders/conv2d_winograd.wgsl, generated).
+//!   output transform with the epilogue (shaders/conv2d_winograd.wgsl, generated);
+//! - [`shared`]: implicit GEMM through workgroup shared memory for `groups == 1`, the structure of fast GPU convs
+//!   (shaders/conv2d_shared.wgsl, generated). Not chosen by the heuristic (unmeasured on a real GPU, slower on
+//!   lavapipe): offered to the tuner ([`candidates`]) and forced by `ATROUS_CONV=shared` ([`conv_policy`]);
+//! - [`subgroup`]: for few output pixels, the reduction split over a workgroup and summed with subgroup operations
+//!   (shaders/conv2d_subgroup.wgsl, generated; adapters with `SUBGROUP`). Offered to the tuner only.
 //!
 //! This module chooses among them ([`choose`], [`choose_with`], [`Path`]), folds and uploads their weights
 //! ([`fold_for`], [`upload_weights_for`]) and builds a path's kernels ([`conv2d_on`]); `kernels.rs` holds what they
@@ -16,7 +21,9 @@
 
 pub mod direct;
 mod kernels;
+pub mod shared;
 pub mod split_k;
+pub mod subgroup;
 pub mod tiled;
 pub mod winograd;
 
@@ -80,13 +87,22 @@ pub enum Path {
         pixels: u32,
         f16_math: bool,
     },
+    /// Implicit GEMM through workgroup shared memory (shaders/conv2d_shared.wgsl; [`shared`]): a workgroup of 256
+    /// threads computes `channels` output channels x `pixels` output pixels ([`shared::BLOCKS`]), staging chunks of
+    /// the weights and the im2col'd input in workgroup memory; groups == 1 only. Weights packed as for `Tiled`. f32
+    /// math in both storage precisions.
+    Shared { channels: u32, pixels: u32 },
+    /// Subgroup reduction (shaders/conv2d_subgroup.wgsl; [`subgroup`]): a workgroup of 64 threads splits the
+    /// reduction of 4 output channels x `pixels` output pixels ([`subgroup::PIXELS`]) and sums it with `subgroupAdd`;
+    /// groups == 1 only, adapters with the `SUBGROUP` feature only. Weights packed as for `Tiled`. f32 math.
+    Subgroup { pixels: u32 },
 }
 
 impl Path {
     /// Whether this path multiplies in f16.
     pub fn f16_math(self) -> bool {
         match self {
-            Path::Naive | Path::Depthwise => false,
+            Path::Naive | Path::Depthwise | Path::Shared { .. } | Path::Subgroup { .. } => false,
             Path::Tiled { f16_math, .. }
             | Path::TiledRows { f16_math, .. }
             | Path::SplitK { f16_math, .. }
@@ -95,10 +111,14 @@ impl Path {
     }
 
     /// This path with f16 products where it has them (the tiled, split-K and Winograd F(2x2) kernels); the naive,
-    /// depthwise and Winograd F(4x4) kernels always compute in f32.
+    /// depthwise, shared-memory, subgroup and Winograd F(4x4) kernels always compute in f32.
     pub fn with_f16_math(mut self, on: bool) -> Path {
         match &mut self {
-            Path::Naive | Path::Depthwise | Path::Winograd { tile: 4, .. } => {}
+            Path::Naive
+            | Path::Depthwise
+            | Path::Shared { .. }
+            | Path::Subgroup { .. }
+            | Path::Winograd { tile: 4, .. } => {}
             Path::Tiled { f16_math, .. }
             | Path::TiledRows { f16_math, .. }
             | Path::SplitK { f16_math, .. }
@@ -120,14 +140,19 @@ impl Path {
     pub fn layout(self) -> Layout {
         match self {
             Path::Naive | Path::Depthwise => Layout::Plain,
-            Path::Tiled { .. } | Path::TiledRows { .. } | Path::SplitK { .. } => Layout::Packed,
+            Path::Tiled { .. }
+            | Path::TiledRows { .. }
+            | Path::SplitK { .. }
+            | Path::Shared { .. }
+            | Path::Subgroup { .. } => Layout::Packed,
             Path::Winograd { tile, .. } => Layout::Winograd { tile },
         }
     }
 }
 
 /// Short names for reports (`atrous bench --tune`): `tiled 8x8` (output channels x pixels per thread), `rows 8x4`,
-/// `split-K 4x8 / 4` (slices), `winograd F4 8x4`, `naive`, `depthwise`; ` f16 math` where it multiplies in f16.
+/// `split-K 4x8 / 4` (slices), `winograd F4 8x4`, `shared 64x64` (workgroup block), `subgroup 4`, `naive`,
+/// `depthwise`; ` f16 math` where it multiplies in f16.
 impl std::fmt::Display for Path {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
@@ -151,6 +176,8 @@ impl std::fmt::Display for Path {
                 pixels,
                 ..
             } => write!(f, "winograd F{tile} {channels}x{pixels}")?,
+            Path::Shared { channels, pixels } => write!(f, "shared {channels}x{pixels}")?,
+            Path::Subgroup { pixels } => write!(f, "subgroup {pixels}")?,
         }
         match self.f16_math() {
             true => write!(f, " f16 math"),
@@ -223,6 +250,44 @@ pub fn set_winograd_policy(policy: Option<WinogradPolicy>) {
     WINOGRAD_OVERRIDE.store(code, Ordering::Relaxed);
 }
 
+/// Which kernel plans take for `groups == 1` convs ([`conv_policy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPolicy {
+    /// The heuristic's ([`choose_with`] with the [`WinogradPolicy`]).
+    Auto,
+    /// [`Path::Shared`] for every `groups == 1` conv, on the block [`shared::block_for`] picks, Winograd or not: for
+    /// trying the shared-memory kernel on a real GPU, which the heuristic never picks.
+    Shared,
+}
+
+/// The process-wide override of [`conv_policy`]: 0 none, else 1 + the policy's index.
+static CONV_OVERRIDE: AtomicU8 = AtomicU8::new(0);
+
+/// The policy [`choose_with`] applies: the one [`set_conv_policy`] set, else `ATROUS_CONV` (`shared`:
+/// [`ConvPolicy::Shared`], `auto` or anything else: auto), else [`ConvPolicy::Auto`]. Read when a path is chosen.
+pub fn conv_policy() -> ConvPolicy {
+    match CONV_OVERRIDE.load(Ordering::Relaxed) {
+        1 => return ConvPolicy::Auto,
+        2 => return ConvPolicy::Shared,
+        _ => {}
+    }
+    match std::env::var("ATROUS_CONV").as_deref() {
+        Ok("shared") => ConvPolicy::Shared,
+        _ => ConvPolicy::Auto,
+    }
+}
+
+/// Overrides `ATROUS_CONV` for the paths this process chooses from now on (`None`: back to the environment), for
+/// tests and benchmarks.
+pub fn set_conv_policy(policy: Option<ConvPolicy>) {
+    let code = match policy {
+        None => 0,
+        Some(ConvPolicy::Auto) => 1,
+        Some(ConvPolicy::Shared) => 2,
+    };
+    CONV_OVERRIDE.store(code, Ordering::Relaxed);
+}
+
 /// Input and output channels from which [`choose`] expects Winograd to pay: below, the products are too short and
 /// narrow for the transforms' extra memory traffic.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
@@ -252,7 +317,8 @@ fn tile_for(channels: u64, pixels: u64) -> (u32, u32) {
 
 /// The path a plan takes for `p` on `input` on an adapter running about `parallelism` threads at once
 /// ([`Gpu::parallelism`]), with Winograd where the heuristic expects it to pay: [`choose_with`] with
-/// [`WinogradPolicy::Auto`]. Depends on the shapes only. Plans then set its math ([`Path::with_f16_math`]).
+/// [`WinogradPolicy::Auto`]. Depends on the shapes only (and [`conv_policy`]). Plans then set its math
+/// ([`Path::with_f16_math`]).
 pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
     choose_with(p, input, parallelism, WinogradPolicy::Auto)
 }
@@ -266,7 +332,14 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
 /// convs 2.1-3.2x faster than the tiled kernel (BENCHMARKS.md). The tile is F(4x4, 3x3) where its passes have
 /// [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2), whose passes have 4x as many (on lavapipe, 256 -> 256 at 32 x 32, 64
 /// tiles of 4 x 4, ran F(2x2) 1.1-1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
+///
+/// Under [`ConvPolicy::Shared`] ([`conv_policy`]: `ATROUS_CONV=shared`) every `groups == 1` conv takes
+/// [`Path::Shared`] instead, whatever `winograd` says.
 pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: WinogradPolicy) -> Path {
+    if p.groups == 1 && conv_policy() == ConvPolicy::Shared {
+        let (channels, pixels) = shared::block_for(p);
+        return Path::Shared { channels, pixels };
+    }
     let direct = choose_direct(p, input, parallelism);
     let dest = p.output_shape(input).unwrap_or(input);
     let wide = p.in_channels >= WINOGRAD_MIN_CHANNELS
@@ -284,8 +357,11 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
 
 /// Every path that can run `p` on `input`, for a tuner to time ([`crate::plan::PlanOptions::tune`]): the heuristic's
 /// choice first ([`choose`] on `parallelism`), then the register tiles the heuristic did not pick, row tiles,
-/// split-K over 2 to 8 slices where the reduction is long enough, and Winograd F(2x2) and F(4x4) where they apply.
-/// Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans set it ([`Path::with_f16_math`]).
+/// split-K over 2 to 8 slices where the reduction is long enough, Winograd F(2x2) and F(4x4) where they apply, the
+/// shared-memory blocks ([`shared::BLOCKS`]; on a device below their limits [`conv2d_on`] refuses them, and a tuner
+/// skips them), and the subgroup reduction for outputs of at most [`subgroup::MAX_PIXELS`] pixels (refused likewise
+/// on adapters without `SUBGROUP`). Grouped convs have one kernel each (depthwise or naive). All in f32 math; plans
+/// set it ([`Path::with_f16_math`]).
 pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
     let mut paths = vec![choose(p, input, parallelism)];
     let mut offer = |path: Path| {
@@ -336,6 +412,17 @@ pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
                     f16_math,
                 });
             }
+        }
+    }
+    for (channels, pixels) in shared::BLOCKS {
+        offer(Path::Shared { channels, pixels });
+    }
+    let outputs = p
+        .output_shape(input)
+        .map_or(usize::MAX, |s| s.n * s.h * s.w);
+    if outputs <= subgroup::MAX_PIXELS {
+        for pixels in subgroup::PIXELS {
+            offer(Path::Subgroup { pixels });
         }
     }
     paths
@@ -596,5 +683,13 @@ pub fn conv2d_on(
             let w = winograd::winograd(gpu, label, p, input, k, tile, (channels, pixels))?;
             return Ok(Conv2dKernels::Winograd(w));
         }
+        Path::Shared { channels, pixels } => match p.groups {
+            1 => shared::shared(gpu, label, p, input, k, (channels, pixels))?,
+            _ => return no_tile(),
+        },
+        Path::Subgroup { pixels } => match p.groups {
+            1 => subgroup::subgroup(gpu, label, p, input, k, pixels)?,
+            _ => return no_tile(),
+        },
     }))
 }
