@@ -284,3 +284,51 @@ fn tuned_plans_should_write_the_cache_named_by_the_environment() {
     assert!(text.contains(&gpu.info().name), "{text}");
     std::fs::remove_dir_all(cache.parent().unwrap()).unwrap();
 }
+
+/// A clock that times the heuristic's choice at 1 and every other kernel at `others`.
+struct MarginClock {
+    heuristic: HashMap<String, Path>,
+    others: f64,
+}
+
+impl Clock for MarginClock {
+    fn time(&mut self, node: &str, path: Path, _: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        Ok(match self.heuristic[node] == path {
+            true => 1.0,
+            false => self.others,
+        })
+    }
+}
+
+/// Within the noise (less than 5% faster) the heuristic's choice stands; a clear win replaces it.
+#[test]
+fn tuner_should_keep_the_heuristic_choice_unless_another_is_clearly_faster() {
+    let gpu = gpu_or_skip!();
+    let (model, _) = model();
+    let heuristic: HashMap<String, Path> = compile(&gpu, &model, None)
+        .conv_choices()
+        .iter()
+        .map(|c| (c.node.clone(), c.path))
+        .collect();
+    for (others, keeps) in [(0.97, true), (0.8, false)] {
+        let clock = MarginClock {
+            heuristic: heuristic.clone(),
+            others,
+        };
+        let tuner = Tuner::new(None, Box::new(clock));
+        let plan = compile(&gpu, &model, Some(&tuner));
+        for c in plan.conv_choices() {
+            if matches!(c.source, ChoiceSource::Measured(_)) {
+                assert_eq!(
+                    c.path == heuristic[&c.node],
+                    keeps,
+                    "{} at {others}: {} vs {}: {:?}",
+                    c.node,
+                    c.path,
+                    heuristic[&c.node],
+                    c.source
+                );
+            }
+        }
+    }
+}
