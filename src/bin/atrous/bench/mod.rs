@@ -402,6 +402,7 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
         batch: args.batch.max(1),
         bands: (0..channels).collect(),
         probabilities: false,
+        strip: None,
     };
     let stats =
         atrous::tiles::segment_scene(&segmenter, &mut scene, &options, |_| Ok(()), |_, _| {})?;
@@ -412,6 +413,7 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
             serde_json::json!({
                 "model": path.display().to_string(), "adapter": adapter, "scene": [h, w],
                 "tile": side, "overlap": args.overlap, "batch": options.batch, "windows": stats.windows,
+                "grid_windows": stats.grid_windows, "strips": stats.strips,
                 "seconds": stats.seconds, "megapixels_per_second": mps, "band_bytes": stats.band_bytes,
             })
         );
@@ -419,8 +421,9 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
         println!("model    {}", path.display());
         println!("adapter  {adapter}");
         println!(
-            "scene    {h}x{w} synthetic, {channels} bands; windows {side}x{side}, overlap {}, {} in flight: {} windows",
-            args.overlap, options.batch, stats.windows
+            "scene    {h}x{w} synthetic, {channels} bands; windows {side}x{side}, overlap {}, {} per submission: {} \
+             windows ({} of the grid, in {} strips)",
+            args.overlap, options.batch, stats.windows, stats.grid_windows, stats.strips
         );
         println!(
             "time     {:.2} s, {mps:.3} megapixels/s (blending band {:.1} MiB)",
