@@ -51,7 +51,7 @@ pub struct BenchArgs {
     json: bool,
     /// Tiled inference over a synthetic scene of --size (HxW, computed on the fly, nothing read from disk): windows
     /// of N x N through the segmentation flow, blended; reports megapixels per second. --batch is then the
-    /// windows in flight.
+    /// windows per submission (as for `segment --tile`).
     #[arg(long, value_name = "N", conflicts_with = "op")]
     tile: Option<usize>,
     /// With --tile: pixels shared by neighbouring windows.
