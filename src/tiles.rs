@@ -2,8 +2,16 @@
 //! the scene is read (boundless: past the edges and at nodata the pixels are invalid and filled with the band's
 //! mean, which normalises to 0), run as a [`Frame::Bands`] through a [`Segmenter`] with its class probabilities
 //! read back at the window's size, and blended on the host with a smooth window into a rolling band of rows; rows
-//! no later window touches are argmaxed and handed to a sink as they are finished. Memory is bounded by the scene
-//! width x the window height x the class count, never by the scene.
+//! no later window touches are argmaxed and handed to a sink as they are finished.
+//!
+//! Memory is bounded by the window, not the scene: a scene wider than a strip ([`TileOptions::strip`], by default
+//! [`default_strip`]: [`STRIP_WINDOWS`] windows, a multiple of 256 pixels) is processed in vertical strips, each top
+//! to bottom, and the band holds only one strip's columns (strip width plus a window or two x the window height x
+//! the class count). A strip runs every window of the scene's one grid that reaches its columns, so the windows
+//! straddling a strip boundary run for both strips: each pixel is blended from exactly the windows an unstriped run
+//! would use, with the same weights, and the class map is identical. The cost is one column of windows per
+//! boundary (with an overlap of at most half a window): 1 / 13 more windows at 12,000 pixels wide with tile 1024
+//! and overlap 64.
 //!
 //! Windows are `tile x tile` (smaller where the scene is), `tile - overlap` apart; the last window of a row or a
 //! column is moved back to end at the scene's edge, so that, as in a whole-scene run, the scene's edges are
@@ -11,14 +19,14 @@
 //! past its edge. Weights are `sin^2(pi (i + 0.5) / tile)` across a window (a Hann window that is never 0), held
 //! at 1 over the half of a window that touches a scene edge, since nothing else covers those pixels.
 //!
-//! Three threads: a reader decodes windows ahead of the GPU, the caller's thread submits `batch` windows in flight
-//! (one [`Stream`] each) and blends, and a writer hands finished rows to the sink.
+//! Three threads: a reader decodes windows ahead of the GPU, the caller's thread records `batch` windows (one
+//! [`Stream`] each) into one command encoder, submits them at once and blends the previous batch while the GPU runs
+//! this one, and a writer hands finished rows to the sink.
 
 use crate::error::{Error, Result};
 use crate::model::InputSize;
 use crate::raster::{Raster, Window};
-use crate::segment::{Frame, Readback, Request, Resolution, Segmenter, Stream};
-use std::collections::VecDeque;
+use crate::segment::{Frame, FrameReadback, Readback, Request, Resolution, Segmenter, Stream};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Where windows come from: a [`Raster`] (a GeoTIFF scene), or anything else that reads boundless windows, such
@@ -134,12 +142,27 @@ pub struct TileOptions {
     pub tile: usize,
     /// Pixels shared by neighbouring windows.
     pub overlap: usize,
-    /// Windows in flight on the GPU at once (one stream each).
+    /// Windows per submission: recorded into one command encoder (one stream each) and submitted together; the
+    /// next batch is recorded and submitted before this one is blended, so the GPU always has the next one.
     pub batch: usize,
     /// Scene bands fed to the model, 0-based, in the model's channel order.
     pub bands: Vec<usize>,
     /// Also hand the blended probabilities of finished rows to the sink.
     pub probabilities: bool,
+    /// Columns of the scene per vertical strip (see the [module](self)); `None`: [`default_strip`] of the window.
+    /// Strips start at multiples of it, so a multiple of a GeoTIFF writer's tile size gives it whole tile columns.
+    pub strip: Option<usize>,
+}
+
+/// Windows across a default strip: wide enough that the windows run twice at strip boundaries stay few (one
+/// column of windows in eight or so), narrow enough that the band is a few hundred MiB at most for 1024-pixel
+/// windows of a few classes.
+pub const STRIP_WINDOWS: usize = 8;
+
+/// The default strip width for windows `window` pixels wide: [`STRIP_WINDOWS`] windows, rounded up to a multiple of
+/// 256 (the GeoTIFF writer's default tile size, so its strips are whole tile columns).
+pub fn default_strip(window: usize) -> usize {
+    (STRIP_WINDOWS * window.max(1)).next_multiple_of(256)
 }
 
 /// The window origins along one axis of `len` pixels: `stride` apart, the last one moved back to end at `len`.
@@ -221,12 +244,53 @@ impl Grid {
     pub fn count(&self) -> usize {
         self.xs.len() * self.ys.len()
     }
+
+    /// The vertical strips of `strip` columns each (the last one narrower; one strip where the scene is no wider),
+    /// with the window columns reaching each.
+    pub fn strips(&self, strip: usize) -> Vec<Strip> {
+        let strip = strip.max(1);
+        let ww = self.window.0;
+        (0..self.width)
+            .step_by(strip)
+            .map(|x0| {
+                let x1 = (x0 + strip).min(self.width);
+                // Every window that covers a column of x0..x1: those, and only those, blend into its pixels.
+                let first = self
+                    .xs
+                    .iter()
+                    .position(|&x| x + ww > x0)
+                    .expect("a window reaches the scene's end");
+                let end = self
+                    .xs
+                    .iter()
+                    .position(|&x| x >= x1)
+                    .unwrap_or(self.xs.len());
+                Strip {
+                    x0,
+                    x1,
+                    columns: first..end,
+                }
+            })
+            .collect()
+    }
 }
 
-/// Finished rows of a scene, `y0 .. y0 + rows`, full width.
+/// A vertical strip of a scene: the columns it finishes and the window columns of the [`Grid`] that reach them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strip {
+    /// The scene columns `x0 .. x1` it finishes.
+    pub x0: usize,
+    pub x1: usize,
+    /// Indices into [`Grid::xs`] of the windows it runs.
+    pub columns: std::ops::Range<usize>,
+}
+
+/// Finished rows of a scene, `y0 .. y0 + rows`, of the columns `x0 .. x0 + width` (a strip's, the full width where
+/// the scene is one strip). Strips come left to right, each top to bottom.
 #[derive(Clone, Debug)]
 pub struct Rows {
-    /// The first row, the number of rows, and the scene's width.
+    /// The first column, the first row, the number of rows, and the number of columns.
+    pub x0: usize,
     pub y0: usize,
     pub rows: usize,
     pub width: usize,
@@ -241,13 +305,16 @@ pub struct Rows {
 /// What a scene's run measured.
 #[derive(Clone, Debug)]
 pub struct SceneStats {
-    /// Windows segmented.
+    /// Windows segmented, those run for two strips counted twice.
     pub windows: usize,
+    /// Windows of the scene's grid (each counted once), and vertical strips.
+    pub grid_windows: usize,
+    pub strips: usize,
     /// The window size used, (width, height).
     pub window: (usize, usize),
     /// Wall-clock seconds from the first read to the last row handed to the sink.
     pub seconds: f64,
-    /// Host bytes of the blending band (probability sums, weights, validity).
+    /// Host bytes of the blending band (probability sums, weights, validity) of the widest strip.
     pub band_bytes: usize,
 }
 
@@ -258,9 +325,13 @@ impl SceneStats {
     }
 }
 
-/// The rolling band of rows being blended: probability sums and weight sums for rows `y0 .. y0 + rows`.
+/// The rolling band of rows being blended for one strip: probability sums and weight sums for rows
+/// `y0 .. y0 + rows` of the scene columns `x0 .. x0 + width` (every column a window of the strip covers), of which
+/// the strip's own columns `own.0 .. own.1` are handed out.
 struct Blender {
+    x0: usize,
     width: usize,
+    own: (usize, usize),
     height: usize,
     classes: usize,
     y0: usize,
@@ -272,10 +343,20 @@ struct Blender {
 }
 
 impl Blender {
-    fn new(width: usize, height: usize, classes: usize, rows: usize, probabilities: bool) -> Self {
+    fn new(
+        (x0, x1): (usize, usize),
+        own: (usize, usize),
+        height: usize,
+        classes: usize,
+        rows: usize,
+        probabilities: bool,
+    ) -> Self {
         let rows = rows.min(height);
+        let width = x1 - x0;
         Blender {
+            x0,
             width,
+            own,
             height,
             classes,
             y0: 0,
@@ -304,6 +385,8 @@ impl Blender {
         let (w, h) = (window.width, window.height);
         let plane = w * h;
         let band_plane = self.rows * self.width;
+        debug_assert!(x0 >= self.x0);
+        let left = x0 - self.x0;
         for j in 0..h {
             let y = y0 + j;
             if y >= self.height {
@@ -311,8 +394,8 @@ impl Blender {
             }
             debug_assert!(y >= self.y0 && y < self.y0 + self.rows);
             let row = (y - self.y0) * self.width;
-            for i in 0..w.min(self.width - x0) {
-                let at = row + x0 + i;
+            for i in 0..w.min(self.width - left) {
+                let at = row + left + i;
                 let weight = wy[j] * wx[i];
                 self.weight[at] += weight;
                 self.valid[at] = window.valid[j * w + i];
@@ -323,14 +406,20 @@ impl Blender {
         }
     }
 
-    /// Finishes rows `y0 .. until` (argmax of the sums) and moves the band down to start at `until`.
+    /// Finishes rows `y0 .. until` of the strip's own columns (argmax of the sums) and moves the band down to
+    /// start at `until`.
     fn finish(&mut self, until: usize) -> Rows {
         let rows = until.min(self.height) - self.y0;
         let (width, classes) = (self.width, self.classes);
+        let (a, b) = (self.own.0 - self.x0, self.own.1 - self.x0);
+        let cols = b - a;
         let band_plane = self.rows * width;
-        let n = rows * width;
+        let n = rows * cols;
+        // Band index of output pixel `k` (row-major over the own columns).
+        let at = |k: usize| (k / cols) * width + a + k % cols;
         let mut out = vec![0u32; n];
-        for (at, class) in out.iter_mut().enumerate() {
+        for (k, class) in out.iter_mut().enumerate() {
+            let at = at(k);
             let mut best = f32::NEG_INFINITY;
             for c in 0..classes {
                 let v = self.sums[c * band_plane + at];
@@ -343,29 +432,32 @@ impl Blender {
         let probabilities = self.probabilities.then(|| {
             let mut p = vec![0f32; classes * n];
             for c in 0..classes {
-                for at in 0..n {
-                    p[c * n + at] =
+                for k in 0..n {
+                    let at = at(k);
+                    p[c * n + k] =
                         self.sums[c * band_plane + at] / self.weight[at].max(f32::MIN_POSITIVE);
                 }
             }
             p
         });
-        let valid = self.valid[..n].to_vec();
+        let valid = (0..n).map(|k| self.valid[at(k)]).collect();
         // Shift what stays to the band's start and clear the rest.
-        let keep = band_plane - n;
+        let done = rows * width;
+        let keep = band_plane - done;
         for c in 0..classes {
             let s = &mut self.sums[c * band_plane..(c + 1) * band_plane];
-            s.copy_within(n.., 0);
+            s.copy_within(done.., 0);
             s[keep..].fill(0.0);
         }
-        self.weight.copy_within(n.., 0);
+        self.weight.copy_within(done.., 0);
         self.weight[keep..].fill(0.0);
-        self.valid.copy_within(n.., 0);
+        self.valid.copy_within(done.., 0);
         self.valid[keep..].fill(false);
         let rows_out = Rows {
+            x0: self.own.0,
             y0: self.y0,
             rows,
-            width,
+            width: cols,
             classes: out,
             valid,
             probabilities,
@@ -469,16 +561,37 @@ fn request() -> Request<'static> {
     }
 }
 
+/// A window of the run, in order: its strip, and its row and column in the grid.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    strip: usize,
+    row: usize,
+    column: usize,
+}
+
+/// Every window run, in order: strip by strip, each row by row, left to right within a row.
+fn slots(grid: &Grid, strips: &[Strip]) -> Vec<Slot> {
+    let mut out = Vec::new();
+    for (strip, s) in strips.iter().enumerate() {
+        for row in 0..grid.ys.len() {
+            for column in s.columns.clone() {
+                out.push(Slot { strip, row, column });
+            }
+        }
+    }
+    out
+}
+
 /// A window read by the reader thread.
 struct Read {
-    x: usize,
-    y: usize,
+    slot: Slot,
     window: Window,
 }
 
-/// Segments the scene `raster` (a [`Raster`] or any [`Scene`]) window by window (see the [module](self)) and hands each run of finished rows
-/// to `sink`, in order, on a writer thread; `progress` is called on the caller's thread with the windows done so
-/// far and their total. The windows are `options.tile` pixels (see [`fit_window`] to choose one that fits).
+/// Segments the scene `raster` (a [`Raster`] or any [`Scene`]) window by window (see the [module](self)) and hands
+/// each run of finished rows to `sink`, in order (strip by strip, each top to bottom), on a writer thread;
+/// `progress` is called on the caller's thread with the windows done so far and their total. The windows are
+/// `options.tile` pixels (see [`fit_window`] to choose one that fits).
 pub fn segment_scene(
     segmenter: &Segmenter,
     raster: &mut impl Scene,
@@ -508,11 +621,22 @@ pub fn segment_scene(
     let (ww, wh) = grid.window;
     let fill = fill_values(segmenter, channels);
     let classes = segmenter.class_count().max(2);
-    let total = grid.count();
-    let mut blender = Blender::new(grid.width, grid.height, classes, wh, options.probabilities);
-    let band_bytes = blender.bytes();
+    let strips = grid.strips(options.strip.unwrap_or_else(|| default_strip(ww)));
+    let slots = slots(&grid, &strips);
+    // The band of the widest strip: what the blending holds at most.
+    let band_bytes = strips
+        .iter()
+        .map(|s| {
+            let span = strip_span(&grid, s);
+            Blender::new(span, (s.x0, s.x1), height, classes, wh, false).bytes()
+        })
+        .max()
+        .unwrap_or(0);
     let batch = options.batch.max(1);
-    let mut streams: Vec<Stream> = (0..batch).map(|_| segmenter.stream()).collect();
+    // Two sets of `batch` streams: one set's batch runs on the GPU while the other's is blended (a stream has one
+    // frame in flight).
+    let mut streams: [Vec<Stream>; 2] =
+        std::array::from_fn(|_| (0..batch).map(|_| segmenter.stream()).collect());
     let wx: Vec<Vec<f32>> = grid
         .xs
         .iter()
@@ -525,29 +649,45 @@ pub fn segment_scene(
         .collect();
 
     std::thread::scope(|scope| -> Result<SceneStats> {
-        let (read_tx, read_rx) = sync_channel::<Result<Read>>(batch + 1);
+        let (read_tx, read_rx) = sync_channel::<Result<Read>>(2 * batch);
         let (rows_tx, rows_rx) = sync_channel::<Rows>(2);
         let grid_r = &grid;
+        let slots_r = &slots;
         let bands = &options.bands;
         let fill = &fill;
-        let reader = scope.spawn(move || read_windows(raster, grid_r, bands, fill, read_tx));
+        let reader =
+            scope.spawn(move || read_windows(raster, grid_r, slots_r, bands, fill, read_tx));
         let writer = scope.spawn(move || write_rows(rows_rx, sink));
+        let mut blend = Blend {
+            grid: &grid,
+            strips: &strips,
+            rows: &rows_tx,
+            blender: None,
+            classes,
+            probabilities: options.probabilities,
+            wx: &wx,
+            wy: &wy,
+            done: 0,
+            total: slots.len(),
+        };
         let blended = run_windows(
+            segmenter,
             &grid,
             &mut streams,
             read_rx,
-            &rows_tx,
-            &mut blender,
-            (&wx, &wy),
+            &mut blend,
             &mut progress,
         );
+        drop(blend);
         drop(rows_tx);
         let written = writer.join().expect("the writer thread panicked");
         reader.join().expect("the reader thread panicked");
         // A writer failure shows up in the blending loop as a closed channel: the writer's own error comes first.
         written.and(blended)?;
         Ok(SceneStats {
-            windows: total,
+            windows: slots.len(),
+            grid_windows: grid.count(),
+            strips: strips.len(),
             window: grid.window,
             seconds: start.elapsed().as_secs_f64(),
             band_bytes,
@@ -555,37 +695,44 @@ pub fn segment_scene(
     })
 }
 
-/// The reader thread: every window in grid order, invalid pixels filled, until done or the receiver is gone.
+/// The scene columns a strip's band covers: from its first window's left edge to its last one's right edge.
+fn strip_span(grid: &Grid, strip: &Strip) -> (usize, usize) {
+    let x0 = grid.xs[strip.columns.start];
+    let x1 = (grid.xs[strip.columns.end - 1] + grid.window.0).min(grid.width);
+    (x0, x1)
+}
+
+/// The reader thread: every window in run order, invalid pixels filled, until done or the receiver is gone.
 fn read_windows(
     raster: &mut impl Scene,
     grid: &Grid,
+    slots: &[Slot],
     bands: &[usize],
     fill: &[f32],
     tx: SyncSender<Result<Read>>,
 ) {
     let (ww, wh) = grid.window;
-    for &y in &grid.ys {
-        for &x in &grid.xs {
-            let mut window = match raster.read_window(x as i64, y as i64, ww, wh, bands) {
-                Ok(w) => w,
-                Err(e) => {
-                    // The GPU loop reports it.
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let plane = ww * wh;
-            for (b, &f) in fill.iter().enumerate() {
-                let data = &mut window.data[b * plane..(b + 1) * plane];
-                for (v, &ok) in data.iter_mut().zip(&window.valid) {
-                    if !ok {
-                        *v = f;
-                    }
-                }
-            }
-            if tx.send(Ok(Read { x, y, window })).is_err() {
+    for &slot in slots {
+        let (x, y) = (grid.xs[slot.column], grid.ys[slot.row]);
+        let mut window = match raster.read_window(x as i64, y as i64, ww, wh, bands) {
+            Ok(w) => w,
+            Err(e) => {
+                // The GPU loop reports it.
+                let _ = tx.send(Err(e));
                 return;
             }
+        };
+        let plane = ww * wh;
+        for (b, &f) in fill.iter().enumerate() {
+            let data = &mut window.data[b * plane..(b + 1) * plane];
+            for (v, &ok) in data.iter_mut().zip(&window.valid) {
+                if !ok {
+                    *v = f;
+                }
+            }
+        }
+        if tx.send(Ok(Read { slot, window })).is_err() {
+            return;
         }
     }
 }
@@ -598,28 +745,35 @@ fn write_rows(rx: Receiver<Rows>, mut sink: impl FnMut(Rows) -> Result<()>) -> R
     Ok(())
 }
 
-/// The GPU loop: keeps `streams.len()` windows in flight, blends each as it comes back, and sends rows as they
-/// are finished.
-fn run_windows(
-    grid: &Grid,
-    streams: &mut [Stream],
-    windows: Receiver<Result<Read>>,
-    rows: &SyncSender<Rows>,
-    blender: &mut Blender,
-    (wx, wy): (&[Vec<f32>], &[Vec<f32>]),
-    progress: &mut impl FnMut(usize, usize),
-) -> Result<()> {
-    let total = grid.count();
-    let mut in_flight: VecDeque<(Read, crate::segment::FrameReadback)> = VecDeque::new();
-    let mut next_stream = 0;
-    let mut done = 0;
-    let column = |x: usize| grid.xs.iter().position(|&p| p == x).expect("a grid origin");
-    let row = |y: usize| grid.ys.iter().position(|&p| p == y).expect("a grid origin");
-    let mut blend = |read: Read,
-                     readback: crate::segment::FrameReadback,
-                     blender: &mut Blender|
-     -> Result<()> {
-        let result = readback.wait()?;
+/// The blending side of the GPU loop: the current strip's band, and where finished rows go.
+struct Blend<'a> {
+    grid: &'a Grid,
+    strips: &'a [Strip],
+    rows: &'a SyncSender<Rows>,
+    /// The current strip and its band.
+    blender: Option<(usize, Blender)>,
+    classes: usize,
+    probabilities: bool,
+    wx: &'a [Vec<f32>],
+    wy: &'a [Vec<f32>],
+    done: usize,
+    total: usize,
+}
+
+impl Blend<'_> {
+    fn send(&self, rows: Rows) -> Result<()> {
+        self.rows
+            .send(rows)
+            .map_err(|_| Error::Frame("the output writer stopped".into()))
+    }
+
+    /// Blends one window's readback, in run order.
+    fn add(&mut self, read: Read, mut readback: FrameReadback) -> Result<()> {
+        let result = readback.try_take().unwrap_or_else(|| {
+            Err(Error::Device(
+                "a window's readback was not complete after its submission finished".into(),
+            ))
+        })?;
         let probs = result.probabilities.expect("probabilities were read back");
         // A one-channel model's output is the probability of class 1: blend both classes.
         let probs = match probs.shape.c {
@@ -631,51 +785,117 @@ fn run_windows(
                 .collect(),
             _ => probs.data,
         };
-        // Rows above this window are finished: no later window reaches them.
-        if read.y > blender.y0 {
-            let finished = blender.finish(read.y);
-            rows.send(finished)
-                .map_err(|_| Error::Frame("the output writer stopped".into()))?;
+        let Slot { strip, row, column } = read.slot;
+        if self.blender.as_ref().map(|b| b.0) != Some(strip) {
+            // A new strip: the previous one is finished to the bottom.
+            self.finish()?;
+            let s = &self.strips[strip];
+            let span = strip_span(self.grid, s);
+            let band = Blender::new(
+                span,
+                (s.x0, s.x1),
+                self.grid.height,
+                self.classes,
+                self.grid.window.1,
+                self.probabilities,
+            );
+            self.blender = Some((strip, band));
         }
-        blender.add(
-            read.x,
-            read.y,
-            &read.window,
-            &probs,
-            &wx[column(read.x)],
-            &wy[row(read.y)],
-        );
-        done += 1;
-        progress(done, total);
+        let (x, y) = (self.grid.xs[column], self.grid.ys[row]);
+        let (_, blender) = self.blender.as_mut().expect("a strip's band");
+        // Rows above this window are finished: no later window of the strip reaches them.
+        if y > blender.y0 {
+            let finished = blender.finish(y);
+            self.send(finished)?;
+        }
+        let (_, blender) = self.blender.as_mut().expect("a strip's band");
+        blender.add(x, y, &read.window, &probs, &self.wx[column], &self.wy[row]);
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Finishes the current strip's remaining rows.
+    fn finish(&mut self) -> Result<()> {
+        if let Some((_, mut blender)) = self.blender.take() {
+            let finished = blender.finish(self.grid.height);
+            self.send(finished)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch submitted: its windows and their readbacks, and the submission to wait for.
+struct Batch {
+    windows: Vec<(Read, FrameReadback)>,
+    index: wgpu::SubmissionIndex,
+}
+
+/// The GPU loop: records up to `batch` windows into one encoder and submits them together; while that batch runs,
+/// blends the previous one (waiting for its submission only), and sends rows as they are finished.
+fn run_windows(
+    segmenter: &Segmenter,
+    grid: &Grid,
+    streams: &mut [Vec<Stream>; 2],
+    windows: Receiver<Result<Read>>,
+    blend: &mut Blend<'_>,
+    progress: &mut impl FnMut(usize, usize),
+) -> Result<()> {
+    let gpu = segmenter.engine().gpu().clone();
+    let batch = streams[0].len();
+    let (ww, wh) = grid.window;
+    let mut pending: Option<Batch> = None;
+    let mut finish_batch = |b: Batch, blend: &mut Blend<'_>| -> Result<()> {
+        gpu.wait_for(b.index)?;
+        for (read, readback) in b.windows {
+            blend.add(read, readback)?;
+            progress(blend.done, blend.total);
+        }
         Ok(())
     };
-    for read in windows {
-        let read = read?;
-        if in_flight.len() == streams.len() {
-            let (r, readback) = in_flight.pop_front().expect("in flight");
-            blend(r, readback, blender)?;
+    let mut set = 0;
+    let mut windows = windows.into_iter();
+    loop {
+        // The next batch: up to `batch` windows, as the reader delivers them.
+        let mut reads = Vec::with_capacity(batch);
+        for read in windows.by_ref() {
+            reads.push(read?);
+            if reads.len() == batch {
+                break;
+            }
         }
-        let (ww, wh) = grid.window;
-        let frame = Frame::Bands {
-            data: &read.window.data,
-            channels: read.window.bands,
-            width: ww,
-            height: wh,
-        };
-        let submitted = streams[next_stream].submit(frame, &request())?;
-        next_stream = (next_stream + 1) % streams.len();
-        in_flight.push_back((read, submitted.readback.expect("a readback was asked for")));
+        if reads.is_empty() {
+            break;
+        }
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let mut recorded = Vec::with_capacity(reads.len());
+        for (read, stream) in reads.iter().zip(streams[set].iter_mut()) {
+            let frame = Frame::Bands {
+                data: &read.window.data,
+                channels: read.window.bands,
+                width: ww,
+                height: wh,
+            };
+            recorded.push(stream.record(&mut encoder, frame, &request())?);
+        }
+        let index = gpu.queue.submit([encoder.finish()]);
+        let windows: Vec<(Read, FrameReadback)> = reads
+            .into_iter()
+            .zip(recorded)
+            .map(|(read, r)| (read, r.submitted().expect("a readback was asked for")))
+            .collect();
+        set = 1 - set;
+        if let Some(previous) = pending.replace(Batch { windows, index }) {
+            finish_batch(previous, blend)?;
+        }
     }
-    while let Some((r, readback)) = in_flight.pop_front() {
-        blend(r, readback, blender)?;
+    if let Some(last) = pending.take() {
+        finish_batch(last, blend)?;
     }
-    if done != total {
+    if blend.done != blend.total {
         return Err(Error::Frame(format!(
-            "{done} of {total} windows were segmented: the reader stopped"
+            "{} of {} windows were segmented: the reader stopped",
+            blend.done, blend.total
         )));
     }
-    let finished = blender.finish(grid.height);
-    rows.send(finished)
-        .map_err(|_| Error::Frame("the output writer stopped".into()))?;
-    Ok(())
+    blend.finish()
 }

@@ -167,33 +167,76 @@ fn tiled(
     overlap: usize,
     batch: usize,
 ) -> (Vec<u32>, Vec<bool>, atrous::tiles::SceneStats) {
-    let mut raster = Raster::open(path).unwrap();
-    let options = TileOptions {
+    let (classes, valid, _, stats) =
+        tiled_with(segmenter, path, options(tile, overlap, batch, None));
+    (classes, valid, stats)
+}
+
+fn options(tile: usize, overlap: usize, batch: usize, strip: Option<usize>) -> TileOptions {
+    TileOptions {
         tile,
         overlap,
         batch,
         bands: vec![0, 1, 2, 3],
-        probabilities: false,
-    };
-    let (mut classes, mut valid) = (Vec::new(), Vec::new());
-    let mut next = 0;
+        probabilities: true,
+        strip,
+    }
+}
+
+/// A tiled run's class map, validity and blended probabilities (`classes x height x width`), gathered from its
+/// runs of rows, checked to come strip by strip, left to right, each strip top to bottom and whole.
+fn tiled_with(
+    segmenter: &Segmenter,
+    path: &Path,
+    options: TileOptions,
+) -> (Vec<u32>, Vec<bool>, Vec<f32>, atrous::tiles::SceneStats) {
+    let mut raster = Raster::open(path).unwrap();
+    let (w, h) = (raster.width(), raster.height());
+    let classes_n = segmenter.class_count().max(2);
+    let (mut classes, mut valid) = (vec![u32::MAX; w * h], vec![false; w * h]);
+    let mut probs = vec![f32::NAN; classes_n * w * h];
+    // The next strip's first column, the current strip's, and the next row of the current strip.
+    let (mut next_x, mut strip_x, mut next_y) = (0, 0, h);
     let stats = segment_scene(
         segmenter,
         &mut raster,
         &options,
         |rows: Rows| {
-            assert_eq!(rows.y0, next, "rows in order");
+            if next_y == h {
+                assert_eq!(
+                    (rows.x0, rows.y0),
+                    (next_x, 0),
+                    "a new strip at the last one's end"
+                );
+                strip_x = rows.x0;
+                next_x = rows.x0 + rows.width;
+                next_y = 0;
+            }
+            assert_eq!((rows.x0, rows.y0), (strip_x, next_y), "rows in order");
             assert_eq!(rows.classes.len(), rows.rows * rows.width);
-            next += rows.rows;
-            classes.extend(rows.classes);
-            valid.extend(rows.valid);
+            let n = rows.classes.len();
+            for k in 0..n {
+                let at = (rows.y0 + k / rows.width) * w + rows.x0 + k % rows.width;
+                classes[at] = rows.classes[k];
+                valid[at] = rows.valid[k];
+                if let Some(p) = &rows.probabilities {
+                    for c in 0..classes_n {
+                        probs[c * w * h + at] = p[c * n + k];
+                    }
+                }
+            }
+            next_y += rows.rows;
             Ok(())
         },
         |_, _| {},
     )
     .unwrap();
-    assert_eq!(next, raster.height());
-    (classes, valid, stats)
+    assert_eq!((next_x, next_y), (w, h), "every strip finished");
+    assert!(
+        classes.iter().all(|&c| c != u32::MAX),
+        "every pixel written"
+    );
+    (classes, valid, probs, stats)
 }
 
 fn agreement(a: &[u32], b: &[u32]) -> f64 {
@@ -282,6 +325,52 @@ fn tiled_inference_should_agree_with_the_whole_scene() {
     );
     // One window covering the whole scene is the whole-scene run.
     assert!(results[3] >= 0.9999, "one window: {}", results[3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Batching windows into one submission and cutting the scene into vertical strips change the order of the work,
+/// not the result: batch 3, and strips narrower than a window's stride (boundaries inside windows, the windows
+/// straddling them run for both strips), give exactly the class map and probabilities of batch 1 in one strip.
+#[test]
+fn batches_and_strips_should_give_exactly_the_unstriped_class_map() {
+    let gpu = gpu_or_skip!();
+    let dir = temp_dir("strips");
+    let scene = dir.join("scene.tif");
+    let (w, h) = (300, 200);
+    write_scene(&scene, w, h, Some(0));
+    let segmenter = Segmenter::new(gpu, four_band_model()).unwrap();
+    let (classes, valid, probs, stats) = tiled_with(&segmenter, &scene, options(64, 16, 1, None));
+    assert_eq!(
+        stats.strips, 1,
+        "the default strip holds 8 windows: this scene is one"
+    );
+    assert_eq!(stats.windows, stats.grid_windows);
+    assert!(probs.iter().all(|p| p.is_finite()));
+    for (tile, overlap, batch, strip) in [
+        (64, 16, 3, None),
+        (64, 16, 3, Some(100)),
+        (64, 16, 1, Some(48)),
+        (64, 16, 2, Some(256)),
+    ] {
+        let what = format!("tile {tile} overlap {overlap} batch {batch} strip {strip:?}");
+        let (c, v, p, s) = tiled_with(&segmenter, &scene, options(tile, overlap, batch, strip));
+        eprintln!(
+            "{what}: {} strips, {} windows for {} in the grid",
+            s.strips, s.windows, s.grid_windows
+        );
+        assert_eq!(s.strips, strip.map_or(1, |n| w.div_ceil(n)), "{what}");
+        // A boundary inside a window costs that window a second run (the boundary at 256 falls in two).
+        assert!(s.strips == 1 || s.windows > s.grid_windows, "{what}");
+        assert!(c == classes, "{what}: the class map differs");
+        assert!(v == valid, "{what}: the validity differs");
+        // The same windows summed in the same order: the same bits.
+        assert!(
+            p.iter()
+                .zip(&probs)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: the probabilities differ"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -449,6 +538,90 @@ fn cli_should_write_georeferenced_masks_and_probabilities() {
         assert_eq!(p["geoTransform"], src["geoTransform"]);
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A scene wider than a strip is written strip by strip (tile columns in any file order): the mask and the
+/// probabilities equal those of a run in one strip, and GDAL reads them alike. A strip off the output's tiles is
+/// refused.
+#[test]
+fn cli_strips_should_write_the_same_scene_as_one_strip() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = temp_dir("cli-strips");
+    let scene = dir.join("wide.tif");
+    let (w, h) = (600, 60);
+    write_scene(&scene, w, h, Some(0));
+    let model = smp_4band();
+    let run = |strip: &str| -> (Raster, Raster, PathBuf, String) {
+        let out = dir.join(format!("out{strip}"));
+        let o = atrous(&[
+            "segment",
+            "--model",
+            model.to_str().unwrap(),
+            "--tile",
+            "32",
+            "--overlap",
+            "8",
+            "--strip",
+            strip,
+            "--probs",
+            "--out",
+            out.to_str().unwrap(),
+            scene.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mask = out.join("wide.mask.tif");
+        let probs = Raster::open(out.join("wide.probs.tif")).unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        (Raster::open(&mask).unwrap(), probs, mask, stdout)
+    };
+    let (mut mask1, mut probs1, path1, _) = run("1024");
+    let (mut mask3, mut probs3, path3, stdout) = run("256");
+    assert!(stdout.contains("in 3 strips"), "{stdout}");
+    let read = |r: &mut Raster, bands: &[usize]| r.read_window(0, 0, w, h, bands).unwrap();
+    let (a, b) = (read(&mut mask1, &[0]), read(&mut mask3, &[0]));
+    assert!(a.data == b.data && a.valid == b.valid, "the masks differ");
+    let (a, b) = (read(&mut probs1, &[0, 1, 2]), read(&mut probs3, &[0, 1, 2]));
+    assert!(a.data == b.data, "the probabilities differ");
+    if let (Some(g1), Some(g3)) = (gdalinfo(&path1), gdalinfo(&path3)) {
+        assert_eq!(g3["size"], serde_json::json!([600, 60]));
+        assert_eq!(g1["bands"], g3["bands"], "GDAL reads the bands alike");
+        // GDAL's checksum of the pixels it decodes: the same in both files.
+        let checksum = |p: &Path| {
+            let o = Command::new("gdalinfo")
+                .arg("-checksum")
+                .arg(p)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            assert!(o.status.success() && text.contains("Checksum="), "{text}");
+            text.lines()
+                .filter(|l| l.contains("Checksum="))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(checksum(&path1), checksum(&path3));
+    }
+    let o = atrous(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--tile",
+        "32",
+        "--strip",
+        "100",
+        "--out",
+        dir.join("bad").to_str().unwrap(),
+        scene.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("--strip 100"),
+        "{stderr}"
+    );
+    assert!(!dir.join("bad").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -526,6 +526,18 @@ impl Gpu {
         Ok(())
     }
 
+    /// Blocks until the submission `index` has finished (and its callbacks, readbacks' included, have run), not
+    /// waiting for later submissions: a caller can keep the next one queued behind it.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Device(e.to_string()))?;
+        Ok(())
+    }
+
     /// Blocks until the queue is idle.
     pub fn wait(&self) -> Result<()> {
         self.device

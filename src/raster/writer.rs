@@ -4,10 +4,16 @@
 //!
 //! ```text
 //! header (8 bytes, or 16 for BigTIFF)  -- its directory offset patched in by finish()
-//! tile, tile, ...                      -- each compressed and written as soon as its row of tiles is complete
+//! tile, tile, ...                      -- each compressed and written as soon as its row of tiles is complete,
+//!                                         in any order (TIFF finds tiles through the offset table)
 //! image directory (IFD)                -- written by finish(): sorted tag entries, then the values too long to
 //!                                         sit in an entry (tile offsets and byte counts, georeferencing, nodata)
 //! ```
+//!
+//! Rows come in vertical strips of whole tile columns (a strip can be the whole width), each strip top to bottom
+//! and the strips left to right: a tiled writer only ever holds one row of one strip's tiles, so a caller that
+//! produces a scene strip by strip (as tiled inference does for wide scenes) needs no buffer as wide as the scene.
+//! The tile offsets and byte counts are kept for the directory: 16 bytes per tile and band.
 //!
 //! Bands are stored planar (PlanarConfiguration 2: one set of tiles per band, GDAL's INTERLEAVE=BAND), little
 //! endian, with GDAL's conventions: MinIsBlack, the bands after the first as unspecified ExtraSamples, nodata as
@@ -146,8 +152,9 @@ fn nodata_text(v: f64) -> String {
     }
 }
 
-/// Writes a tiled, deflate-compressed GeoTIFF row by row (see the [module](super)). Memory: one row of tiles of
-/// pixels, one tile and its compressed bytes, and the tile offset table (16 bytes per tile).
+/// Writes a tiled, deflate-compressed GeoTIFF row by row, or strip by strip of whole tile columns (see the
+/// [module](self)). Memory: one row of tiles of the current strip's pixels, one tile and its compressed bytes, and
+/// the tile offset table (16 bytes per tile and band).
 ///
 /// The file is written under a temporary name in the destination's folder and renamed into place by
 /// [`RasterWriter::finish`]; a writer dropped before that (an error, a panic) removes its temporary file, so
@@ -162,11 +169,13 @@ pub struct RasterWriter {
     bigtiff: bool,
     /// Bytes written so far (the position of the next tile).
     pos: u64,
-    /// Rows received so far.
+    /// The current strip's first column and width: `(0, 0)` before the first rows.
+    strip: (usize, usize),
+    /// Rows of the current strip received so far (`height` once it is complete).
     rows_done: usize,
     tiles_across: usize,
     tiles_down: usize,
-    /// The current row of tiles' pixels: `bands x tile x width` samples, little endian.
+    /// The current strip's row of tiles' pixels: `bands x tile x strip width` samples, little endian.
     tile_row: Vec<u8>,
     /// One tile, assembled from `tile_row` and padded.
     tile_buf: Vec<u8>,
@@ -227,7 +236,8 @@ impl RasterWriter {
                      {MAX_SCENE_BYTES} bytes"
                 ))
             })?;
-        let tile_row_bytes = (bands as u64 * tile as u64)
+        // A full-width strip's row of tiles must fit: checked once here, allocated per strip.
+        (bands as u64 * tile as u64)
             .checked_mul(width as u64 * sample_bytes)
             .filter(|&n| n <= MAX_TILE_ROW_BYTES)
             .ok_or_else(|| {
@@ -235,7 +245,7 @@ impl RasterWriter {
                     "a row of {tile}-pixel tiles of {width} x {bands} {sample_type} samples is over the limit of \
                      {MAX_TILE_ROW_BYTES} bytes; use a smaller tile or fewer bands"
                 ))
-            })? as usize;
+            })?;
         let tiles_across = width.div_ceil(tile);
         let tiles_down = height.div_ceil(tile);
         let tiles = tiles_across * tiles_down * bands;
@@ -268,10 +278,14 @@ impl RasterWriter {
             spec: spec.clone(),
             bigtiff,
             pos: header.len() as u64,
-            rows_done: 0,
+            strip: (0, 0),
+            // The empty strip before the first is complete, so the first rows start a strip at column 0.
+            rows_done: height,
             tiles_across,
             tiles_down,
-            tile_row: vec![0; tile_row_bytes],
+            // Sized for the whole width (at most MAX_TILE_ROW_BYTES, checked above) lazily: a strip allocates
+            // only its own columns.
+            tile_row: Vec::new(),
             tile_buf: Vec::with_capacity(tile_bytes as usize),
             compressed: Vec::new(),
             fill: encode(sample_type, spec.nodata.unwrap_or(0.0)),
@@ -290,9 +304,13 @@ impl RasterWriter {
         self.bigtiff
     }
 
-    /// Rows received so far (the next `write_rows` starts there).
+    /// Rows of the current strip received so far (the next `write_rows` of that strip starts there): after full
+    /// width `write_rows`, the rows written.
     pub fn rows_written(&self) -> usize {
-        self.rows_done
+        match self.strip {
+            (_, 0) => 0,
+            _ => self.rows_done,
+        }
     }
 
     /// Bytes of pixel data the writer holds now: its row of tiles, plus one tile and its compressed bytes. At
@@ -301,10 +319,26 @@ impl RasterWriter {
         self.tile_row.capacity() + self.tile_buf.capacity() + self.compressed.capacity()
     }
 
-    /// Appends rows `y0 .. y0 + rows`: `y0` must be the number of rows written so far. `data` is band-major,
-    /// `bands x rows x width` (`data[(band * rows + row) * width + col]`), of the spec's sample type. Each row of
-    /// tiles completed is compressed and written at once.
+    /// Appends rows `y0 .. y0 + rows` of the full width: `y0` must be the number of rows written so far. `data` is
+    /// band-major, `bands x rows x width` (`data[(band * rows + row) * width + col]`), of the spec's sample type.
+    /// Each row of tiles completed is compressed and written at once.
     pub fn write_rows<T: Sample>(&mut self, y0: usize, rows: usize, data: &[T]) -> Result<()> {
+        self.write_block(0, y0, self.spec.width, rows, data)
+    }
+
+    /// Appends rows `y0 .. y0 + rows` of the strip of columns `x0 .. x0 + cols`. A strip is whole tile columns:
+    /// `x0` a multiple of the tile size, and `cols` too unless the strip ends at the raster's right edge. Strips
+    /// come left to right, each complete (all its rows, top to bottom) before the next starts at its right edge.
+    /// `data` is band-major, `bands x rows x cols`, of the spec's sample type. Each row of tiles completed is
+    /// compressed and written at once.
+    pub fn write_block<T: Sample>(
+        &mut self,
+        x0: usize,
+        y0: usize,
+        cols: usize,
+        rows: usize,
+        data: &[T],
+    ) -> Result<()> {
         let spec = &self.spec;
         let (width, height, bands, tile) = (spec.width, spec.height, spec.bands, spec.tile);
         if T::TYPE != spec.sample_type {
@@ -317,6 +351,37 @@ impl RasterWriter {
                 ),
             ));
         }
+        let (sx, scols) = self.strip;
+        if (x0, cols) != (sx, scols) || self.rows_done == height {
+            // A new strip: the current one complete, this one starting at its right edge, on tile columns.
+            let next = sx + scols;
+            if self.rows_done != height || x0 != next || y0 != 0 {
+                return Err(file_error(
+                    &self.path,
+                    format!(
+                        "rows {y0}.. of columns {x0}..{} written out of order: strips come left to right, each                          top to bottom; {} of {height} rows of columns {sx}..{next} written so far",
+                        x0 as u128 + cols as u128,
+                        self.rows_done
+                    ),
+                ));
+            }
+            if cols == 0 || cols > width - x0 || (x0 + cols != width && cols % tile != 0) {
+                return Err(file_error(
+                    &self.path,
+                    format!(
+                        "columns {x0}..{} are not whole {tile}-pixel tile columns of a raster {width} pixels wide",
+                        x0 as u128 + cols as u128
+                    ),
+                ));
+            }
+            self.strip = (x0, cols);
+            self.rows_done = 0;
+            // Whole tiles wide: the strip's last tile column is padded like the raster's.
+            self.tile_row.resize(
+                bands * tile * cols.next_multiple_of(tile) * T::TYPE.bytes(),
+                0,
+            );
+        }
         if y0 != self.rows_done || rows > height - self.rows_done {
             return Err(file_error(
                 &self.path,
@@ -327,23 +392,24 @@ impl RasterWriter {
                 ),
             ));
         }
-        if Some(data.len()) != bands.checked_mul(rows).and_then(|n| n.checked_mul(width)) {
+        if Some(data.len()) != bands.checked_mul(rows).and_then(|n| n.checked_mul(cols)) {
             return Err(file_error(
                 &self.path,
                 format!(
-                    "write_rows got {} samples for {rows} rows of {width} pixels x {bands} bands",
+                    "write_rows got {} samples for {rows} rows of {cols} pixels x {bands} bands",
                     data.len()
                 ),
             ));
         }
         let n = T::TYPE.bytes();
+        let stride = cols.next_multiple_of(tile);
         for r in 0..rows {
             let y = y0 + r;
             let t = y % tile;
             for b in 0..bands {
-                let src = &data[(b * rows + r) * width..(b * rows + r + 1) * width];
-                let start = (b * tile + t) * width * n;
-                let dst = &mut self.tile_row[start..start + width * n];
+                let src = &data[(b * rows + r) * cols..(b * rows + r + 1) * cols];
+                let start = (b * tile + t) * stride * n;
+                let dst = &mut self.tile_row[start..start + cols * n];
                 for (v, out) in src.iter().zip(dst.chunks_exact_mut(n)) {
                     v.put_le(out);
                 }
@@ -356,19 +422,21 @@ impl RasterWriter {
         Ok(())
     }
 
-    /// Compresses and writes the tiles of tile row `ty`, whose first `filled` rows hold data.
+    /// Compresses and writes the current strip's tiles of tile row `ty`, whose first `filled` rows hold data.
     fn flush_tile_row(&mut self, ty: usize, filled: usize) -> Result<()> {
         let spec = &self.spec;
-        let (width, tile, n) = (spec.width, spec.tile, spec.sample_type.bytes());
+        let (tile, n) = (spec.tile, spec.sample_type.bytes());
+        let (sx, scols) = self.strip;
+        let stride = scols.next_multiple_of(tile);
         let level = flate2::Compression::new(spec.deflate_level);
         for b in 0..spec.bands {
-            for tx in 0..self.tiles_across {
-                let x0 = tx * tile;
-                let cols = tile.min(width - x0);
+            for tx in sx / tile..(sx + scols).div_ceil(tile) {
+                let x0 = tx * tile - sx;
+                let cols = tile.min(scols - x0);
                 self.tile_buf.clear();
                 for row in 0..tile {
                     if row < filled {
-                        let start = ((b * tile + row) * width + x0) * n;
+                        let start = ((b * tile + row) * stride + x0) * n;
                         self.tile_buf
                             .extend_from_slice(&self.tile_row[start..start + cols * n]);
                         for _ in cols..tile {
@@ -417,18 +485,22 @@ impl RasterWriter {
             spec,
             bigtiff,
             pos,
+            strip,
             rows_done,
             offsets,
             byte_counts,
             ..
         } = self;
         let fail = |e: std::io::Error| file_error(&path, format!("cannot write: {e}"));
-        if rows_done != spec.height {
+        if rows_done != spec.height || strip.0 + strip.1 != spec.width {
             return Err(file_error(
                 &path,
                 format!(
-                    "finish after {rows_done} of {} rows: the raster is incomplete",
-                    spec.height
+                    "finish after {rows_done} of {} rows of columns {}..{} of {}: the raster is incomplete",
+                    spec.height,
+                    strip.0,
+                    strip.0 + strip.1,
+                    spec.width
                 ),
             ));
         }

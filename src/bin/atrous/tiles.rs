@@ -29,9 +29,15 @@ pub struct TileArgs {
     /// Pixels shared by neighbouring windows, blended with a Hann window.
     #[arg(long, default_value_t = 64, value_name = "M")]
     pub overlap: usize,
-    /// Windows in flight on the GPU at once (one stream each; each window is its own submission).
+    /// Windows per GPU submission (recorded into one command encoder, one stream each); the next batch is
+    /// submitted before the previous one is blended.
     #[arg(long, default_value_t = 2, value_name = "B")]
     pub batch: usize,
+    /// Columns per vertical strip of a wide scene, a multiple of 256 (the output GeoTIFFs' tile size): the blending
+    /// holds one strip's columns, so memory grows with it and not with the scene; the windows straddling a strip
+    /// boundary run for both strips. Default: 8 windows, rounded up to a multiple of 256.
+    #[arg(long, value_name = "COLUMNS")]
+    pub strip: Option<usize>,
     /// Scene bands fed to the model, counted from 1 as GDAL does, in the model's channel order (e.g. 4,3,2,8);
     /// default: the first bands, as many as the model takes.
     #[arg(long, value_delimiter = ',')]
@@ -163,6 +169,11 @@ pub fn run(
     let tile = args.tile.ok_or_else(|| {
         Error::Model("--scenes-from lists scenes for tiled inference: give --tile too".into())
     })?;
+    if let Some(strip) = args.strip.filter(|&n| n == 0 || n % 256 != 0) {
+        return Err(Error::Model(format!(
+            "--strip {strip}: a positive multiple of 256 expected (strips are whole tiles of the output GeoTIFFs)"
+        )));
+    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let mut scenes = collect(inputs, args.scenes_from.as_deref(), out)?;
     let listed = scenes.len();
@@ -259,7 +270,9 @@ struct Outputs {
     mask_nodata: Option<f64>,
     u16_classes: bool,
     probs: Option<RasterWriter>,
+    /// The colour preview (RGB, the whole scene: small scenes only), filled strip by strip.
     colour: Option<Vec<u8>>,
+    width: usize,
     palette: Vec<[u8; 3]>,
     counts: Vec<u64>,
 }
@@ -281,12 +294,13 @@ impl Outputs {
             }
         }
         let n = rows.classes.len();
+        let (x0, y0, cols) = (rows.x0, rows.y0, rows.width);
         if self.u16_classes {
             let data: Vec<u16> = (0..n).map(|i| class(i) as u16).collect();
-            self.mask.write_rows(rows.y0, rows.rows, &data)?;
+            self.mask.write_block(x0, y0, cols, rows.rows, &data)?;
         } else {
             let data: Vec<u8> = (0..n).map(|i| class(i) as u8).collect();
-            self.mask.write_rows(rows.y0, rows.rows, &data)?;
+            self.mask.write_block(x0, y0, cols, rows.rows, &data)?;
         }
         if let (Some(writer), Some(p)) = (&mut self.probs, &rows.probabilities) {
             let mut p = p.clone();
@@ -296,7 +310,7 @@ impl Outputs {
                     *v = PROBS_NODATA as f32;
                 }
             }
-            writer.write_rows(rows.y0, rows.rows, &p)?;
+            writer.write_block(x0, y0, cols, rows.rows, &p)?;
         }
         if let Some(colour) = &mut self.colour {
             for (i, &c) in rows.classes.iter().enumerate() {
@@ -304,7 +318,8 @@ impl Outputs {
                     true => self.palette.get(c as usize).copied().unwrap_or([0; 3]),
                     false => [0; 3],
                 };
-                colour.extend_from_slice(&rgb);
+                let at = 3 * ((y0 + i / cols) * self.width + x0 + i % cols);
+                colour[at..at + 3].copy_from_slice(&rgb);
             }
         }
         Ok(())
@@ -422,16 +437,22 @@ fn segment_one(
             }
             false => None,
         },
-        colour: (width * height <= COLOUR_PREVIEW_PIXELS).then(Vec::new),
+        colour: (width * height <= COLOUR_PREVIEW_PIXELS).then(|| vec![0; 3 * width * height]),
+        width,
         palette: segmenter.palette().to_vec(),
         counts: vec![0; classes],
     };
+    let strip = args
+        .strip
+        .unwrap_or_else(|| atrous::tiles::default_strip(side));
     let options = TileOptions {
         tile: side,
         overlap,
         batch: args.batch,
         bands: bands.iter().map(|b| b - 1).collect(),
         probabilities: probs,
+        // Strips of whole output tiles (the writers' default 256; default_strip is a multiple of it).
+        strip: Some(strip),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -480,11 +501,18 @@ fn segment_one(
     image_io::commit_all(staged)?;
     let valid: u64 = counts.iter().sum();
     let mut text = format!(
-        "{} ({width}x{height}, {} windows of {}x{}) -> {}{}; {colour_note}\n  {:.2} megapixels/s ({:.1} s)",
+        "{} ({width}x{height}, {} windows of {}x{}{}) -> {}{}; {colour_note}\n  {:.2} megapixels/s ({:.1} s)",
         path.display(),
         stats.windows,
         stats.window.0,
         stats.window.1,
+        match stats.strips {
+            1 => String::new(),
+            n => format!(
+                " in {n} strips: {} windows of the grid, those at strip boundaries run twice",
+                stats.grid_windows
+            ),
+        },
         mask_path.display(),
         match probs {
             true => format!(", {}", probs_path.display()),

@@ -51,7 +51,7 @@ pub struct BenchArgs {
     json: bool,
     /// Tiled inference over a synthetic scene of --size (HxW, computed on the fly, nothing read from disk): windows
     /// of N x N through the segmentation flow, blended; reports megapixels per second. --batch is then the
-    /// windows in flight.
+    /// windows per submission (as for `segment --tile`).
     #[arg(long, value_name = "N", conflicts_with = "op")]
     tile: Option<usize>,
     /// With --tile: pixels shared by neighbouring windows.
@@ -458,6 +458,7 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
         batch: args.batch.max(1),
         bands: (0..channels).collect(),
         probabilities: false,
+        strip: None,
     };
     let stats =
         atrous::tiles::segment_scene(&segmenter, &mut scene, &options, |_| Ok(()), |_, _| {})?;
@@ -468,6 +469,7 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
             serde_json::json!({
                 "model": path.display().to_string(), "adapter": adapter, "scene": [h, w],
                 "tile": side, "overlap": args.overlap, "batch": options.batch, "windows": stats.windows,
+                "grid_windows": stats.grid_windows, "strips": stats.strips,
                 "seconds": stats.seconds, "megapixels_per_second": mps, "band_bytes": stats.band_bytes,
             })
         );
@@ -475,8 +477,9 @@ fn bench_tiles(args: &BenchArgs, tile: usize) -> Result<()> {
         println!("model    {}", path.display());
         println!("adapter  {adapter}");
         println!(
-            "scene    {h}x{w} synthetic, {channels} bands; windows {side}x{side}, overlap {}, {} in flight: {} windows",
-            args.overlap, options.batch, stats.windows
+            "scene    {h}x{w} synthetic, {channels} bands; windows {side}x{side}, overlap {}, {} per submission: {} \
+             windows ({} of the grid, in {} strips)",
+            args.overlap, options.batch, stats.windows, stats.grid_windows, stats.strips
         );
         println!(
             "time     {:.2} s, {mps:.3} megapixels/s (blending band {:.1} MiB)",
