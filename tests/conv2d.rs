@@ -167,9 +167,8 @@ fn check_paths(precision: Precision) {
     for (i, (input, base)) in cases.into_iter().enumerate() {
         check_variants(&gpu, i, input, &base, &paths, precision);
     }
-    // depthwise: widths not divisible by 4, stride and dilation, batch; all but the last two read row spans that
-    // fit the fixed kernel's registers; a 7-wide window with stride 2 and dilation 2 (span 19) does not; a 3 x 5
-    // window specialises the fixed kernel's width apart from its height
+    // depthwise: widths not divisible by 4, stride and dilation, batch, a 7-wide window with stride 2 and
+    // dilation 2, a 3 x 5 window with uneven padding
     let depthwise = [
         (Shape::new(2, 7, 11, 13), conv(7, 7, 3, 2, 1, 1, 7)),
         (Shape::new(1, 5, 10, 9), conv(5, 5, 5, 1, 4, 2, 5)),

@@ -16,9 +16,6 @@ struct Params {
     groups: u32,
 }
 
-/// Input columns a 4-pixel tile row of the fixed depthwise kernel may read (`DW_MAX_SPAN` in the shader).
-const DEPTHWISE_MAX_SPAN: f64 = 16.0;
-
 /// The one-thread-per-output kernel, or with `depthwise` the 4-pixels-per-thread depthwise one (same parameters).
 pub(super) fn naive(
     gpu: &Gpu,
@@ -36,10 +33,6 @@ pub(super) fn naive(
     };
     let weights: usize = p.weight_shape().iter().product();
     let (outputs, inputs) = slots(p, input, k, weights);
-    // Depthwise rows whose input span fits the fixed kernel's registers take it, specialised by constants.
-    let [k_w, stride_w, dil_w] = [p.kernel[1], p.stride[1], p.dilation[1]].map(|v| v as f64);
-    let fixed = depthwise && 3.0 * stride_w + (k_w - 1.0) * dil_w + 1.0 <= DEPTHWISE_MAX_SPAN;
-    let constants = [("DW_KW", k_w), ("DW_SW", stride_w), ("DW_DIL", dil_w)];
     Kernel::new(
         gpu,
         KernelSpec {
@@ -49,15 +42,12 @@ pub(super) fn naive(
             ),
             shader: CONV2D_DIRECT,
             precision: k.precision,
-            entry: match (depthwise, fixed) {
-                (true, true) => "conv2d_depthwise_fixed",
-                (true, false) => "conv2d_depthwise",
-                _ => "conv2d",
+            entry: if depthwise {
+                "conv2d_depthwise"
+            } else {
+                "conv2d"
             },
-            constants: match fixed {
-                true => &constants,
-                false => &[],
-            },
+            constants: &[],
             uniforms: bytemuck::bytes_of(&params),
             dispatch: Dispatch::Linear(match depthwise {
                 true => (result.numel() / result.w * result.w.div_ceil(4)) as u64,
