@@ -878,11 +878,16 @@ fn run_windows(
             recorded.push(stream.record(&mut encoder, frame, &request())?);
         }
         let index = gpu.queue.submit([encoder.finish()]);
-        let windows: Vec<(Read, FrameReadback)> = reads
+        let windows = reads
             .into_iter()
             .zip(recorded)
-            .map(|(read, r)| (read, r.submitted().expect("a readback was asked for")))
-            .collect();
+            .map(|(read, r)| match r.submitted() {
+                Some(readback) => Ok((read, readback)),
+                None => Err(Error::Frame(
+                    "a window was recorded without its readback".into(),
+                )),
+            })
+            .collect::<Result<Vec<(Read, FrameReadback)>>>()?;
         set = 1 - set;
         if let Some(previous) = pending.replace(Batch { windows, index }) {
             finish_batch(previous, blend)?;

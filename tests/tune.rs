@@ -38,7 +38,13 @@ fn fake_seconds(path: Path) -> f64 {
 }
 
 impl Clock for FakeClock {
-    fn time(&mut self, node: &str, path: Path, run: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    fn time(
+        &mut self,
+        node: &str,
+        path: Path,
+        _: f64,
+        run: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<f64> {
         run()?;
         self.log.lock().unwrap().push((node.to_string(), path));
         Ok(fake_seconds(path))
@@ -49,7 +55,13 @@ impl Clock for FakeClock {
 struct NoClock;
 
 impl Clock for NoClock {
-    fn time(&mut self, node: &str, path: Path, _: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    fn time(
+        &mut self,
+        node: &str,
+        path: Path,
+        _: f64,
+        _: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<f64> {
         panic!("timed {node} on {path} although the cache has it");
     }
 }
@@ -292,7 +304,13 @@ struct MarginClock {
 }
 
 impl Clock for MarginClock {
-    fn time(&mut self, node: &str, path: Path, _: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    fn time(
+        &mut self,
+        node: &str,
+        path: Path,
+        _: f64,
+        _: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<f64> {
         Ok(match self.heuristic[node] == path {
             true => 1.0,
             false => self.others,

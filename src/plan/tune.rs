@@ -26,13 +26,21 @@ use std::time::Instant;
 
 /// Measures how long one candidate takes.
 pub trait Clock: Send {
-    /// Seconds one run of the conv `node` on `path` takes; `run` records it, submits and waits for it once.
-    fn time(&mut self, node: &str, path: Path, run: &mut dyn FnMut() -> Result<()>) -> Result<f64>;
+    /// Seconds one run of the conv `node` on `path` takes; `run` records it, submits and waits for it once. Past
+    /// `give_up` seconds a run shows the candidate out of the running (infinite while nothing has been timed): a
+    /// clock may stop timing it there and return what it has.
+    fn time(
+        &mut self,
+        node: &str,
+        path: Path,
+        give_up: f64,
+        run: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<f64>;
 }
 
-/// Times real runs on the wall clock: one run to warm up (pipeline creation, first-touch of memory), then the
-/// fastest of up to [`WallClock::rounds`] runs, fewer where a run takes long (a clearly slow candidate is not timed
-/// for seconds). The fastest, not the mean: noise on a shared machine only ever adds time.
+/// Times real runs on the wall clock: the fastest of up to [`WallClock::rounds`] runs, fewer where runs take long
+/// ([`WallClock::budget_seconds`]), one where the first is past `give_up`. The pipeline is built before the first
+/// run, so no warm-up run is spent; the fastest, not the mean, since noise on a shared machine only ever adds time.
 #[derive(Clone, Copy, Debug)]
 pub struct WallClock {
     pub rounds: usize,
@@ -54,9 +62,9 @@ impl Clock for WallClock {
         &mut self,
         _node: &str,
         _path: Path,
+        give_up: f64,
         run: &mut dyn FnMut() -> Result<()>,
     ) -> Result<f64> {
-        run()?;
         let (mut best, mut spent) = (f64::INFINITY, 0.0);
         for _ in 0..self.rounds.max(1) {
             let start = Instant::now();
@@ -64,7 +72,7 @@ impl Clock for WallClock {
             let seconds = start.elapsed().as_secs_f64();
             best = best.min(seconds);
             spent += seconds;
-            if spent >= self.budget_seconds {
+            if spent >= self.budget_seconds || best > give_up {
                 break;
             }
         }
@@ -114,6 +122,9 @@ const CACHE_VERSION: u32 = 1;
 
 /// Candidates timed again, fastest first, after every candidate has been timed once (with the heuristic's choice).
 const FINALISTS: usize = 3;
+
+/// How many times slower than the fastest so far a candidate's first run shows it out of the running.
+const GIVE_UP: f64 = 2.0;
 
 /// Interleaved rounds the finalists are timed again in.
 const RECHECK_ROUNDS: usize = 2;
@@ -214,9 +225,11 @@ impl Tuner {
         if let Some(path) = cached.filter(|path| candidates.contains(path)) {
             return Ok(choice(path, ChoiceSource::Cached));
         }
-        let mut times = Vec::new();
+        let mut times: Vec<(Path, f64)> = Vec::new();
         for &path in &candidates {
-            if let Some(seconds) = self.time(gpu, node, p, input, path, precision)? {
+            let fastest = times.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+            let give_up = fastest * GIVE_UP;
+            if let Some(seconds) = self.time(cx, node, p, input, path, give_up)? {
                 times.push((path, seconds));
             }
         }
@@ -238,7 +251,8 @@ impl Tuner {
         }
         for _ in 0..RECHECK_ROUNDS {
             for &i in &finalists {
-                if let Some(seconds) = self.time(gpu, node, p, input, times[i].0, precision)? {
+                let path = times[i].0;
+                if let Some(seconds) = self.time(cx, node, p, input, path, f64::INFINITY)? {
                     times[i].1 = times[i].1.min(seconds);
                 }
             }
@@ -274,14 +288,15 @@ impl Tuner {
     /// time); `None` if the kernels do not build here.
     fn time(
         &self,
-        gpu: &Gpu,
+        cx: &Context<'_>,
         node: &str,
         p: &Conv2d,
         input: Shape,
         path: Path,
-        precision: Precision,
+        give_up: f64,
     ) -> Result<Option<f64>> {
-        let Ok(kernels) = conv2d::conv2d_on(gpu, node, p, input, path, precision) else {
+        let gpu = cx.gpu;
+        let Ok(kernels) = conv2d::conv2d_on(gpu, node, p, input, path, cx.precision) else {
             return Ok(None);
         };
         let label = format!("{node} (tuning)");
@@ -313,7 +328,7 @@ impl Tuner {
             .clock
             .lock()
             .expect("tuner poisoned")
-            .time(node, path, &mut run)?;
+            .time(node, path, give_up, &mut run)?;
         Ok(Some(seconds))
     }
 
