@@ -185,7 +185,9 @@ impl Plan {
         options: PlanOptions,
         weights: &WeightCache,
     ) -> Result<Plan> {
-        if !options.tune {
+        // Browsers have neither a wall clock that std can read (`Instant` panics on wasm32) nor a file system:
+        // there the heuristics choose.
+        if !options.tune || cfg!(target_arch = "wasm32") {
             return Self::compile_tuned(gpu, model, graph, input_shapes, options, weights, None);
         }
         let tuner = Tuner::from_env();
