@@ -48,7 +48,7 @@ pub struct PlanOptions {
     pub memory_limit: u64,
     /// Time every kernel that can run each conv on this adapter at compile time and keep the fastest, with the
     /// choices cached on disk per adapter, driver and conv shape ([`Tuner`]); `false`: the shape heuristics choose
-    /// ([`crate::kernels::conv2d::choose`]). Default: `ATROUS_TUNE` set to `1` or `on`.
+    /// ([`crate::kernels::conv2d::choose`]). Default: `ATROUS_TUNE` set to `1` or `on`. Ignored on wasm32.
     pub tune: bool,
 }
 

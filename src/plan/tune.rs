@@ -185,12 +185,12 @@ impl Tuner {
         *self.measured.lock().expect("tuner poisoned")
     }
 
-    /// The kernel for conv `node` (`p` on `input`) in the plan being lowered (its storage precision and math): from the cache
-    /// for this adapter, else the fastest candidate as timed now (remembered for [`Tuner::save`]): every candidate
-    /// once, then the [`FINALISTS`] fastest and the heuristic's choice again in [`RECHECK_ROUNDS`] interleaved
-    /// rounds, the heuristic's choice kept unless another measured more than [`MARGIN`] faster. A candidate that
-    /// does not build on this device (a limit) is skipped; the heuristic's choice is the first candidate, so with
-    /// one candidate nothing is timed.
+    /// The kernel for conv `node` (`p` on `input`) in the plan being lowered (its storage precision and math):
+    /// from the cache for this adapter, else the fastest candidate as timed now (remembered for [`Tuner::save`]):
+    /// every candidate once, then the [`FINALISTS`] fastest and the heuristic's choice again in
+    /// [`RECHECK_ROUNDS`] interleaved rounds, the heuristic's choice kept unless another measured more than
+    /// [`MARGIN`] faster. A candidate that does not build on this device (a limit) is skipped; the heuristic's
+    /// choice is the first candidate, so with one candidate nothing is timed.
     pub(crate) fn choose(
         &self,
         cx: &Context<'_>,
