@@ -9,7 +9,7 @@ mod common;
 
 use atrous::gpu::Precision;
 use atrous::graph::GraphBuilder;
-use atrous::kernels::conv2d::{self, shared, ConvPolicy, Path};
+use atrous::kernels::conv2d::{self, shared, ConvPolicy, Path, WinogradPolicy};
 use atrous::ops::{Activation, Conv2d, Padding2d};
 use atrous::plan::{Output, Plan, PlanOptions, WeightCache};
 use atrous::{reference, Model, Shape};
@@ -190,10 +190,10 @@ fn conv_policy_shared_should_force_the_shared_kernel() {
     let x = |c| Shape::new(1, c, 64, 64);
     let policy = policy_lock();
     conv2d::set_conv_policy(Some(ConvPolicy::Shared));
-    let unet_path = conv2d::choose(&unet, x(64), 1 << 16);
-    let wide_path = conv2d::choose(&wide, x(256), 1 << 16);
-    let dw_path = conv2d::choose(&dw, x(32), 1 << 16);
-    // conv2d::conv2d (check's `None`) goes through choose_with too.
+    let unet_path = conv2d::choose_by_policy(&unet, x(64), 1 << 16, WinogradPolicy::Auto);
+    let wide_path = conv2d::choose_by_policy(&wide, x(256), 1 << 16, WinogradPolicy::Auto);
+    let dw_path = conv2d::choose_by_policy(&dw, x(32), 1 << 16, WinogradPolicy::Auto);
+    // conv2d::conv2d (check's `None`) goes through choose_by_policy too.
     let case = Case {
         input: Shape::new(1, 6, 11, 9),
         conv: Conv2d {

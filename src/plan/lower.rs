@@ -86,7 +86,7 @@ impl Context<'_> {
                 ConvChoice {
                     node: node.to_string(),
                     key: String::new(),
-                    path: conv2d::choose_with(p, input, self.parallelism, policy)
+                    path: conv2d::choose_by_policy(p, input, self.parallelism, policy)
                         .with_f16_math(self.f16_math),
                     source: ChoiceSource::Heuristic,
                 }

@@ -263,7 +263,7 @@ pub enum ConvPolicy {
 /// The process-wide override of [`conv_policy`]: 0 none, else 1 + the policy's index.
 static CONV_OVERRIDE: AtomicU8 = AtomicU8::new(0);
 
-/// The policy [`choose_with`] applies: the one [`set_conv_policy`] set, else `ATROUS_CONV` (`shared`:
+/// The policy [`choose_by_policy`] applies: the one [`set_conv_policy`] set, else `ATROUS_CONV` (`shared`:
 /// [`ConvPolicy::Shared`], `auto` or anything else: auto), else [`ConvPolicy::Auto`]. Read when a path is chosen.
 pub fn conv_policy() -> ConvPolicy {
     match CONV_OVERRIDE.load(Ordering::Relaxed) {
@@ -317,10 +317,27 @@ fn tile_for(channels: u64, pixels: u64) -> (u32, u32) {
 
 /// The path a plan takes for `p` on `input` on an adapter running about `parallelism` threads at once
 /// ([`Gpu::parallelism`]), with Winograd where the heuristic expects it to pay: [`choose_with`] with
-/// [`WinogradPolicy::Auto`]. Depends on the shapes only (and [`conv_policy`]). Plans then set its math
+/// [`WinogradPolicy::Auto`]. Depends on the shapes only. Plans then set its math
 /// ([`Path::with_f16_math`]).
 pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
     choose_with(p, input, parallelism, WinogradPolicy::Auto)
+}
+
+/// The path untuned plans take (with the environment's [`winograd_policy`]) and [`conv2d`] takes (with
+/// [`WinogradPolicy::Never`]): under [`ConvPolicy::Shared`] ([`conv_policy`]: `ATROUS_CONV=shared`) [`Path::Shared`]
+/// for every `groups == 1` conv, whatever `winograd` says; else [`choose_with`]. The overrides apply here, not in
+/// the heuristic, so [`choose`] and [`candidates`] depend on the shapes alone.
+pub fn choose_by_policy(
+    p: &Conv2d,
+    input: Shape,
+    parallelism: u64,
+    winograd: WinogradPolicy,
+) -> Path {
+    if p.groups == 1 && conv_policy() == ConvPolicy::Shared {
+        let (channels, pixels) = shared::block_for(p);
+        return Path::Shared { channels, pixels };
+    }
+    choose_with(p, input, parallelism, winograd)
 }
 
 /// The path for `p` on `input` on an adapter running about `parallelism` threads at once, taking Winograd as
@@ -332,14 +349,7 @@ pub fn choose(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
 /// convs 2.1-3.2x faster than the tiled kernel (BENCHMARKS.md). The tile is F(4x4, 3x3) where its passes have
 /// [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2), whose passes have 4x as many (on lavapipe, 256 -> 256 at 32 x 32, 64
 /// tiles of 4 x 4, ran F(2x2) 1.1-1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
-///
-/// Under [`ConvPolicy::Shared`] ([`conv_policy`]: `ATROUS_CONV=shared`) every `groups == 1` conv takes
-/// [`Path::Shared`] instead, whatever `winograd` says.
 pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: WinogradPolicy) -> Path {
-    if p.groups == 1 && conv_policy() == ConvPolicy::Shared {
-        let (channels, pixels) = shared::block_for(p);
-        return Path::Shared { channels, pixels };
-    }
     let direct = choose_direct(p, input, parallelism);
     let dest = p.output_shape(input).unwrap_or(input);
     let wide = p.in_channels >= WINOGRAD_MIN_CHANNELS
@@ -599,7 +609,7 @@ pub fn conv2d(
         label,
         p,
         input,
-        choose_with(p, input, gpu.parallelism(), WinogradPolicy::Never)
+        choose_by_policy(p, input, gpu.parallelism(), WinogradPolicy::Never)
             .with_f16_math(precision == Precision::F16 && gpu.prefers_f16_math()),
         precision,
     )
