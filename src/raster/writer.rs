@@ -359,7 +359,8 @@ impl RasterWriter {
                 return Err(file_error(
                     &self.path,
                     format!(
-                        "rows {y0}.. of columns {x0}..{} written out of order: strips come left to right, each                          top to bottom; {} of {height} rows of columns {sx}..{next} written so far",
+                        "rows {y0}.. of columns {x0}..{} written out of order: strips come left to right, each \
+                         top to bottom; {} of {height} rows of columns {sx}..{next} written so far",
                         x0 as u128 + cols as u128,
                         self.rows_done
                     ),
