@@ -368,8 +368,11 @@ impl Blender {
         }
     }
 
-    fn bytes(&self) -> usize {
-        4 * (self.sums.len() + self.weight.len()) + self.valid.len()
+    /// Bytes of the band [`Blender::new`] allocates for columns `x0 .. x1`: f32 sums per class and a weight, and
+    /// a validity flag, per cell of `rows` (at most `height`) rows.
+    fn band_bytes((x0, x1): (usize, usize), height: usize, classes: usize, rows: usize) -> usize {
+        let cells = rows.min(height) * (x1 - x0);
+        4 * (classes + 1) * cells + cells
     }
 
     /// Adds a window's probabilities (`classes x h x w` at `(x0, y0)` of the scene) with weights `wx` x `wy`.
@@ -626,10 +629,7 @@ pub fn segment_scene(
     // The band of the widest strip: what the blending holds at most.
     let band_bytes = strips
         .iter()
-        .map(|s| {
-            let span = strip_span(&grid, s);
-            Blender::new(span, (s.x0, s.x1), height, classes, wh, false).bytes()
-        })
+        .map(|s| Blender::band_bytes(strip_span(&grid, s), height, classes, wh))
         .max()
         .unwrap_or(0);
     let batch = options.batch.max(1);
