@@ -769,7 +769,7 @@ impl Blend<'_> {
 
     /// Blends one window's readback, in run order.
     fn add(&mut self, read: Read, mut readback: FrameReadback) -> Result<()> {
-        let result = readback.try_take().unwrap_or_else(|| {
+        let result = readback.take_finished().unwrap_or_else(|| {
             Err(Error::Device(
                 "a window's readback was not complete after its submission finished".into(),
             ))

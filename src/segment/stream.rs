@@ -17,8 +17,12 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
+
+/// How long a finished frame's readback waits for map callbacks that another thread's poll is running.
+#[cfg(not(target_arch = "wasm32"))]
+const CALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Texture views a stream keeps, one per frame texture, most recently used first.
 const VIEWS: usize = 4;
@@ -37,7 +41,7 @@ struct StreamPlan {
     /// MAP_READ buffers of the class map and the probabilities, made on the first readback.
     staging: Option<Staging>,
     /// The last readback started from `staging`, until it is read or reclaimed.
-    last: Option<Arc<Mutex<ReadState>>>,
+    last: Option<Arc<ReadSlot>>,
 }
 
 struct Staging {
@@ -79,6 +83,13 @@ enum Phase {
     Reclaimed,
 }
 
+/// A readback's state and the signal that its last map callback has run.
+#[derive(Debug)]
+struct ReadSlot {
+    state: Mutex<ReadState>,
+    done: Condvar,
+}
+
 #[derive(Debug)]
 struct ReadState {
     phase: Phase,
@@ -93,7 +104,7 @@ struct ReadState {
 #[derive(Debug)]
 pub struct FrameReadback {
     gpu: Arc<Gpu>,
-    state: Arc<Mutex<ReadState>>,
+    slot: Arc<ReadSlot>,
     classes: wgpu::Buffer,
     probabilities: Option<wgpu::Buffer>,
     size: (usize, usize),
@@ -101,9 +112,9 @@ pub struct FrameReadback {
     precision: Precision,
 }
 
-fn lock(state: &Mutex<ReadState>) -> std::sync::MutexGuard<'_, ReadState> {
+fn lock(slot: &ReadSlot) -> std::sync::MutexGuard<'_, ReadState> {
     // A panic while holding the lock leaves a consistent state: the fields are set one at a time.
-    state.lock().unwrap_or_else(|e| e.into_inner())
+    slot.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FrameReadback {
@@ -114,19 +125,20 @@ impl FrameReadback {
     fn start(self) -> Self {
         let count = self.buffers().count();
         {
-            let mut s = lock(&self.state);
+            let mut s = lock(&self.slot);
             s.phase = Phase::Mapping;
             s.pending = count;
         }
         for buffer in self.buffers() {
-            let state = self.state.clone();
+            let slot = self.slot.clone();
             buffer.map_async(wgpu::MapMode::Read, .., move |result| {
-                let mut s = lock(&state);
+                let mut s = lock(&slot);
                 s.pending -= 1;
                 if let Err(e) = result {
                     s.error.get_or_insert(e.to_string());
                 }
                 if s.pending == 0 {
+                    slot.done.notify_all();
                     if let Some(waker) = s.waker.take() {
                         waker.wake();
                     }
@@ -138,7 +150,7 @@ impl FrameReadback {
 
     /// The segmentation if the GPU is done and the device was polled since; `None` while it is in flight.
     pub fn try_take(&mut self) -> Option<Result<Segmentation>> {
-        let mut s = lock(&self.state);
+        let mut s = lock(&self.slot);
         match s.phase {
             Phase::Recorded => {
                 return Some(Err(Error::Frame(
@@ -196,11 +208,30 @@ impl FrameReadback {
     /// may block (not a render loop, and not a browser).
     pub fn wait(mut self) -> Result<Segmentation> {
         self.gpu.wait()?;
-        self.try_take().unwrap_or_else(|| {
+        self.take_finished().unwrap_or_else(|| {
             Err(Error::Device(
                 "the readback did not complete after the device went idle".into(),
             ))
         })
+    }
+
+    /// [`Self::try_take`] for a frame whose submission the device has reported finished. Its map callbacks have
+    /// then run, or are about to run on another thread whose poll collected them (wgpu runs callbacks after its
+    /// poll returns from the device): wait for those, for at most [`CALLBACK_WAIT`].
+    pub(crate) fn take_finished(&mut self) -> Option<Result<Segmentation>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let deadline = std::time::Instant::now() + CALLBACK_WAIT;
+            let mut s = lock(&self.slot);
+            while s.phase == Phase::Mapping && s.pending > 0 {
+                let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                s = match self.slot.done.wait_timeout(s, left) {
+                    Ok((s, _)) => s,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+        }
+        self.try_take()
     }
 }
 
@@ -211,7 +242,7 @@ impl Future for FrameReadback {
         if let Some(result) = self.try_take() {
             return Poll::Ready(result);
         }
-        let mut s = lock(&self.state);
+        let mut s = lock(&self.slot);
         s.waker = Some(cx.waker().clone());
         // The last callback may have run between try_take and taking the lock.
         if s.pending == 0 {
@@ -421,16 +452,19 @@ impl Stream {
             let (buffer, offset, bytes) = plan.region(&sp.state, name).expect("a graph output");
             encoder.copy_buffer_to_buffer(buffer, offset, dest, 0, bytes);
         }
-        let state = Arc::new(Mutex::new(ReadState {
-            phase: Phase::Recorded,
-            pending: 0,
-            error: None,
-            waker: None,
-        }));
-        sp.last = Some(state.clone());
+        let slot = Arc::new(ReadSlot {
+            state: Mutex::new(ReadState {
+                phase: Phase::Recorded,
+                pending: 0,
+                error: None,
+                waker: None,
+            }),
+            done: Condvar::new(),
+        });
+        sp.last = Some(slot.clone());
         Ok(Some(FrameReadback {
             gpu,
-            state,
+            slot,
             classes: staging.classes.clone(),
             probabilities: match readback {
                 Readback::Classes => None,
