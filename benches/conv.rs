@@ -81,6 +81,9 @@ fn conv2d_cases() -> Vec<Case> {
         // UNet-like 3x3 convs for Winograd: 64 -> 64 at 128 x 128 and 256 -> 256 at 32 x 32
         case(1, 64, 128, conv(64, 64, 3, 1, 1, 1)),
         case(1, 256, 32, conv(256, 256, 3, 1, 1, 1)),
+        // ResNet-34 layer4 in a UNet at 512 x 512 (few tiles a pass), and that UNet's first decoder conv
+        case(1, 512, 16, conv(512, 512, 3, 1, 1, 1)),
+        case(1, 768, 32, conv(768, 256, 3, 1, 1, 1)),
         // ASPP at output stride 16 (DeepLabV3+ at 520): the split-K candidate
         case(1, 2048, 33, conv(2048, 256, 3, 1, 12, 1)),
         // ResNet stem, ASPP 1x1 branch, MobileNetV3 squeeze-excitation 1x1s on 1x1 maps
@@ -107,7 +110,7 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
-fn parse_path(text: &str, chosen: Path, c: &Case) -> Path {
+fn parse_path(text: &str, chosen: Path, c: &Case, parallelism: u64) -> Path {
     let tile = |s: &str| -> Option<(u32, u32)> {
         let (c, p) = s.split_once('x')?;
         Some((c.parse().ok()?, p.parse().ok()?))
@@ -131,7 +134,11 @@ fn parse_path(text: &str, chosen: Path, c: &Case) -> Path {
             None => {
                 let m = rest.parse().unwrap_or_else(|_| bad(text));
                 let tiles = winograd::tile_count(&c.conv, c.input, m).expect("a valid bench shape");
-                (rest, winograd::gemm_tile(c.conv.out_channels, tiles))
+                let m_side = rest.parse().unwrap_or_else(|_| bad(text));
+                (
+                    rest,
+                    winograd::gemm_tile(c.conv.out_channels, tiles, m_side, parallelism),
+                )
             }
         };
         return Path::Winograd {
@@ -302,7 +309,7 @@ fn conv_group(c: &mut Criterion, gpu: &Gpu, group_name: &str, cases: Vec<Case>, 
             if text.starts_with("wino") && !winograd::applies(&case.conv) {
                 continue;
             }
-            let path = parse_path(text, chosen, &case);
+            let path = parse_path(text, chosen, &case, gpu.parallelism());
             let id = format!("{name}/{}", path_name(path));
             if bound.iter().all(|(done, _)| *done != id) {
                 bound.push((id, prepare(gpu, &case, path)));

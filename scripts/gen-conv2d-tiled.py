@@ -191,16 +191,23 @@ def entry(c, px, split=False, rows=False, half=False):
         a(f"    let x0 = (t % xb) * {px}u;")
         a("    let q0 = row * p.w_out + x0;")
     else:
-        a(f"    let q0 = {block} * {64 * px}u + lid.x;")
+        # Full blocks stride a thread's pixels by 64; the last, partial block by just enough for its pixels, so its
+        # work goes to few threads (a 16 x 16 map's only block of 256 pixels for 8 per thread: 32 threads, not 64).
+        # A block past the end (rem wraps around) keeps 64 and stores nothing.
+        a(f"    let start = {block} * {64 * px}u;")
+        a("    let rem = total - start;")
+        a(f"    let s = select(64u, (rem + {px - 1}u) / {px}u, rem < {64 * px}u);")
+        a("    let q0 = start + lid.x;")
     a(f"    let cb = wid.x * {v}u;")
     for k in V:
         a(f"    let wb{k} = min(cb + {k}u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;")
     for j in J:
-        a(f"    let q{j} = q0 + {j if rows else 64 * j}u;" if j else "")
+        if j:
+            a(f"    let q{j} = q0 + {j}u;" if rows else f"    let q{j} = q0 + {j}u * s;")
         if rows:
             a(f"    let ok{j} = row < p.n * p.h_out && x0 + {j}u < p.w_out;")
         else:
-            a(f"    let ok{j} = q{j} < total;")
+            a(f"    let ok{j} = lid.x < s && q{j} < total;")
         a(f"    let r{j} = q{j} % hw;")
         a(f"    let base{j} = (q{j} / hw) * p.c_in * plane;")
         a(f"    let iy{j} = i32((r{j} / p.w_out) * p.stride_h) - i32(p.pad_top);")
@@ -318,8 +325,8 @@ WINOGRAD_HEADER = """\
 // winograd_gemm_t{C}x{P}: for each of the a positions xi (workgroup z), the product
 //   m[xi][co][t] = sum over ci of u[xi][co][ci] * v[xi][ci][t], register-tiled as the direct kernels are: C output
 //   channels (vec4 over the packed weights [a][ceil(c_out / 4)][c_in][4]) x P tiles per thread, the P tiles strided
-//   by the workgroup width so neighbouring threads read neighbouring values, and every thread of a workgroup reads
-//   the same weights.
+//   by the workgroup width so neighbouring threads read neighbouring values (in the last, partial block by just
+//   enough to cover it), and every thread of a workgroup reads the same weights.
 // winograd_output_f{m}: one thread per (output channel, tile of the pass): Y = A^T m A, then the epilogue for each of
 //   the tile's outputs inside the map.
 //
@@ -510,14 +517,21 @@ def winograd_gemm(c, px, half=False):
     e("\n@compute @workgroup_size(64)")
     e(f"fn winograd_gemm_t{c}x{px}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
     e("    let xi = wid.z;")
-    e(f"    let tb = wid.y * {64 * px}u + lid.x;")
+    # As in the direct kernels: a thread's tiles 64 apart, in the last, partial block just far enough apart to
+    # cover it.
+    e(f"    let start = wid.y * {64 * px}u;")
+    e("    let rem = p.tiles - start;")
+    e(f"    let s = select(64u, (rem + {px - 1}u) / {px}u, rem < {64 * px}u);")
+    e("    if lid.x >= s {")
+    e("        return;")
+    e("    }")
     e(f"    let cb = wid.x * {v}u;")
     e("    let vb = xi * p.c_in * p.tiles;")
     e("    let ub = xi * p.c_out4 * p.c_in;")
     for k in V:
         e(f"    let wb{k} = ub + min(cb + {k}u, p.c_out4 - 1u) * p.c_in;")
     for j in J:
-        e(f"    let t{j} = tb + {64 * j}u;")
+        e(f"    let t{j} = start + lid.x + {j}u * s;")
         e(f"    let ok{j} = t{j} < p.tiles;")
         # Past the last tile: read a valid element and never store the result.
         e(f"    let i{j} = vb + select(0u, t{j}, ok{j});")

@@ -11,8 +11,8 @@
 // winograd_gemm_t{C}x{P}: for each of the a positions xi (workgroup z), the product
 //   m[xi][co][t] = sum over ci of u[xi][co][ci] * v[xi][ci][t], register-tiled as the direct kernels are: C output
 //   channels (vec4 over the packed weights [a][ceil(c_out / 4)][c_in][4]) x P tiles per thread, the P tiles strided
-//   by the workgroup width so neighbouring threads read neighbouring values, and every thread of a workgroup reads
-//   the same weights.
+//   by the workgroup width so neighbouring threads read neighbouring values (in the last, partial block by just
+//   enough to cover it), and every thread of a workgroup reads the same weights.
 // winograd_output_f{m}: one thread per (output channel, tile of the pass): Y = A^T m A, then the epilogue for each of
 //   the tile's outputs inside the map.
 //
@@ -51,12 +51,17 @@ const CHUNK: u32 = 16u;
 @compute @workgroup_size(64)
 fn winograd_gemm_t4x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 64u + lid.x;
+    let start = wid.y * 64u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 0u) / 1u, rem < 64u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 1u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
     var a0_0 = vec4<f32>(0.0);
@@ -94,15 +99,20 @@ fn winograd_gemm_t4x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t4x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 128u + lid.x;
+    let start = wid.y * 128u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 1u) / 2u, rem < 128u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 1u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
     var a0_0 = vec4<f32>(0.0);
@@ -149,21 +159,26 @@ fn winograd_gemm_t4x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 256u + lid.x;
+    let start = wid.y * 256u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 3u) / 4u, rem < 256u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 1u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
-    let t2 = tb + 128u;
+    let t2 = start + lid.x + 2u * s;
     let ok2 = t2 < p.tiles;
     let i2 = vb + select(0u, t2, ok2);
-    let t3 = tb + 192u;
+    let t3 = start + lid.x + 3u * s;
     let ok3 = t3 < p.tiles;
     let i3 = vb + select(0u, t3, ok3);
     var a0_0 = vec4<f32>(0.0);
@@ -228,33 +243,38 @@ fn winograd_gemm_t4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 512u + lid.x;
+    let start = wid.y * 512u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 7u) / 8u, rem < 512u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 1u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
-    let t2 = tb + 128u;
+    let t2 = start + lid.x + 2u * s;
     let ok2 = t2 < p.tiles;
     let i2 = vb + select(0u, t2, ok2);
-    let t3 = tb + 192u;
+    let t3 = start + lid.x + 3u * s;
     let ok3 = t3 < p.tiles;
     let i3 = vb + select(0u, t3, ok3);
-    let t4 = tb + 256u;
+    let t4 = start + lid.x + 4u * s;
     let ok4 = t4 < p.tiles;
     let i4 = vb + select(0u, t4, ok4);
-    let t5 = tb + 320u;
+    let t5 = start + lid.x + 5u * s;
     let ok5 = t5 < p.tiles;
     let i5 = vb + select(0u, t5, ok5);
-    let t6 = tb + 384u;
+    let t6 = start + lid.x + 6u * s;
     let ok6 = t6 < p.tiles;
     let i6 = vb + select(0u, t6, ok6);
-    let t7 = tb + 448u;
+    let t7 = start + lid.x + 7u * s;
     let ok7 = t7 < p.tiles;
     let i7 = vb + select(0u, t7, ok7);
     var a0_0 = vec4<f32>(0.0);
@@ -355,13 +375,18 @@ fn winograd_gemm_t4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t8x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 64u + lid.x;
+    let start = wid.y * 64u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 0u) / 1u, rem < 64u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 2u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
     let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
     var a0_0 = vec4<f32>(0.0);
@@ -420,16 +445,21 @@ fn winograd_gemm_t8x1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t8x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 128u + lid.x;
+    let start = wid.y * 128u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 1u) / 2u, rem < 128u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 2u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
     let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
     var a0_0 = vec4<f32>(0.0);
@@ -505,22 +535,27 @@ fn winograd_gemm_t8x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 256u + lid.x;
+    let start = wid.y * 256u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 3u) / 4u, rem < 256u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 2u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
     let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
-    let t2 = tb + 128u;
+    let t2 = start + lid.x + 2u * s;
     let ok2 = t2 < p.tiles;
     let i2 = vb + select(0u, t2, ok2);
-    let t3 = tb + 192u;
+    let t3 = start + lid.x + 3u * s;
     let ok3 = t3 < p.tiles;
     let i3 = vb + select(0u, t3, ok3);
     var a0_0 = vec4<f32>(0.0);
@@ -630,34 +665,39 @@ fn winograd_gemm_t8x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 @compute @workgroup_size(64)
 fn winograd_gemm_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let xi = wid.z;
-    let tb = wid.y * 512u + lid.x;
+    let start = wid.y * 512u;
+    let rem = p.tiles - start;
+    let s = select(64u, (rem + 7u) / 8u, rem < 512u);
+    if lid.x >= s {
+        return;
+    }
     let cb = wid.x * 2u;
     let vb = xi * p.c_in * p.tiles;
     let ub = xi * p.c_out4 * p.c_in;
     let wb0 = ub + min(cb + 0u, p.c_out4 - 1u) * p.c_in;
     let wb1 = ub + min(cb + 1u, p.c_out4 - 1u) * p.c_in;
-    let t0 = tb + 0u;
+    let t0 = start + lid.x + 0u * s;
     let ok0 = t0 < p.tiles;
     let i0 = vb + select(0u, t0, ok0);
-    let t1 = tb + 64u;
+    let t1 = start + lid.x + 1u * s;
     let ok1 = t1 < p.tiles;
     let i1 = vb + select(0u, t1, ok1);
-    let t2 = tb + 128u;
+    let t2 = start + lid.x + 2u * s;
     let ok2 = t2 < p.tiles;
     let i2 = vb + select(0u, t2, ok2);
-    let t3 = tb + 192u;
+    let t3 = start + lid.x + 3u * s;
     let ok3 = t3 < p.tiles;
     let i3 = vb + select(0u, t3, ok3);
-    let t4 = tb + 256u;
+    let t4 = start + lid.x + 4u * s;
     let ok4 = t4 < p.tiles;
     let i4 = vb + select(0u, t4, ok4);
-    let t5 = tb + 320u;
+    let t5 = start + lid.x + 5u * s;
     let ok5 = t5 < p.tiles;
     let i5 = vb + select(0u, t5, ok5);
-    let t6 = tb + 384u;
+    let t6 = start + lid.x + 6u * s;
     let ok6 = t6 < p.tiles;
     let i6 = vb + select(0u, t6, ok6);
-    let t7 = tb + 448u;
+    let t7 = start + lid.x + 7u * s;
     let ok7 = t7 < p.tiles;
     let i7 = vb + select(0u, t7, ok7);
     var a0_0 = vec4<f32>(0.0);

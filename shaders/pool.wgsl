@@ -63,8 +63,10 @@ struct Taps {
 fn max_taps(o: u32, stride: u32, pad: u32, k: u32, dil: u32, len: u32) -> Taps {
     var start = i32(o * stride) - i32(pad);
     let end = min(start + i32((k - 1u) * dil + 1u), i32(len));
-    while start < 0 {
-        start += i32(dil);
+    if start < 0 {
+        // Whole dilations forward, as many as leave the padding (a loop would depend on dil > 0 to end).
+        let d = i32(max(dil, 1u));
+        start += ((d - 1 - start) / d) * d;
     }
     return Taps(start, end);
 }

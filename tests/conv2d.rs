@@ -401,7 +401,12 @@ fn conv2d_choose_should_split_only_underfilled_long_reductions() {
     // Short reductions stay tiled however small the output: 16 input channels x 3 x 3 taps.
     let short = conv(16, 256, 3, 1, 1, 1, 1);
     assert!(matches!(
-        conv2d::choose(&short, Shape::new(1, 16, 9, 9), gpu_like),
+        conv2d::choose_with(
+            &short,
+            Shape::new(1, 16, 9, 9),
+            gpu_like,
+            conv2d::WinogradPolicy::Never
+        ),
         Path::Tiled { .. }
     ));
     // A large output fills the device by itself: UNet's 64 -> 64 at 256 x 256 (Winograd where it may run).

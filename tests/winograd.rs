@@ -255,9 +255,10 @@ fn winograd_in_f16_should_match_reference_on_long_reductions() {
     check_long_reductions(Precision::F16);
 }
 
-/// Winograd is never chosen for strided, dilated, grouped or non-3x3 convs, even when forced; Auto takes it for
-/// wide 3x3 convs on maps of at least 16 x 16 on any adapter, F(4x4) from 256 tiles, F(2x2) below; not on small maps
-/// or few channels; F(4x4) stays f32 math; scratch beyond the cap falls back to the direct kernels.
+/// Winograd is never chosen for strided, dilated, grouped or non-3x3 convs, even when forced; Auto takes F(4x4) for
+/// 3x3 convs of at least 16 channels on maps of at least 8 x 8 on any adapter, its product tile sized to the pass and
+/// the adapter; not on smaller maps or fewer channels; F(4x4) stays f32 math; scratch beyond the cap falls back to the
+/// direct kernels.
 #[test]
 fn winograd_should_be_chosen_only_where_it_applies_and_pays() {
     use WinogradPolicy::{Always, Auto, Never};
@@ -268,42 +269,36 @@ fn winograd_should_be_chosen_only_where_it_applies_and_pays() {
     let at = |c, s| Shape::new(1, c, s, s);
     let choose = conv2d::choose_with;
     for parallelism in [gpu_like, cpu_like] {
-        let big = choose(&unet, at(64, 128), parallelism, Auto);
-        assert!(
-            matches!(
-                big,
-                Path::Winograd {
-                    tile: 4,
-                    channels: 8,
-                    pixels: 8,
-                    ..
-                }
-            ),
-            "{big:?}"
-        );
-        assert_eq!(conv2d::choose(&unet, at(64, 128), parallelism), big);
-        assert!(!big.with_f16_math(true).f16_math());
-        // 64 tiles of 4 x 4 at 32 x 32: F(2x2), 256 tiles of 2 x 2, four per thread.
-        let small = choose(&unet, at(64, 32), parallelism, Auto);
-        assert!(
-            matches!(
-                small,
-                Path::Winograd {
-                    tile: 2,
-                    channels: 8,
-                    pixels: 4,
-                    ..
-                }
-            ),
-            "{small:?}"
-        );
-        assert!(small.with_f16_math(true).f16_math());
+        for side in [128, 32, 8] {
+            let path = choose(&unet, at(64, side), parallelism, Auto);
+            let chunk = winograd::Chunking::new(&unet, at(64, side), 4)
+                .unwrap()
+                .chunk;
+            let (channels, pixels) = winograd::gemm_tile(64, chunk, 4, parallelism);
+            let want = Path::Winograd {
+                tile: 4,
+                channels,
+                pixels,
+                f16_math: false,
+            };
+            assert_eq!(path, want, "{side} x {side} for {parallelism} threads");
+            assert_eq!(conv2d::choose(&unet, at(64, side), parallelism), path);
+            assert!(!path.with_f16_math(true).f16_math());
+        }
     }
+    // Product tiles: the most tiles per thread on a CPU adapter (8 from 64 tiles), fewer where a GPU needs threads,
+    // one where a pass has too few tiles for 8 threads of 2.
+    assert_eq!(winograd::gemm_tile(64, 64, 4, cpu_like), (8, 8));
+    assert_eq!(winograd::gemm_tile(64, 910, 4, gpu_like), (8, 4));
+    assert_eq!(winograd::gemm_tile(64, 64, 4, gpu_like), (8, 1));
+    assert_eq!(winograd::gemm_tile(64, 15, 4, cpu_like), (8, 1));
+    assert_eq!(winograd::gemm_tile(4, 64, 2, cpu_like), (4, 8));
+    assert!(wino(2, (8, 4), false).with_f16_math(true).f16_math());
     // Not on small maps, few channels; unless forced.
-    assert!(!is_wino(choose(&unet, at(64, 15), gpu_like, Auto)));
-    let narrow = conv(16, 64, 3, 1, 1, 1, 1);
-    assert!(!is_wino(choose(&narrow, at(16, 128), gpu_like, Auto)));
-    assert!(is_wino(choose(&narrow, at(16, 7), cpu_like, Always)));
+    assert!(!is_wino(choose(&unet, at(64, 7), gpu_like, Auto)));
+    let narrow = conv(12, 64, 3, 1, 1, 1, 1);
+    assert!(!is_wino(choose(&narrow, at(12, 128), gpu_like, Auto)));
+    assert!(is_wino(choose(&narrow, at(12, 7), cpu_like, Always)));
     assert!(!is_wino(choose(&unet, at(64, 128), gpu_like, Never)));
     // Never where it does not apply, even forced.
     let never = [
@@ -358,7 +353,11 @@ fn check_passes(precision: Precision) {
     for (tile, passes) in [(2, 3), (4, 2)] {
         let c = winograd::Chunking::new(&p, input, tile).unwrap();
         assert_eq!(c.passes(), passes, "F({tile}): {c:?}");
-        let path = wino(tile, winograd::gemm_tile(12, c.chunk), false);
+        let path = wino(
+            tile,
+            winograd::gemm_tile(12, c.chunk, tile, gpu.parallelism()),
+            false,
+        );
         let kernels =
             conv2d::conv2d_on(&gpu, "passes", &case.conv, input, path, precision).unwrap();
         let conv2d::Conv2dKernels::Winograd(w) = &kernels else {
@@ -434,9 +433,9 @@ fn winograd_should_refuse_what_it_cannot_compute() {
 #[test]
 fn plans_should_match_with_winograd_forced_on_and_off() {
     let gpu = gpu_or_skip!();
-    // unet_like's four 3x3 convs; one 512-channel conv in two passes.
+    // unet_like's four 3x3 convs; one 512-channel conv in two passes (121 tiles of 4 x 4, 113 a pass).
     check_plans(&gpu, &unet_like(7), Shape::new(1, 8, 19, 23), 4);
-    check_plans(&gpu, &wide(8), Shape::new(1, 512, 40, 40), 2);
+    check_plans(&gpu, &wide(8), Shape::new(1, 512, 44, 44), 2);
 }
 
 /// [`plans_should_match_with_winograd_forced_on_and_off`] for one model: `passes` Winograd passes in all when

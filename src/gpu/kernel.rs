@@ -447,11 +447,26 @@ impl Gpu {
         let module = self.scoped(
             || format!("compiling shaders/{}.wgsl ({precision})", shader.name),
             || {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source_for(precision).into()),
-                    })
+                // Every shader is ours (shaders/), not a caller's: naga's loop bounding, a counter and a branch
+                // added to every loop iteration against shaders that might never end, costs the inner loops of
+                // the depthwise, binary and conv kernels 2-16% on lavapipe (BENCHMARKS.md). Bounds and division
+                // checks stay.
+                let checks = wgpu::ShaderRuntimeChecks {
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: wgpu requires the shaders to have no infinite loops. Every loop in shaders/ counts a u32
+                // up to a bound from its uniforms (channels, taps, rows, passes), which the host validates against
+                // the device's buffer limits first, so no counter wraps past its bound.
+                unsafe {
+                    self.device.create_shader_module_trusted(
+                        wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.name),
+                            source: wgpu::ShaderSource::Wgsl(shader.source_for(precision).into()),
+                        },
+                        checks,
+                    )
+                }
             },
         )?;
         self.modules

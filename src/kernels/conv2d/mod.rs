@@ -289,12 +289,12 @@ pub fn set_conv_policy(policy: Option<ConvPolicy>) {
 }
 
 /// Input and output channels from which [`choose`] expects Winograd to pay: below, the products are too short and
-/// narrow for the transforms' extra memory traffic.
-pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// narrow for the transforms' extra memory traffic (on lavapipe 16 -> 16 on 128 x 128 ran about even).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// Output rows and columns from which [`choose`] expects Winograd to pay: smaller maps waste much of their partial
 /// edge tiles (and are small enough for the direct kernels).
-pub const WINOGRAD_MIN_SIDE: usize = 16;
+pub const WINOGRAD_MIN_SIDE: usize = 8;
 
 /// The most passes ([`winograd::Chunking`], 3 dispatches each) [`choose_with`] lets a Winograd conv take: 16, 128 MiB
 /// of transformed input in 8 MiB chunks (a 64-channel map of 700 x 700). Larger maps take the direct kernels.
@@ -344,11 +344,11 @@ pub fn choose_by_policy(
 /// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where it would take
 /// more than [`WINOGRAD_MAX_PASSES`] passes. Under [`WinogradPolicy::Auto`] it is taken for at least
 /// [`WINOGRAD_MIN_CHANNELS`] input and output channels on an output of at least [`WINOGRAD_MIN_SIDE`] rows and
-/// columns, where each pass has at least [`WINOGRAD_MIN_CHUNK`] tiles, on any adapter: it is what a GPU's FLOPs
-/// favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)), and on lavapipe it ran UNet- and ResNet-like 3x3
-/// convs 2.1-3.2x faster than the tiled kernel (BENCHMARKS.md). The tile is F(4x4, 3x3) where its passes have
-/// [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2), whose passes have 4x as many (on lavapipe, 256 -> 256 at 32 x 32, 64
-/// tiles of 4 x 4, ran F(2x2) 1.1-1.4x faster than F(4x4)). Both are within the f32 tolerance (README, Precision).
+/// columns, on any adapter: it is what a GPU's FLOPs favour (4x fewer multiplies with F(4x4), 2.25x with F(2x2)),
+/// and on lavapipe it ran UNet- and ResNet-like 3x3 convs 1.4-3.7x faster than the direct kernels, down to 512 ->
+/// 512 on 16 x 16 and 16 -> 16 on 512 x 512 (BENCHMARKS.md). The tile is F(4x4, 3x3): with product tiles sized to
+/// the pass ([`winograd::gemm_tile`]) it ran 1.1-1.9x faster than F(2x2) on lavapipe from 16 x 16 to 128 x 128 maps.
+/// Both are within the f32 tolerance (README, Precision).
 pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: WinogradPolicy) -> Path {
     let direct = choose_direct(p, input, parallelism);
     let dest = p.output_shape(input).unwrap_or(input);
@@ -359,8 +359,8 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
     let wino = match winograd {
         WinogradPolicy::Never => None,
         WinogradPolicy::Auto if !wide => None,
-        WinogradPolicy::Auto => winograd_path(p, input, false),
-        WinogradPolicy::Always => winograd_path(p, input, true),
+        WinogradPolicy::Auto => winograd_path(p, input, parallelism),
+        WinogradPolicy::Always => winograd_path(p, input, parallelism),
     };
     wino.unwrap_or(direct)
 }
@@ -414,7 +414,8 @@ pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
                 continue;
             };
             if chunking.passes() <= WINOGRAD_MAX_PASSES {
-                let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk);
+                let (channels, pixels) =
+                    winograd::gemm_tile(p.out_channels, chunking.chunk, tile, parallelism);
                 offer(Path::Winograd {
                     tile,
                     channels,
@@ -438,32 +439,19 @@ pub fn candidates(p: &Conv2d, input: Shape, parallelism: u64) -> Vec<Path> {
     paths
 }
 
-/// Tiles per pass below which [`choose_with`] does not expect Winograd to pay: its products give each thread tiles
-/// 64 apart, 4 of them from 256 tiles; with 1 or 2 a thread loads as many values as it multiplies (8 output channels
-/// x 1 tile: 3 loads per 8 multiply-adds, where 8 x 8 has 10 per 64), which measured no faster than the tiled kernel
-/// on lavapipe (UNet's 1024 -> 512 at 32 x 32 in 4 passes of 64 tiles: 1.6x slower).
-pub const WINOGRAD_MIN_CHUNK: usize = 256;
-
-/// The Winograd path for `p` on `input`: F(4x4) if its passes have [`WINOGRAD_MIN_CHUNK`] tiles, else F(2x2) if
-/// its do; with `any`, else F(2x2) anyway. `None` where Winograd does not apply or would take more than
-/// [`WINOGRAD_MAX_PASSES`] passes.
-fn winograd_path(p: &Conv2d, input: Shape, any: bool) -> Option<Path> {
+/// The Winograd path for `p` on `input`: F(4x4), if it applies in at most [`WINOGRAD_MAX_PASSES`] passes. F(2x2)
+/// is never the fallback: a pass holds 2.25x as many of its tiles, each a quarter of the output, so it always
+/// takes more passes. The tuner offers it ([`candidates`]).
+fn winograd_path(p: &Conv2d, input: Shape, parallelism: u64) -> Option<Path> {
     if !winograd::applies(p) {
         return None;
     }
-    let plans = [4, 2].map(|tile| (tile, winograd::Chunking::new(p, input, tile).ok()));
-    let usable = |c: &winograd::Chunking| c.passes() <= WINOGRAD_MAX_PASSES;
-    let (tile, chunking) = plans
-        .iter()
-        .find_map(|&(t, c)| {
-            c.filter(|c| usable(c) && c.chunk >= WINOGRAD_MIN_CHUNK)
-                .map(|c| (t, c))
-        })
-        .or_else(|| match any {
-            true => plans[1].1.filter(usable).map(|c| (2, c)),
-            false => None,
-        })?;
-    let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk);
+    let tile = 4;
+    let chunking = winograd::Chunking::new(p, input, tile).ok()?;
+    if chunking.passes() > WINOGRAD_MAX_PASSES {
+        return None;
+    }
+    let (channels, pixels) = winograd::gemm_tile(p.out_channels, chunking.chunk, tile, parallelism);
     Some(Path::Winograd {
         tile,
         channels,

@@ -28,7 +28,7 @@ use crate::tensor::Shape;
 pub const TILE_SIDES: [u32; 2] = [2, 4];
 
 /// Product tiles compiled, as `(channels, tiles)` per thread: a thread's tiles are 64 apart (neighbouring threads
-/// read neighbouring tiles), so small maps need few per thread (a 32 x 32 output has 64 tiles of 4 x 4).
+/// read neighbouring tiles), and in a pass's last block of `64 * tiles` just far enough apart to cover it.
 pub const TILES: [(u32, u32); 8] = [
     (4, 1),
     (4, 2),
@@ -40,16 +40,22 @@ pub const TILES: [(u32, u32); 8] = [
     (8, 8),
 ];
 
-/// The product tile for `c_out` output channels over `tiles` tiles per position: as many tiles per thread as fill
-/// the thread's 64-apart slots (8 from 512 tiles, 4 from 256, 2 from 128, else 1), 8 output channels unless there
-/// are at most 4.
-pub fn gemm_tile(c_out: usize, tiles: usize) -> (u32, u32) {
+/// The product tile of F(`m` x `m`, 3x3) for `c_out` output channels over `tiles` tiles per pass on an adapter
+/// running about `parallelism` threads at once: 8 output channels unless there are at most 4, and the most tiles
+/// per thread (8, 4, 2) that leaves at least 8 threads per position and block of output channels (8 tiles per
+/// thread from 64 tiles: a 32 x 32 output has 64 tiles of 4 x 4) and `parallelism` threads in all, else 1. Larger
+/// tiles load each operand for more products; on lavapipe 8 x 8 ran 512 -> 512 on 16 x 16 in F(2x2) 2.5x faster
+/// than 8 x 1 with 8 times the threads (BENCHMARKS.md).
+pub fn gemm_tile(c_out: usize, tiles: usize, m: u32, parallelism: u64) -> (u32, u32) {
     let channels = if c_out > 4 { 8 } else { 4 };
+    let positions = (m as u64 + 2).pow(2);
+    let threads =
+        |px: u64| (c_out as u64).div_ceil(channels) * positions * (tiles as u64).div_ceil(px);
     let pixels = [8, 4, 2]
         .into_iter()
-        .find(|&px| tiles >= 64 * px as usize)
+        .find(|&px| tiles as u64 >= 8 * px && threads(px) >= parallelism)
         .unwrap_or(1);
-    (channels, pixels)
+    (channels as u32, pixels as u32)
 }
 
 /// Whether Winograd computes `p`: a 3x3 kernel, stride 1, dilation 1, groups 1 (any padding).
