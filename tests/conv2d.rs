@@ -168,10 +168,16 @@ fn check_paths(precision: Precision) {
         check_variants(&gpu, i, input, &base, &paths, precision);
     }
     // depthwise: widths not divisible by 4, stride and dilation, batch, a 7-wide window with stride 2 and
-    // dilation 2, a 3 x 5 window with uneven padding
+    // dilation 2, a 3 x 5 window with uneven padding; every specialised kernel (conv2d::depthwise: 3 and 5 with
+    // strides 1 and 2, and with dilation 2), on heights and widths not divisible by its 4 x 4 tile, padded or not
     let depthwise = [
         (Shape::new(2, 7, 11, 13), conv(7, 7, 3, 2, 1, 1, 7)),
         (Shape::new(1, 5, 10, 9), conv(5, 5, 5, 1, 4, 2, 5)),
+        (Shape::new(2, 6, 13, 11), conv(6, 6, 3, 1, 1, 1, 6)),
+        (Shape::new(1, 4, 6, 7), conv(4, 4, 3, 1, 0, 1, 4)),
+        (Shape::new(1, 5, 17, 9), conv(5, 5, 5, 2, 2, 1, 5)),
+        (Shape::new(1, 4, 9, 14), conv(4, 4, 5, 1, 2, 1, 4)),
+        (Shape::new(1, 3, 10, 7), conv(3, 3, 3, 1, 2, 2, 3)),
         (Shape::new(1, 3, 6, 5), conv(3, 3, 3, 1, 3, 3, 3)),
         (Shape::new(1, 4, 9, 23), conv(4, 4, 7, 2, 6, 2, 4)),
         (

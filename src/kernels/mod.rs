@@ -73,6 +73,7 @@ macro_rules! shader {
     };
 }
 
+pub(crate) const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise");
 pub(crate) const CONV2D_DIRECT: Shader = shader!("conv2d_direct");
 pub(crate) const CONV2D_SHARED: Shader = shader!("conv2d_shared");
 pub(crate) const CONV2D_SUBGROUP: Shader = shader!("conv2d_subgroup");
@@ -97,6 +98,7 @@ pub(crate) const SOFTMAX: Shader = shader!("softmax");
 
 /// Every shader program, for validation without a GPU.
 pub const SHADERS: &[Shader] = &[
+    CONV2D_DEPTHWISE,
     CONV2D_DIRECT,
     CONV2D_SHARED,
     CONV2D_SUBGROUP,

@@ -5,7 +5,7 @@
 use super::{slots, Target, TileGeometry};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, KernelSpec};
-use crate::kernels::CONV2D_DIRECT;
+use crate::kernels::{CONV2D_DEPTHWISE, CONV2D_DIRECT};
 use crate::ops::Conv2d;
 use crate::tensor::Shape;
 
@@ -16,7 +16,8 @@ struct Params {
     groups: u32,
 }
 
-/// The one-thread-per-output kernel, or with `depthwise` the 4-pixels-per-thread depthwise one (same parameters).
+/// The one-thread-per-output kernel, or with `depthwise` the depthwise one (same parameters): specialised for
+/// `p`'s kernel, stride and dilation where [`super::depthwise`] has it, else 4 pixels of a row per thread.
 pub(super) fn naive(
     gpu: &Gpu,
     label: &str,
@@ -33,6 +34,25 @@ pub(super) fn naive(
     };
     let weights: usize = p.weight_shape().iter().product();
     let (outputs, inputs) = slots(p, input, k, weights);
+    if let Some((entry, threads)) = depthwise
+        .then(|| super::depthwise::specialised(p, result))
+        .flatten()
+    {
+        return Kernel::new(
+            gpu,
+            KernelSpec {
+                label: format!("{label} (conv2d depthwise, {entry})"),
+                shader: CONV2D_DEPTHWISE,
+                precision: k.precision,
+                entry,
+                constants: &[],
+                uniforms: bytemuck::bytes_of(&params),
+                dispatch: Dispatch::Linear(threads),
+                outputs,
+                inputs,
+            },
+        );
+    }
     Kernel::new(
         gpu,
         KernelSpec {
