@@ -1,5 +1,5 @@
 // Elementwise ops over NCHW float tensors (`elem` in storage, f32 arithmetic), one thread per output element (binary:
-// per run of a row's elements):
+// per run of a row's elements; copy_channels: per run of a batch item's):
 // - binary: act(a op b) with NumPy broadcasting (each dim of a and b equals the output's or is 1),
 // - activation: a standalone activation,
 // - pointwise: an elementwise function with up to two f32 parameters (`Pointwise` on the host),
@@ -168,12 +168,19 @@ struct CopyParams {
 @compute @workgroup_size(WG)
 fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_id(wid, nwg, lid);
+    // One thread per run of RUN elements of a batch item, whose channels and positions are contiguous in both
+    // tensors: the division by the item's size once per run.
+    let t = linear_id(wid, nwg, lid);
     let per_batch = cp.c * cp.plane;
-    if i >= cp.n * per_batch {
+    let runs = (per_batch + RUN - 1u) / RUN;
+    if t >= cp.n * runs {
         return;
     }
-    let b = i / per_batch;
-    // Channel and position within the batch item are contiguous in both tensors.
-    copy_out[(b * cp.dest_c + cp.offset) * cp.plane + i % per_batch] = copy_in[i];
+    let b = t / runs;
+    let r0 = (t - b * runs) * RUN;
+    let src = b * per_batch + r0;
+    let dst = (b * cp.dest_c + cp.offset) * cp.plane + r0;
+    for (var k = 0u; k < RUN && r0 + k < per_batch; k++) {
+        copy_out[dst + k] = copy_in[src + k];
+    }
 }

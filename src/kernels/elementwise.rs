@@ -227,7 +227,9 @@ pub fn concat_part(
             entry: "copy_channels",
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Linear(input.numel() as u64),
+            dispatch: Dispatch::Linear(
+                (input.n * (input.numel() / input.n.max(1)).div_ceil(RUN)) as u64,
+            ),
             outputs: vec![Slot::floats("output", dest.numel(), precision)],
             inputs: vec![Slot::floats("input", input.numel(), precision)],
         },

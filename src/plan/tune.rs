@@ -387,13 +387,31 @@ fn read_cache(path: &FilePath) -> CacheFile {
     }
 }
 
-/// What tells adapters apart in the cache: a driver update may change which kernel is fastest.
+/// What tells adapters apart in the cache: a driver update may change which kernel is fastest, and so may a change
+/// to the conv kernels themselves (another atrous build), so the key ends with a fingerprint of their sources.
 fn adapter_key(gpu: &Gpu) -> String {
     let info = gpu.info();
     format!(
-        "{} [{:04x}:{:04x}] {:?}, driver {} {}",
-        info.name, info.vendor, info.device, info.backend, info.driver, info.driver_info
+        "{} [{:04x}:{:04x}] {:?}, driver {} {}, kernels {:016x}",
+        info.name,
+        info.vendor,
+        info.device,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        conv_kernels_fingerprint()
     )
+}
+
+/// FNV-1a over the sources of the conv shader programs (shaders/conv2d*.wgsl).
+fn conv_kernels_fingerprint() -> u64 {
+    crate::kernels::SHADERS
+        .iter()
+        .filter(|s| s.name.starts_with("conv2d"))
+        .flat_map(|s| s.source.bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 /// What a conv's time depends on: its parameters but the epilogue (bias, activation, residual and channel offset
