@@ -15,7 +15,7 @@ spelled out with scalar accumulators. Run from the repository root after editing
 import sys
 
 # (output channels per thread, output pixels per thread)
-TILES = [(4, 4), (8, 4), (4, 8), (8, 8)]
+TILES = [(4, 4), (8, 4), (4, 8), (8, 8), (16, 4)]
 # Tiles also generated with row-consecutive pixels (conv2d_r{C}x{P}).
 ROW_TILES = [(8, 4), (8, 8)]
 

@@ -805,3 +805,244 @@ fn conv2d_split_t8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         if ok7 { partial(wid.z, q7, co1w, a1_7.w); }
     }
 }
+
+@compute @workgroup_size(64)
+fn conv2d_split_t16x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let hw = p.h_out * p.w_out;
+    let total = p.n * hw;
+    let plane = p.h_in * p.w_in;
+    let start = wid.y * 256u;
+    let rem = total - start;
+    let s = select(64u, (rem + 3u) / 4u, rem < 256u);
+    let q0 = start + lid.x;
+    let cb = wid.x * 4u;
+    let wb0 = min(cb + 0u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let wb1 = min(cb + 1u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let wb2 = min(cb + 2u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let wb3 = min(cb + 3u, p.c_out4 - 1u) * p.k_h * p.k_w * p.c_in;
+    let ok0 = lid.x < s && q0 < total;
+    let r0 = q0 % hw;
+    let base0 = (q0 / hw) * p.c_in * plane;
+    let iy0 = i32((r0 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix0 = i32((r0 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q1 = q0 + 1u * s;
+    let ok1 = lid.x < s && q1 < total;
+    let r1 = q1 % hw;
+    let base1 = (q1 / hw) * p.c_in * plane;
+    let iy1 = i32((r1 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix1 = i32((r1 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q2 = q0 + 2u * s;
+    let ok2 = lid.x < s && q2 < total;
+    let r2 = q2 % hw;
+    let base2 = (q2 / hw) * p.c_in * plane;
+    let iy2 = i32((r2 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix2 = i32((r2 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    let q3 = q0 + 3u * s;
+    let ok3 = lid.x < s && q3 < total;
+    let r3 = q3 % hw;
+    let base3 = (q3 / hw) * p.c_in * plane;
+    let iy3 = i32((r3 / p.w_out) * p.stride_h) - i32(p.pad_top);
+    let ix3 = i32((r3 % p.w_out) * p.stride_w) - i32(p.pad_left);
+    var a0_0 = vec4<f32>(0.0);
+    var a0_1 = vec4<f32>(0.0);
+    var a0_2 = vec4<f32>(0.0);
+    var a0_3 = vec4<f32>(0.0);
+    var a1_0 = vec4<f32>(0.0);
+    var a1_1 = vec4<f32>(0.0);
+    var a1_2 = vec4<f32>(0.0);
+    var a1_3 = vec4<f32>(0.0);
+    var a2_0 = vec4<f32>(0.0);
+    var a2_1 = vec4<f32>(0.0);
+    var a2_2 = vec4<f32>(0.0);
+    var a2_3 = vec4<f32>(0.0);
+    var a3_0 = vec4<f32>(0.0);
+    var a3_1 = vec4<f32>(0.0);
+    var a3_2 = vec4<f32>(0.0);
+    var a3_3 = vec4<f32>(0.0);
+    let cs = wid.z * p.slice;
+    let ce = min(cs + p.slice, p.c_in);
+    for (var c0 = cs; c0 < ce; c0 += CHUNK) {
+    let c1 = min(c0 + CHUNK, ce);
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        let dy = i32(ky * p.dil_h);
+        let y0 = iy0 + dy;
+        let yok0 = ok0 && y0 >= 0 && y0 < i32(p.h_in);
+        let y1 = iy1 + dy;
+        let yok1 = ok1 && y1 >= 0 && y1 < i32(p.h_in);
+        let y2 = iy2 + dy;
+        let yok2 = ok2 && y2 >= 0 && y2 < i32(p.h_in);
+        let y3 = iy3 + dy;
+        let yok3 = ok3 && y3 >= 0 && y3 < i32(p.h_in);
+        if !(yok0 || yok1 || yok2 || yok3) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let dx = i32(kx * p.dil_w);
+            let x0 = ix0 + dx;
+            let m0 = yok0 && x0 >= 0 && x0 < i32(p.w_in);
+            let x1 = ix1 + dx;
+            let m1 = yok1 && x1 >= 0 && x1 < i32(p.w_in);
+            let x2 = ix2 + dx;
+            let m2 = yok2 && x2 >= 0 && x2 < i32(p.w_in);
+            let x3 = ix3 + dx;
+            let m3 = yok3 && x3 >= 0 && x3 < i32(p.w_in);
+            if !(m0 || m1 || m2 || m3) {
+                continue;
+            }
+            let i0 = select(0u, base0 + u32(y0) * p.w_in + u32(x0), m0);
+            let i1 = select(0u, base1 + u32(y1) * p.w_in + u32(x1), m1);
+            let i2 = select(0u, base2 + u32(y2) * p.w_in + u32(x2), m2);
+            let i3 = select(0u, base3 + u32(y3) * p.w_in + u32(x3), m3);
+            let tap = (ky * p.k_w + kx) * p.c_in;
+            var w0i = wb0 + tap + c0;
+            var w1i = wb1 + tap + c0;
+            var w2i = wb2 + tap + c0;
+            var w3i = wb3 + tap + c0;
+            var off = c0 * plane;
+            for (var ci = c0; ci < c1; ci++) {
+                let w0 = vec4<f32>(weight[w0i]);
+                w0i++;
+                let w1 = vec4<f32>(weight[w1i]);
+                w1i++;
+                let w2 = vec4<f32>(weight[w2i]);
+                w2i++;
+                let w3 = vec4<f32>(weight[w3i]);
+                w3i++;
+                let v0 = vec4<f32>(select(0.0, f32(input[i0 + off]), m0));
+                let v1 = vec4<f32>(select(0.0, f32(input[i1 + off]), m1));
+                let v2 = vec4<f32>(select(0.0, f32(input[i2 + off]), m2));
+                let v3 = vec4<f32>(select(0.0, f32(input[i3 + off]), m3));
+                a0_0 = fma(w0, v0, a0_0);
+                a1_0 = fma(w1, v0, a1_0);
+                a2_0 = fma(w2, v0, a2_0);
+                a3_0 = fma(w3, v0, a3_0);
+                a0_1 = fma(w0, v1, a0_1);
+                a1_1 = fma(w1, v1, a1_1);
+                a2_1 = fma(w2, v1, a2_1);
+                a3_1 = fma(w3, v1, a3_1);
+                a0_2 = fma(w0, v2, a0_2);
+                a1_2 = fma(w1, v2, a1_2);
+                a2_2 = fma(w2, v2, a2_2);
+                a3_2 = fma(w3, v2, a3_2);
+                a0_3 = fma(w0, v3, a0_3);
+                a1_3 = fma(w1, v3, a1_3);
+                a2_3 = fma(w2, v3, a2_3);
+                a3_3 = fma(w3, v3, a3_3);
+                off += plane;
+            }
+        }
+    }
+    }
+    let co0x = (cb + 0u) * 4u + 0u;
+    if co0x < p.c_out {
+        if ok0 { partial(wid.z, q0, co0x, a0_0.x); }
+        if ok1 { partial(wid.z, q1, co0x, a0_1.x); }
+        if ok2 { partial(wid.z, q2, co0x, a0_2.x); }
+        if ok3 { partial(wid.z, q3, co0x, a0_3.x); }
+    }
+    let co0y = (cb + 0u) * 4u + 1u;
+    if co0y < p.c_out {
+        if ok0 { partial(wid.z, q0, co0y, a0_0.y); }
+        if ok1 { partial(wid.z, q1, co0y, a0_1.y); }
+        if ok2 { partial(wid.z, q2, co0y, a0_2.y); }
+        if ok3 { partial(wid.z, q3, co0y, a0_3.y); }
+    }
+    let co0z = (cb + 0u) * 4u + 2u;
+    if co0z < p.c_out {
+        if ok0 { partial(wid.z, q0, co0z, a0_0.z); }
+        if ok1 { partial(wid.z, q1, co0z, a0_1.z); }
+        if ok2 { partial(wid.z, q2, co0z, a0_2.z); }
+        if ok3 { partial(wid.z, q3, co0z, a0_3.z); }
+    }
+    let co0w = (cb + 0u) * 4u + 3u;
+    if co0w < p.c_out {
+        if ok0 { partial(wid.z, q0, co0w, a0_0.w); }
+        if ok1 { partial(wid.z, q1, co0w, a0_1.w); }
+        if ok2 { partial(wid.z, q2, co0w, a0_2.w); }
+        if ok3 { partial(wid.z, q3, co0w, a0_3.w); }
+    }
+    let co1x = (cb + 1u) * 4u + 0u;
+    if co1x < p.c_out {
+        if ok0 { partial(wid.z, q0, co1x, a1_0.x); }
+        if ok1 { partial(wid.z, q1, co1x, a1_1.x); }
+        if ok2 { partial(wid.z, q2, co1x, a1_2.x); }
+        if ok3 { partial(wid.z, q3, co1x, a1_3.x); }
+    }
+    let co1y = (cb + 1u) * 4u + 1u;
+    if co1y < p.c_out {
+        if ok0 { partial(wid.z, q0, co1y, a1_0.y); }
+        if ok1 { partial(wid.z, q1, co1y, a1_1.y); }
+        if ok2 { partial(wid.z, q2, co1y, a1_2.y); }
+        if ok3 { partial(wid.z, q3, co1y, a1_3.y); }
+    }
+    let co1z = (cb + 1u) * 4u + 2u;
+    if co1z < p.c_out {
+        if ok0 { partial(wid.z, q0, co1z, a1_0.z); }
+        if ok1 { partial(wid.z, q1, co1z, a1_1.z); }
+        if ok2 { partial(wid.z, q2, co1z, a1_2.z); }
+        if ok3 { partial(wid.z, q3, co1z, a1_3.z); }
+    }
+    let co1w = (cb + 1u) * 4u + 3u;
+    if co1w < p.c_out {
+        if ok0 { partial(wid.z, q0, co1w, a1_0.w); }
+        if ok1 { partial(wid.z, q1, co1w, a1_1.w); }
+        if ok2 { partial(wid.z, q2, co1w, a1_2.w); }
+        if ok3 { partial(wid.z, q3, co1w, a1_3.w); }
+    }
+    let co2x = (cb + 2u) * 4u + 0u;
+    if co2x < p.c_out {
+        if ok0 { partial(wid.z, q0, co2x, a2_0.x); }
+        if ok1 { partial(wid.z, q1, co2x, a2_1.x); }
+        if ok2 { partial(wid.z, q2, co2x, a2_2.x); }
+        if ok3 { partial(wid.z, q3, co2x, a2_3.x); }
+    }
+    let co2y = (cb + 2u) * 4u + 1u;
+    if co2y < p.c_out {
+        if ok0 { partial(wid.z, q0, co2y, a2_0.y); }
+        if ok1 { partial(wid.z, q1, co2y, a2_1.y); }
+        if ok2 { partial(wid.z, q2, co2y, a2_2.y); }
+        if ok3 { partial(wid.z, q3, co2y, a2_3.y); }
+    }
+    let co2z = (cb + 2u) * 4u + 2u;
+    if co2z < p.c_out {
+        if ok0 { partial(wid.z, q0, co2z, a2_0.z); }
+        if ok1 { partial(wid.z, q1, co2z, a2_1.z); }
+        if ok2 { partial(wid.z, q2, co2z, a2_2.z); }
+        if ok3 { partial(wid.z, q3, co2z, a2_3.z); }
+    }
+    let co2w = (cb + 2u) * 4u + 3u;
+    if co2w < p.c_out {
+        if ok0 { partial(wid.z, q0, co2w, a2_0.w); }
+        if ok1 { partial(wid.z, q1, co2w, a2_1.w); }
+        if ok2 { partial(wid.z, q2, co2w, a2_2.w); }
+        if ok3 { partial(wid.z, q3, co2w, a2_3.w); }
+    }
+    let co3x = (cb + 3u) * 4u + 0u;
+    if co3x < p.c_out {
+        if ok0 { partial(wid.z, q0, co3x, a3_0.x); }
+        if ok1 { partial(wid.z, q1, co3x, a3_1.x); }
+        if ok2 { partial(wid.z, q2, co3x, a3_2.x); }
+        if ok3 { partial(wid.z, q3, co3x, a3_3.x); }
+    }
+    let co3y = (cb + 3u) * 4u + 1u;
+    if co3y < p.c_out {
+        if ok0 { partial(wid.z, q0, co3y, a3_0.y); }
+        if ok1 { partial(wid.z, q1, co3y, a3_1.y); }
+        if ok2 { partial(wid.z, q2, co3y, a3_2.y); }
+        if ok3 { partial(wid.z, q3, co3y, a3_3.y); }
+    }
+    let co3z = (cb + 3u) * 4u + 2u;
+    if co3z < p.c_out {
+        if ok0 { partial(wid.z, q0, co3z, a3_0.z); }
+        if ok1 { partial(wid.z, q1, co3z, a3_1.z); }
+        if ok2 { partial(wid.z, q2, co3z, a3_2.z); }
+        if ok3 { partial(wid.z, q3, co3z, a3_3.z); }
+    }
+    let co3w = (cb + 3u) * 4u + 3u;
+    if co3w < p.c_out {
+        if ok0 { partial(wid.z, q0, co3w, a3_0.w); }
+        if ok1 { partial(wid.z, q1, co3w, a3_1.w); }
+        if ok2 { partial(wid.z, q2, co3w, a3_2.w); }
+        if ok3 { partial(wid.z, q3, co3w, a3_3.w); }
+    }
+}

@@ -303,11 +303,21 @@ pub const WINOGRAD_MIN_SIDE: usize = 8;
 /// of transformed input in 8 MiB chunks (a 64-channel map of 700 x 700). Larger maps take the direct kernels.
 pub const WINOGRAD_MAX_PASSES: usize = 16;
 
-/// Register tile `(channels, pixels)` per thread for `channels` outputs over `pixels` positions: the largest that
-/// keeps at least 1024 threads, so small outputs still fill the device.
-fn tile_for(channels: u64, pixels: u64) -> (u32, u32) {
+/// Minimum reduction (input channels x taps) for [`tile_for`]'s 16 x 4 tile: on shorter ones (MobileNet's expand
+/// convs from 16-40 channels) it ran no faster than 8 x 8 on lavapipe.
+const WIDE_TILE_MIN_REDUCTION: u64 = 64;
+
+/// Register tile `(channels, pixels)` per thread for `channels` outputs over `pixels` positions with a reduction of
+/// `reduction` products each: the largest that keeps at least 1024 threads, so small outputs still fill the device.
+/// 16 x 4 before 8 x 8 where the reduction is long: both hold 64 accumulators, but 16 x 4 loads 20 values a step
+/// for 64 products where 8 x 8 loads 16 of which 8 per-pixel (a gather on a CPU adapter, a scattered read on a
+/// GPU); on lavapipe it ran MobileNetV3's 1 x 1 convs on 33 x 33 maps 0.81-0.87x the time of 8 x 8
+/// (BENCHMARKS.md).
+fn tile_for(channels: u64, pixels: u64, reduction: u64) -> (u32, u32) {
     let threads = |c: u64, px: u64| channels.div_ceil(c) * pixels.div_ceil(px);
-    if channels > 4 && threads(8, 8) >= 1024 {
+    if channels >= 16 && reduction >= WIDE_TILE_MIN_REDUCTION && threads(16, 4) >= 1024 {
+        (16, 4)
+    } else if channels > 4 && threads(8, 8) >= 1024 {
         (8, 8)
     } else if threads(4, 8) >= 1024 {
         (4, 8)
@@ -475,7 +485,13 @@ fn choose_direct(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
     let pixels = (input.n * p.output_shape(input).map_or(0, |s| s.h * s.w)) as u64;
     let channels = p.out_channels as u64;
     // Keep enough threads to fill the device: shrink the tile on small outputs.
-    let (c, px) = tile_for(channels, pixels);
+    // Dilated convs keep to the tiles the row-consecutive kernel has (below), not 16 x 4.
+    let dilated = p.dilation.iter().any(|&d| d > 1);
+    let reduction = match dilated {
+        true => 0,
+        false => (p.in_channels * p.kernel[0] * p.kernel[1]) as u64,
+    };
+    let (c, px) = tile_for(channels, pixels, reduction);
     let threads = channels.div_ceil(c as u64) * pixels.div_ceil(px as u64);
     match split_k::splits(p, threads, parallelism) {
         Some(splits) => Path::SplitK {
@@ -486,13 +502,11 @@ fn choose_direct(p: &Conv2d, input: Shape, parallelism: u64) -> Path {
         },
         // Dilated convs (ASPP) have whole padding rows per tap: with a thread's pixels in one row, those taps are
         // skipped rather than computed on zeros (1.5x on lavapipe for ASPP d12 at 33 and 65, BENCHMARKS.md).
-        None if p.dilation.iter().any(|&d| d > 1) && ROW_TILES.contains(&(c, px)) => {
-            Path::TiledRows {
-                channels: c,
-                pixels: px,
-                f16_math: false,
-            }
-        }
+        None if dilated && ROW_TILES.contains(&(c, px)) => Path::TiledRows {
+            channels: c,
+            pixels: px,
+            f16_math: false,
+        },
         None => Path::Tiled {
             channels: c,
             pixels: px,

@@ -103,6 +103,7 @@ pub(super) fn split_k(
         (4, 4) => "conv2d_split_t4x4",
         (8, 4) => "conv2d_split_t8x4",
         (4, 8) => "conv2d_split_t4x8",
+        (16, 4) => "conv2d_split_t16x4",
         _ => "conv2d_split_t8x8",
     };
     let weights = p.out_channels.div_ceil(4) * 4 * p.weight_shape()[1..].iter().product::<usize>();

@@ -10,7 +10,7 @@ use crate::ops::Conv2d;
 use crate::tensor::Shape;
 
 /// Tile shapes compiled in shaders/conv2d_tiled.wgsl, as `(channels, pixels)` per thread.
-pub const TILES: [(u32, u32); 4] = [(4, 4), (8, 4), (4, 8), (8, 8)];
+pub const TILES: [(u32, u32); 5] = [(4, 4), (8, 4), (4, 8), (8, 8), (16, 4)];
 
 /// Tile shapes also compiled with row-consecutive pixels ([`Path::TiledRows`](super::Path::TiledRows)).
 pub const ROW_TILES: [(u32, u32); 2] = [(8, 4), (8, 8)];
@@ -53,6 +53,7 @@ pub(super) fn tiled(
         (_, 4, 4) => "conv2d_t4x4",
         (_, 8, 4) => "conv2d_t8x4",
         (_, 4, 8) => "conv2d_t4x8",
+        (_, 16, 4) => "conv2d_t16x4",
         _ => "conv2d_t8x8",
     };
     let weights = p.out_channels.div_ceil(4) * 4 * p.weight_shape()[1..].iter().product::<usize>();
