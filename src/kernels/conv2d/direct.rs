@@ -34,45 +34,33 @@ pub(super) fn naive(
     };
     let weights: usize = p.weight_shape().iter().product();
     let (outputs, inputs) = slots(p, input, k, weights);
-    if let Some((entry, threads)) = depthwise
+    let specialised = depthwise
         .then(|| super::depthwise::specialised(p, result))
-        .flatten()
-    {
-        return Kernel::new(
-            gpu,
-            KernelSpec {
-                label: format!("{label} (conv2d depthwise, {entry})"),
-                shader: CONV2D_DEPTHWISE,
-                precision: k.precision,
-                entry,
-                constants: &[],
-                uniforms: bytemuck::bytes_of(&params),
-                dispatch: Dispatch::Linear(threads),
-                outputs,
-                inputs,
-            },
-        );
-    }
+        .flatten();
+    let (shader, entry, threads, kind) = match (specialised, depthwise) {
+        (Some((entry, threads)), _) => (CONV2D_DEPTHWISE, entry, threads, " depthwise, "),
+        (None, true) => {
+            let threads = result.numel() / result.w * result.w.div_ceil(4);
+            (
+                CONV2D_DIRECT,
+                "conv2d_depthwise",
+                threads as u64,
+                " depthwise",
+            )
+        }
+        (None, false) => (CONV2D_DIRECT, "conv2d", result.numel() as u64, ""),
+    };
+    let named = if specialised.is_some() { entry } else { "" };
     Kernel::new(
         gpu,
         KernelSpec {
-            label: format!(
-                "{label} (conv2d{})",
-                if depthwise { " depthwise" } else { "" }
-            ),
-            shader: CONV2D_DIRECT,
+            label: format!("{label} (conv2d{kind}{named})"),
+            shader,
             precision: k.precision,
-            entry: if depthwise {
-                "conv2d_depthwise"
-            } else {
-                "conv2d"
-            },
+            entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Linear(match depthwise {
-                true => (result.numel() / result.w * result.w.div_ceil(4)) as u64,
-                false => result.numel() as u64,
-            }),
+            dispatch: Dispatch::Linear(threads),
             outputs,
             inputs,
         },
