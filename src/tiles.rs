@@ -760,13 +760,14 @@ struct Blend<'a> {
     total: usize,
 }
 
-impl Blend<'_> {
-    fn send(&self, rows: Rows) -> Result<()> {
-        self.rows
-            .send(rows)
-            .map_err(|_| Error::Frame("the output writer stopped".into()))
-    }
+/// Hands finished rows to the writer thread.
+fn send(writer: &SyncSender<Rows>, rows: Rows) -> Result<()> {
+    writer
+        .send(rows)
+        .map_err(|_| Error::Frame("the output writer stopped".into()))
+}
 
+impl Blend<'_> {
     /// Blends one window's readback, in run order.
     fn add(&mut self, read: Read, mut readback: FrameReadback) -> Result<()> {
         let result = readback.take_finished().unwrap_or_else(|| {
@@ -805,10 +806,8 @@ impl Blend<'_> {
         let (_, blender) = self.blender.as_mut().expect("a strip's band");
         // Rows above this window are finished: no later window of the strip reaches them.
         if y > blender.y0 {
-            let finished = blender.finish(y);
-            self.send(finished)?;
+            send(self.rows, blender.finish(y))?;
         }
-        let (_, blender) = self.blender.as_mut().expect("a strip's band");
         blender.add(x, y, &read.window, &probs, &self.wx[column], &self.wy[row]);
         self.done += 1;
         Ok(())
@@ -817,8 +816,7 @@ impl Blend<'_> {
     /// Finishes the current strip's remaining rows.
     fn finish(&mut self) -> Result<()> {
         if let Some((_, mut blender)) = self.blender.take() {
-            let finished = blender.finish(self.grid.height);
-            self.send(finished)?;
+            send(self.rows, blender.finish(self.grid.height))?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@
 
 use super::lower::Context;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Precision};
+use crate::gpu::{BoundKernel, Gpu, Precision};
 use crate::kernels::conv2d::{self, Path};
 use crate::ops::Conv2d;
 use crate::tensor::Shape;
@@ -101,6 +101,13 @@ pub struct ConvChoice {
     pub key: String,
     pub path: Path,
     pub source: ChoiceSource,
+}
+
+/// A candidate's kernels bound to buffers of their own, built once for every time it is timed.
+struct Prepared {
+    bound: Vec<BoundKernel>,
+    /// The buffers the kernels are bound to, kept as long as they are.
+    _buffers: Vec<wgpu::Buffer>,
 }
 
 /// One cached choice.
@@ -228,9 +235,11 @@ impl Tuner {
         let mut times: Vec<(Path, f64)> = Vec::new();
         for &path in &candidates {
             let fastest = times.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
-            let give_up = fastest * GIVE_UP;
-            if let Some(seconds) = self.time(cx, node, p, input, path, give_up)? {
-                times.push((path, seconds));
+            if let Some(prepared) = self.prepare(cx, node, p, input, path)? {
+                times.push((
+                    path,
+                    self.time(cx, node, path, &prepared, fastest * GIVE_UP)?,
+                ));
             }
         }
         if times.is_empty() {
@@ -249,12 +258,17 @@ impl Tuner {
         if let Some(h) = heuristic.filter(|h| !finalists.contains(h)) {
             finalists.push(h);
         }
+        // Each finalist's kernels and buffers are built once for all rounds (they built in the first pass).
+        let mut prepared = Vec::with_capacity(finalists.len());
+        for &i in &finalists {
+            if let Some(bound) = self.prepare(cx, node, p, input, times[i].0)? {
+                prepared.push((i, bound));
+            }
+        }
         for _ in 0..RECHECK_ROUNDS {
-            for &i in &finalists {
-                let path = times[i].0;
-                if let Some(seconds) = self.time(cx, node, p, input, path, f64::INFINITY)? {
-                    times[i].1 = times[i].1.min(seconds);
-                }
+            for (i, bound) in &prepared {
+                let seconds = self.time(cx, node, times[*i].0, bound, f64::INFINITY)?;
+                times[*i].1 = times[*i].1.min(seconds);
             }
         }
         let fastest = finalists
@@ -284,17 +298,16 @@ impl Tuner {
         Ok(choice(best, ChoiceSource::Measured(times)))
     }
 
-    /// Seconds per run of `path` for `p` on `input`, on buffers of their own (their contents do not change the
-    /// time); `None` if the kernels do not build here.
-    fn time(
+    /// The kernels of `path` for `p` on `input`, bound to buffers of their own (their contents do not change the
+    /// time); `None` if they do not build here.
+    fn prepare(
         &self,
         cx: &Context<'_>,
         node: &str,
         p: &Conv2d,
         input: Shape,
         path: Path,
-        give_up: f64,
-    ) -> Result<Option<f64>> {
+    ) -> Result<Option<Prepared>> {
         let gpu = cx.gpu;
         let Ok(kernels) = conv2d::conv2d_on(gpu, node, p, input, path, cx.precision) else {
             return Ok(None);
@@ -305,13 +318,13 @@ impl Tuner {
             .iter()
             .map(|&bytes| gpu.storage_buffer(&label, bytes))
             .collect::<Result<Vec<_>>>()?;
-        let scratch = kernels
+        let scratch_buffers = kernels
             .scratch_bytes()
             .iter()
             .map(|&bytes| gpu.storage_buffer(&label, bytes.max(4)))
             .collect::<Result<Vec<_>>>()?;
         let binding = |i: usize| buffers[i].as_entire_buffer_binding();
-        let scratch: Vec<_> = scratch
+        let scratch: Vec<_> = scratch_buffers
             .iter()
             .map(|b| b.as_entire_buffer_binding())
             .collect();
@@ -321,15 +334,28 @@ impl Tuner {
             [binding(1), binding(2), binding(3), binding(4)],
             &scratch,
         )?;
-        let refs: Vec<_> = bound.iter().collect();
+        Ok(Some(Prepared {
+            bound,
+            _buffers: buffers.into_iter().chain(scratch_buffers).collect(),
+        }))
+    }
+
+    /// Seconds per run of the prepared kernels of `path` ([`Tuner::prepare`]), by the clock.
+    fn time(
+        &self,
+        cx: &Context<'_>,
+        node: &str,
+        path: Path,
+        prepared: &Prepared,
+        give_up: f64,
+    ) -> Result<f64> {
+        let refs: Vec<_> = prepared.bound.iter().collect();
         *self.measured.lock().expect("tuner poisoned") += 1;
-        let mut run = || gpu.run(&refs);
-        let seconds = self
-            .clock
+        let mut run = || cx.gpu.run(&refs);
+        self.clock
             .lock()
             .expect("tuner poisoned")
-            .time(node, path, give_up, &mut run)?;
-        Ok(Some(seconds))
+            .time(node, path, give_up, &mut run)
     }
 
     /// Writes the cache: the file as it is now on disk (another process may have added to it) with this tuner's

@@ -34,33 +34,40 @@ pub(super) fn naive(
     };
     let weights: usize = p.weight_shape().iter().product();
     let (outputs, inputs) = slots(p, input, k, weights);
-    let specialised = depthwise
-        .then(|| super::depthwise::specialised(p, result))
-        .flatten();
-    let (shader, entry, threads, kind) = match (specialised, depthwise) {
-        (Some((entry, threads)), _) => (CONV2D_DEPTHWISE, entry, threads, " depthwise, "),
-        (None, true) => {
-            let threads = result.numel() / result.w * result.w.div_ceil(4);
-            (
-                CONV2D_DIRECT,
-                "conv2d_depthwise",
-                threads as u64,
-                " depthwise",
-            )
-        }
-        (None, false) => (CONV2D_DIRECT, "conv2d", result.numel() as u64, ""),
+    let (shader, entry, threads, kind) = match depthwise {
+        false => (CONV2D_DIRECT, "conv2d", result.numel(), String::new()),
+        true => match super::depthwise::specialised(p) {
+            Some((entry, rows, columns)) => {
+                let tiles = result.h.div_ceil(rows) * result.w.div_ceil(columns);
+                let threads = result.n * result.c * tiles;
+                (
+                    CONV2D_DEPTHWISE,
+                    entry,
+                    threads,
+                    format!(" depthwise, {entry}"),
+                )
+            }
+            None => {
+                let threads = result.numel() / result.w * result.w.div_ceil(4);
+                (
+                    CONV2D_DIRECT,
+                    "conv2d_depthwise",
+                    threads,
+                    " depthwise".into(),
+                )
+            }
+        },
     };
-    let named = if specialised.is_some() { entry } else { "" };
     Kernel::new(
         gpu,
         KernelSpec {
-            label: format!("{label} (conv2d{kind}{named})"),
+            label: format!("{label} (conv2d{kind})"),
             shader,
             precision: k.precision,
             entry,
             constants: &[],
             uniforms: bytemuck::bytes_of(&params),
-            dispatch: Dispatch::Linear(threads),
+            dispatch: Dispatch::Linear(threads as u64),
             outputs,
             inputs,
         },

@@ -222,35 +222,41 @@ pub enum WinogradPolicy {
     Never,
 }
 
-/// The process-wide override of [`winograd_policy`]: 0 none, else 1 + the policy's index.
+impl WinogradPolicy {
+    const ALL: [WinogradPolicy; 3] = [Self::Auto, Self::Always, Self::Never];
+}
+
+/// The process-wide override of [`winograd_policy`] ([`overridden`]).
 static WINOGRAD_OVERRIDE: AtomicU8 = AtomicU8::new(0);
+
+/// A policy set in code, kept in `cell` as 0 (none) or 1 + its index in `all`.
+fn overridden<P: Copy>(cell: &AtomicU8, all: &[P]) -> Option<P> {
+    let code = cell.load(Ordering::Relaxed) as usize;
+    code.checked_sub(1).and_then(|i| all.get(i)).copied()
+}
+
+/// Sets (or with `None` clears) the policy [`overridden`] reads from `cell`.
+fn set_overridden<P: PartialEq>(cell: &AtomicU8, all: &[P], policy: Option<P>) {
+    let code = policy.map_or(0, |p| 1 + all.iter().position(|q| *q == p).unwrap_or(0));
+    cell.store(code as u8, Ordering::Relaxed);
+}
 
 /// The policy plans compile with: the one [`set_winograd_policy`] set, else `ATROUS_WINOGRAD` (`on`: always, `off`:
 /// never, `auto` or anything else: auto), else [`WinogradPolicy::Auto`]. Read when a plan is compiled.
 pub fn winograd_policy() -> WinogradPolicy {
-    match WINOGRAD_OVERRIDE.load(Ordering::Relaxed) {
-        1 => return WinogradPolicy::Auto,
-        2 => return WinogradPolicy::Always,
-        3 => return WinogradPolicy::Never,
-        _ => {}
-    }
-    match std::env::var("ATROUS_WINOGRAD").as_deref() {
-        Ok("on") => WinogradPolicy::Always,
-        Ok("off") => WinogradPolicy::Never,
-        _ => WinogradPolicy::Auto,
-    }
+    overridden(&WINOGRAD_OVERRIDE, &WinogradPolicy::ALL).unwrap_or_else(|| {
+        match std::env::var("ATROUS_WINOGRAD").as_deref() {
+            Ok("on") => WinogradPolicy::Always,
+            Ok("off") => WinogradPolicy::Never,
+            _ => WinogradPolicy::Auto,
+        }
+    })
 }
 
 /// Overrides `ATROUS_WINOGRAD` for the plans this process compiles from now on (`None`: back to the environment),
 /// for tests and benchmarks that compare plans with and without Winograd.
 pub fn set_winograd_policy(policy: Option<WinogradPolicy>) {
-    let code = match policy {
-        None => 0,
-        Some(WinogradPolicy::Auto) => 1,
-        Some(WinogradPolicy::Always) => 2,
-        Some(WinogradPolicy::Never) => 3,
-    };
-    WINOGRAD_OVERRIDE.store(code, Ordering::Relaxed);
+    set_overridden(&WINOGRAD_OVERRIDE, &WinogradPolicy::ALL, policy);
 }
 
 /// Which kernel plans take for `groups == 1` convs ([`conv_policy`]).
@@ -263,32 +269,28 @@ pub enum ConvPolicy {
     Shared,
 }
 
-/// The process-wide override of [`conv_policy`]: 0 none, else 1 + the policy's index.
+impl ConvPolicy {
+    const ALL: [ConvPolicy; 2] = [Self::Auto, Self::Shared];
+}
+
+/// The process-wide override of [`conv_policy`] ([`overridden`]).
 static CONV_OVERRIDE: AtomicU8 = AtomicU8::new(0);
 
 /// The policy [`choose_by_policy`] applies: the one [`set_conv_policy`] set, else `ATROUS_CONV` (`shared`:
 /// [`ConvPolicy::Shared`], `auto` or anything else: auto), else [`ConvPolicy::Auto`]. Read when a path is chosen.
 pub fn conv_policy() -> ConvPolicy {
-    match CONV_OVERRIDE.load(Ordering::Relaxed) {
-        1 => return ConvPolicy::Auto,
-        2 => return ConvPolicy::Shared,
-        _ => {}
-    }
-    match std::env::var("ATROUS_CONV").as_deref() {
-        Ok("shared") => ConvPolicy::Shared,
-        _ => ConvPolicy::Auto,
-    }
+    overridden(&CONV_OVERRIDE, &ConvPolicy::ALL).unwrap_or_else(|| {
+        match std::env::var("ATROUS_CONV").as_deref() {
+            Ok("shared") => ConvPolicy::Shared,
+            _ => ConvPolicy::Auto,
+        }
+    })
 }
 
 /// Overrides `ATROUS_CONV` for the paths this process chooses from now on (`None`: back to the environment), for
 /// tests and benchmarks.
 pub fn set_conv_policy(policy: Option<ConvPolicy>) {
-    let code = match policy {
-        None => 0,
-        Some(ConvPolicy::Auto) => 1,
-        Some(ConvPolicy::Shared) => 2,
-    };
-    CONV_OVERRIDE.store(code, Ordering::Relaxed);
+    set_overridden(&CONV_OVERRIDE, &ConvPolicy::ALL, policy);
 }
 
 /// Input and output channels from which [`choose`] expects Winograd to pay: below, the products are too short and
@@ -372,8 +374,7 @@ pub fn choose_with(p: &Conv2d, input: Shape, parallelism: u64, winograd: Winogra
     let wino = match winograd {
         WinogradPolicy::Never => None,
         WinogradPolicy::Auto if !wide => None,
-        WinogradPolicy::Auto => winograd_path(p, input, parallelism),
-        WinogradPolicy::Always => winograd_path(p, input, parallelism),
+        WinogradPolicy::Auto | WinogradPolicy::Always => winograd_path(p, input, parallelism),
     };
     wino.unwrap_or(direct)
 }
