@@ -13,7 +13,18 @@ can check every value it reads without a sidecar file:
 
 With --nodata V, every band of pixel (x, y) holds V where x < 2 or h(x, y) % 13 == 0 (a scene border and
 scattered holes). "--pattern fields" writes smooth random fields plus noise instead (not reproducible by formula;
-for looking at, and for large scenes). Rows are written in blocks, so a scene of any size needs little memory.
+for looking at, and for large scenes).
+
+"--pattern parcels" (u16 only) is land cover that a segmentation network can tell apart, also reproducible by
+formula (tests/tiles.rs mirrors it): slanted parcels about 80 pixels across, each one of five covers (water,
+forest, crop, bare soil, built-up) with its own per-band reflectance (x 10,000, as Sentinel-2 stores it), a
+per-parcel brightness shift and per-pixel noise:
+
+    parcel(x, y)  = ((x + y // 3) // 83, (y + x // 5) // 71)   = (px, py)
+    cover         = (h(px, py) >> 7) % 5        shift = (h(px, py) >> 11) % 400
+    value(b)      = LEVELS[cover][b] + shift + (h(x, y) ^ (b * 83492791)) % 301
+
+Rows are written in blocks, so a scene of any size needs little memory.
 
 The CRS is EPSG:32633 (WGS 84 / UTM 33N) by default, the geotransform a north-up grid of --res metres whose top
 left corner is (--origin-x, --origin-y).
@@ -59,6 +70,28 @@ def formula(b, ys, xs, dtype):
     return raw.astype(np.complex64)
 
 
+# Per-band reflectance x 10,000 (blue, green, red, near infrared; further bands repeat them) of the parcels' covers.
+LEVELS = [[600, 500, 300, 150], [300, 500, 300, 3000], [500, 800, 600, 4000], [1200, 1400, 1700, 2200],
+          [1500, 1500, 1600, 1800]]
+
+
+def parcel_hash(ys, xs):
+    """The hash of each pixel's parcel, for the int64 pixel grids ys, xs."""
+    return hash_xy((xs + ys // 3) // 83, (ys + xs // 5) // 71)
+
+
+def parcel_cover(ys, xs):
+    """The "parcels" pattern's land cover (0..4, an index into LEVELS) of each pixel: its ground truth."""
+    return (parcel_hash(ys, xs) >> 7) % 5
+
+
+def parcels(b, ys, xs):
+    """The "parcels" pattern's values of band b (0-based) for the int64 pixel grids ys, xs."""
+    h = parcel_hash(ys, xs)
+    level = np.array([row[b % 4] for row in LEVELS], dtype=np.int64)[(h >> 7) % 5]
+    return level + (h >> 11) % 400 + (hash_xy(xs, ys) ^ (b * 83492791)) % 301
+
+
 def fields(b, ys, xs, dtype, rng):
     """Smooth fields (a few sines per band) plus noise, scaled into the type's range."""
     v = np.zeros(xs.shape, dtype=np.float64)
@@ -91,7 +124,7 @@ def main():
     p.add_argument("--nodata", type=float, default=None)
     p.add_argument("--nbits", type=int, default=None, help="GDAL NBITS (e.g. 1 for a 1-bit file)")
     p.add_argument("--palette", action="store_true", help="a palette (colour map) file: one u8 band")
-    p.add_argument("--pattern", default="formula", choices=["formula", "fields"])
+    p.add_argument("--pattern", default="formula", choices=["formula", "fields", "parcels"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crs", default="EPSG:32633")
     p.add_argument("--res", type=float, default=10.0)
@@ -99,6 +132,8 @@ def main():
     p.add_argument("--origin-y", type=float, default=5000000.0)
     a = p.parse_args()
 
+    if a.pattern == "parcels" and a.dtype != "uint16":
+        p.error("--pattern parcels writes uint16 reflectances")
     if "x" in a.size:
         width, height = (int(v) for v in a.size.split("x"))
     else:
@@ -140,7 +175,12 @@ def main():
                                  indexing="ij")
             block = np.empty((a.bands, n, width), dtype=a.dtype)
             for b in range(a.bands):
-                v = formula(b, ys, xs, a.dtype) if a.pattern == "formula" else fields(b, ys, xs, a.dtype, rng)
+                if a.pattern == "formula":
+                    v = formula(b, ys, xs, a.dtype)
+                elif a.pattern == "parcels":
+                    v = parcels(b, ys, xs)
+                else:
+                    v = fields(b, ys, xs, a.dtype, rng)
                 if a.nbits is not None and a.dtype not in ("float32", "float64", "complex64"):
                     v = v % (1 << a.nbits)
                 block[b] = v
