@@ -117,7 +117,7 @@ enum Command {
         #[command(flatten)]
         tiles: tiles::TileArgs,
         /// Images (PNG, JPEG, TIFF, WebP) or directories to walk for them; with --tile, GeoTIFF scenes or
-        /// directories of them.
+        /// directories of them. TIFF files given alone are scenes even without --tile (1024 x 1024 windows).
         #[arg(required_unless_present = "scenes_from")]
         images: Vec<PathBuf>,
     },
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
             preprocessing,
             tiles,
             images,
-        } if tiles.tile.is_some() || tiles.scenes_from.is_some() => tiles::run(
+        } if tiles::wanted(&tiles, &images) => tiles::run(
             model.as_deref(),
             arch.as_deref(),
             &out,

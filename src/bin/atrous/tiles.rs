@@ -24,6 +24,7 @@ pub const PROBS_NODATA: f64 = -1.0;
 pub struct TileArgs {
     /// Segment each scene in windows of N x N pixels (rounded down to the model's size multiple; shrunk with a
     /// message where the device cannot hold them), writing <stem>.mask.tif and, with --probs, <stem>.probs.tif.
+    /// TIFF files given alone are scenes without it too, in windows of 1024 (one window for a smaller scene).
     #[arg(long, value_name = "N")]
     pub tile: Option<usize>,
     /// Pixels shared by neighbouring windows, blended with a Hann window.
@@ -54,6 +55,18 @@ pub struct TileArgs {
     /// A text file listing scenes, one path per line (besides those on the command line).
     #[arg(long, value_name = "FILE")]
     pub scenes_from: Option<PathBuf>,
+}
+
+/// The window side of scenes segmented without `--tile`: what the measurements in BENCHMARKS.md used; a scene no
+/// larger runs as one window, a device that cannot hold it gets the largest window it can (with a message).
+pub const DEFAULT_TILE: usize = 1024;
+
+/// Whether `atrous segment` runs tiled inference over scenes: with `--tile` or `--scenes-from`, or when every input
+/// is a TIFF file (a scene, whatever its size: too large for the device or not, it is segmented in windows).
+pub fn wanted(args: &TileArgs, inputs: &[PathBuf]) -> bool {
+    args.tile.is_some()
+        || args.scenes_from.is_some()
+        || (!inputs.is_empty() && inputs.iter().all(|p| is_scene(p) && !p.is_dir()))
 }
 
 fn is_scene(path: &Path) -> bool {
@@ -166,9 +179,7 @@ pub fn run(
     args: &TileArgs,
     inputs: &[PathBuf],
 ) -> Result<()> {
-    let tile = args.tile.ok_or_else(|| {
-        Error::Model("--scenes-from lists scenes for tiled inference: give --tile too".into())
-    })?;
+    let tile = args.tile.unwrap_or(DEFAULT_TILE);
     if let Some(strip) = args.strip.filter(|&n| n == 0 || n % 256 != 0) {
         return Err(Error::Model(format!(
             "--strip {strip}: a positive multiple of 256 expected (strips are whole tiles of the output GeoTIFFs)"
@@ -501,9 +512,12 @@ fn segment_one(
     image_io::commit_all(staged)?;
     let valid: u64 = counts.iter().sum();
     let mut text = format!(
-        "{} ({width}x{height}, {} windows of {}x{}{}) -> {}{}; {colour_note}\n  {:.2} megapixels/s ({:.1} s)",
+        "{} ({width}x{height}, {} of {}x{}{}) -> {}{}; {colour_note}\n  {:.2} megapixels/s ({:.1} s)",
         path.display(),
-        stats.windows,
+        match stats.windows {
+            1 => "1 window".to_string(),
+            n => format!("{n} windows"),
+        },
         stats.window.0,
         stats.window.1,
         match stats.strips {
