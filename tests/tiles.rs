@@ -915,16 +915,26 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let bits1 = raster_fixture("bits1.tif");
+    let complex = raster_fixture("complex.tif");
     let model = smp_4band();
     let m = model.to_str().unwrap();
-    let (g, t, b) = (
+    let (g, t, b, c) = (
         good.to_str().unwrap(),
         truncated.to_str().unwrap(),
         bits1.to_str().unwrap(),
+        complex.to_str().unwrap(),
     );
+    // The activation memory limit below what a 32 x 32 window needs: no window fits "the device".
+    let tiny = "ATROUS_MAX_MEMORY=1000";
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec![t], "truncated.tif", ""),
         (vec![b], "bits1.tif", ""),
+        (vec![c], "complex.tif", ""),
+        (
+            vec![tiny, "--overlap", "8", g],
+            "u16_tiled_deflate.tif",
+            "fits the device",
+        ),
         (
             vec!["--bands", "1,2,3,9", g],
             "u16_tiled_deflate.tif",
@@ -962,8 +972,14 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
             "--out",
             out.to_str().unwrap(),
         ];
+        let (env, extra): (Vec<&str>, Vec<&str>) = extra.iter().partition(|a| a.contains('='));
         args.extend(extra.iter().copied());
-        let o = atrous(&args);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_atrous"));
+        for e in &env {
+            let (key, value) = e.split_once('=').unwrap();
+            command.env(key, value);
+        }
+        let o = command.args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{extra:?} succeeded");
         let line = stderr.trim();
