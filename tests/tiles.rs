@@ -1,8 +1,9 @@
 //! Tiled inference over georeferenced scenes: the window grid and blending weights cover every pixel; a tiled
 //! run agrees with the whole scene run as one band frame by the same engine (a 4-band u16 GeoTIFF, a small
-//! random-weight 4-channel network built here); nodata stays nodata; and the command line (`atrous segment
-//! --tile`) writes georeferenced masks and probabilities (checked by gdalinfo), shards an archive, skips finished
-//! scenes, and refuses bad scenes and options with one line naming the file, leaving nothing behind.
+//! random-weight 4-channel network built here) and, at the size, with PyTorch running a trained 4-band UNet
+//! over the whole scene; nodata stays nodata; and the command line (`atrous segment --tile`, or TIFF files alone)
+//! writes georeferenced masks and probabilities (checked by gdalinfo), shards an archive, skips finished scenes, and
+//! refuses bad scenes and options with one line naming the file, leaving nothing behind.
 //!
 //! The GDAL checks run `gdalinfo` (Debian: gdal-bin); where it is missing they print a note and skip, unless `CI` is
 //! set, where a missing gdalinfo fails.
