@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""How far tiled inference is from running the whole scene at once: PyTorch runs a random-weight UNet with 4 input
-channels on a whole 4-band u16 GeoTIFF scene; atrous segments the same scene with `atrous segment --tile N --overlap M`
-(the same weights); the class maps are compared pixel by pixel. Run once per network; the numbers are in
-BENCHMARKS.md and docs/remote-sensing.md.
+"""How far tiled inference is from running the whole scene at once: PyTorch runs a UNet with 4 input channels
+(random weights, or trained first with --train) on a whole 4-band u16 GeoTIFF scene; atrous segments the same scene
+with `atrous segment --tile N --overlap M` (the same weights); the class maps are compared pixel by pixel. Run once
+per network; the numbers are in BENCHMARKS.md and docs/remote-sensing.md.
 
 Networks (--network): `resnet18`, smp Unet(resnet18, in_channels=4) saved with save_pretrained (a receptive field of
 about 435 pixels); `unet`, the milesial UNet of tools/make_fixtures.py (4 levels of 3x3 double convs, transposed-conv
@@ -56,9 +56,10 @@ def receptive_field(model, size=512):
 
 def train(model, steps, mean, std, crop=128, batch=12):
     """Fits the network to the parcels' land covers (make_scene.py's ground truth) with Adam on random crops of the
-    pattern taken far below the scene (rows 20,000 on), so that the check runs a network that uses context to
-    decide, as trained networks do: the covers' reflectances overlap once a parcel's brightness shift and the noise
-    are added, and only the parcel around a pixel tells them apart. Deterministic (seeded)."""
+    pattern taken far below the scene (rows 20,000 on), so that the check runs weights shaped by a task, as users'
+    networks are, rather than random ones: the covers' reflectances overlap once a parcel's brightness shift and the
+    noise are added, so that single pixels of similar covers are ambiguous and the network learns to look around
+    them. Deterministic (seeded)."""
     from make_scene import parcel_cover, parcels  # noqa: E402  (tools/ is on the path)
 
     rng = np.random.default_rng(0)
