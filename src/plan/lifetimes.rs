@@ -1,7 +1,7 @@
 //! What the memory planner is given: each tensor's bytes and lifetime over the schedule's steps, and the pairs of
 //! tensors that must not share a buffer.
 
-use super::lower::Lowered;
+use super::lower::{Bind, Lowered};
 use super::memory::Lifetime;
 use super::tensor_bytes;
 use crate::gpu::Precision;
@@ -73,8 +73,10 @@ pub(super) fn add_scratch(
 }
 
 /// A dispatch's outputs must not share a buffer with its inputs, nor (being written) with each other; a node's
-/// scratch buffers are written and read by its own dispatches, beside its inputs and outputs and each other. An
-/// output that is also an input (a residual written over in place) is one binding, not a conflict.
+/// scratch buffers are written and read by its own dispatches, so each conflicts with what a dispatch binds beside
+/// it where one of the two is written there (WebGPU checks usage per dispatch in a compute pass: Winograd's input
+/// transform, products and output transform may put the conv's input and its products in one buffer). An output
+/// that is also an input (a residual written over in place) is one binding, not a conflict.
 pub(super) fn conflicts(
     nodes: &[Node],
     index: &HashMap<&str, usize>,
@@ -91,14 +93,25 @@ pub(super) fn conflicts(
                 }
             }
         }
-        for i in 0..lowered[k].scratch.len() {
-            let scratch = scratch_span[&(k, i)];
-            for t in node.data_inputs().iter().chain(&node.outputs) {
-                conflicts.push((scratch, index[t.as_str()]));
-            }
-            // One dispatch may read a scratch buffer and write another (Winograd's products).
-            for j in 0..i {
-                conflicts.push((scratch, scratch_span[&(k, j)]));
+        for call in &lowered[k].calls {
+            // (span, written) of each activation and scratch binding of this dispatch.
+            let span = |b: &Bind| match b {
+                Bind::Tensor(name) => index.get(name.as_str()).copied(),
+                Bind::Scratch(i) => Some(scratch_span[&(k, *i)]),
+                _ => None,
+            };
+            let bound: Vec<(usize, bool, bool)> = (call.outputs.iter().map(|b| (b, true)))
+                .chain(call.inputs.iter().map(|b| (b, false)))
+                .filter_map(|(b, written)| {
+                    span(b).map(|s| (s, written, matches!(b, Bind::Scratch(_))))
+                })
+                .collect();
+            for (x, &(a, a_written, a_scratch)) in bound.iter().enumerate() {
+                for &(b, b_written, b_scratch) in &bound[x + 1..] {
+                    if a != b && (a_written || b_written) && (a_scratch || b_scratch) {
+                        conflicts.push((a, b));
+                    }
+                }
             }
         }
     }

@@ -181,9 +181,11 @@ fn greedy_buffers(lifetimes: &[Lifetime], order: &[usize], grow: bool) -> Memory
     }
 }
 
-/// The smallest of four arena plans, [`colour_then_pack`] and [`first_fit`] taking tensors in order of first use or
-/// largest first; none puts a conflicting pair in one arena. (Largest first lets a late, large tensor, such as
-/// full-size logits, claim an arena that the early tensors then share.)
+/// The smallest of eight arena plans, [`colour_then_pack`] and [`first_fit`] taking tensors in order of first use,
+/// largest first, largest bytes x steps live first, or longest lived first; none puts a conflicting pair in one
+/// arena. (Largest first lets a late, large tensor, such as full-size logits, claim an arena that the early tensors
+/// then share; the last two place the tensors that stay live across many others, skips and residuals, before
+/// what must fit around them: smp Unet-ResNet34 at 512 x 512 plans 73.0 MiB with them, 78.5 without.)
 pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
     let mut neighbours = vec![Vec::new(); lifetimes.len()];
     for &(a, b) in conflicts {
@@ -194,8 +196,26 @@ pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) 
     by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
     let mut by_size: Vec<usize> = (0..lifetimes.len()).collect();
     by_size.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
+    let mut by_area: Vec<usize> = (0..lifetimes.len()).collect();
+    by_area.sort_by_key(|&i| {
+        let l = &lifetimes[i];
+        (
+            std::cmp::Reverse(l.bytes * (l.last - l.first + 1) as u64),
+            l.first,
+            i,
+        )
+    });
+    let mut by_span: Vec<usize> = (0..lifetimes.len()).collect();
+    by_span.sort_by_key(|&i| {
+        let l = &lifetimes[i];
+        (
+            std::cmp::Reverse(l.last - l.first),
+            std::cmp::Reverse(l.bytes),
+            i,
+        )
+    });
     let round = |b: u64| b.div_ceil(align) * align;
-    [&by_time, &by_size]
+    [&by_time, &by_size, &by_area, &by_span]
         .into_iter()
         .flat_map(|order| {
             [
@@ -204,7 +224,7 @@ pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) 
             ]
         })
         .min_by_key(MemoryPlan::planned_bytes)
-        .expect("four candidate plans")
+        .expect("eight candidate plans")
 }
 
 const UNPLACED: Placement = Placement {
