@@ -433,9 +433,17 @@ fn winograd_should_refuse_what_it_cannot_compute() {
 #[test]
 fn plans_should_match_with_winograd_forced_on_and_off() {
     let gpu = gpu_or_skip!();
+    let _policy = policy_lock();
     // unet_like's four 3x3 convs; one 512-channel conv in two passes (121 tiles of 4 x 4, 113 a pass).
     check_plans(&gpu, &unet_like(7), Shape::new(1, 8, 19, 23), 4);
     check_plans(&gpu, &wide(8), Shape::new(1, 512, 44, 44), 2);
+}
+
+/// Held by the tests that compile plans under the process-wide Winograd policy (one sets it while the other needs
+/// the default), since tests run side by side.
+fn policy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// [`plans_should_match_with_winograd_forced_on_and_off`] for one model: `passes` Winograd passes in all when
@@ -544,4 +552,62 @@ fn wide(seed: u64) -> Model {
     let y = b.conv2d("wide", &x, p, w).unwrap();
     b.activation("out", &y, Activation::Relu);
     b.finish(&["out"]).unwrap()
+}
+
+/// Winograd's transformed weights are 4x the conv's (F(4x4)): on a device whose storage bindings cannot hold them
+/// (here 1 MiB: a 128 -> 128 3x3 conv's own weights take 576 KiB, transformed 2.25 MiB), an untuned plan runs the
+/// conv with the direct kernels rather than failing, and still matches the reference; on the full device the same
+/// plan takes Winograd.
+#[test]
+fn winograd_weights_too_large_for_the_device_should_fall_back_to_direct_kernels() {
+    let gpu = gpu_or_skip!();
+    let _policy = policy_lock();
+    let mut r = rng(9);
+    let mut b = GraphBuilder::new();
+    let x = b.input("input", 128);
+    let p = conv(128, 128, 3, 1, 1, 1, 1);
+    let w = conv_weights(&mut r, p.weight_shape(), 128, true, false);
+    b.conv2d("out", &x, p, w).unwrap();
+    let model = b.finish(&["out"]).unwrap();
+    let input = Shape::new(1, 128, 12, 12);
+
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| {
+            a.get_info().name == gpu.info().name && a.get_info().backend == gpu.info().backend
+        })
+        .expect("the test adapter is listed");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: atrous::gpu::required_features(),
+        required_limits: wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 20,
+            ..atrous::gpu::required_limits(&adapter)
+        },
+        ..Default::default()
+    }))
+    .unwrap();
+    let small = Arc::new(Gpu::from_device(device, queue, adapter.get_info()).unwrap());
+
+    let x = random_tensor(&mut rng(10), input);
+    let want =
+        reference::run_graph(&model, &HashMap::from([("input".to_string(), x.clone())])).unwrap();
+    let Output::F32(want) = &want["out"] else {
+        panic!("an f32 reference")
+    };
+    for (device, winograd) in [(&gpu, true), (&small, false)] {
+        let plan = compile(device, &model, input, Precision::F32);
+        let labels: Vec<&str> = plan.kernels().map(|k| k.label()).collect();
+        assert_eq!(
+            labels.iter().any(|l| l.contains("winograd")),
+            winograd,
+            "{labels:?}"
+        );
+        let got = plan.run(&[("input", &x)], &["out"]).unwrap();
+        let Output::F32(got) = &got["out"] else {
+            panic!("an f32 output")
+        };
+        assert_close_tol(&format!("{labels:?}"), &got.data, &want.data, 1e-4);
+    }
 }

@@ -155,6 +155,13 @@ impl Chunking {
     }
 }
 
+/// Floats of `p`'s weights transformed for F(m x m, 3 x 3) ([`transform_weights`]): `(m + 2)^2` positions of
+/// `c_out` (padded to a multiple of 4) x `c_in`, f32 in both storage precisions; `(m + 2)^2 / 9` times the conv's
+/// own weights, so 4x for F(4x4).
+pub fn weight_floats(p: &Conv2d, m: u32) -> usize {
+    (m as usize + 2).pow(2) * p.out_channels.div_ceil(4) * 4 * p.in_channels
+}
+
 /// Tiles per position of F(m x m, 3 x 3) for `p` on `input`, all passes together: `n * ceil(h_out / m) *
 /// ceil(w_out / m)`.
 pub fn tile_count(p: &Conv2d, input: Shape, m: u32) -> Result<usize> {
@@ -280,7 +287,7 @@ pub(super) fn winograd(
         2 => ("winograd_input_f2", "winograd_output_f2"),
         _ => ("winograd_input_f4", "winograd_output_f4"),
     };
-    let weights = a * p.out_channels.div_ceil(4) * 4 * input.c;
+    let weights = weight_floats(p, m);
     let result = dest.with_c(p.out_channels);
     let mut out = Vec::with_capacity(passes);
     for pass in 0..passes {
