@@ -4,7 +4,7 @@
 
 mod common;
 
-use atrous::gpu::{required_features, required_limits, Gpu, Precision};
+use atrous::gpu::Precision;
 use atrous::model::InputSize;
 use atrous::plan::PlanOptions;
 use atrous::segment::{Frame, Mask, Readback, Region, Request, Resolution, Target};
@@ -424,21 +424,7 @@ fn frames_should_record_into_the_applications_encoder() {
 #[test]
 fn an_application_device_without_f16_should_run_f32_frames() {
     let gpu = gpu_or_skip!();
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-        .into_iter()
-        .find(|a| {
-            a.get_info().name == gpu.info().name && a.get_info().backend == gpu.info().backend
-        })
-        .expect("the test adapter is listed");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_features: required_features(),
-        required_limits: required_limits(&adapter),
-        ..Default::default()
-    }))
-    .unwrap();
-    let app = Arc::new(Gpu::from_device(device, queue, adapter.get_info()).unwrap());
+    let app = app_device(&gpu, |limits| limits);
     assert!(!app.supports(Precision::F16));
     let image = photo(30, 45, 37);
     let want = segmenter(gpu.clone(), 4).segment(&image, true).unwrap();

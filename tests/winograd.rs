@@ -571,24 +571,10 @@ fn winograd_weights_too_large_for_the_device_should_fall_back_to_direct_kernels(
     let model = b.finish(&["out"]).unwrap();
     let input = Shape::new(1, 128, 12, 12);
 
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-        .into_iter()
-        .find(|a| {
-            a.get_info().name == gpu.info().name && a.get_info().backend == gpu.info().backend
-        })
-        .expect("the test adapter is listed");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_features: atrous::gpu::required_features(),
-        required_limits: wgpu::Limits {
-            max_storage_buffer_binding_size: 1 << 20,
-            ..atrous::gpu::required_limits(&adapter)
-        },
-        ..Default::default()
-    }))
-    .unwrap();
-    let small = Arc::new(Gpu::from_device(device, queue, adapter.get_info()).unwrap());
+    let small = app_device(&gpu, |limits| wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 20,
+        ..limits
+    });
 
     let x = random_tensor(&mut rng(10), input);
     let want =

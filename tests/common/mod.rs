@@ -42,6 +42,26 @@ pub fn gpu() -> Option<Arc<Gpu>> {
     .clone()
 }
 
+/// A device of its own on the shared GPU's adapter, as an application would create it: atrous's required features
+/// (no SHADER_F16) and `limits`, given the adapter's [`atrous::gpu::required_limits`].
+pub fn app_device(gpu: &Gpu, limits: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> Arc<Gpu> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| {
+            a.get_info().name == gpu.info().name && a.get_info().backend == gpu.info().backend
+        })
+        .expect("the test adapter is listed");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: atrous::gpu::required_features(),
+        required_limits: limits(atrous::gpu::required_limits(&adapter)),
+        ..Default::default()
+    }))
+    .unwrap();
+    Arc::new(Gpu::from_device(device, queue, adapter.get_info()).unwrap())
+}
+
 /// The shared GPU if it can run kernels of `precision`; else `None`, with the reason printed. f16 needs the
 /// adapter's SHADER_F16 (lavapipe has it; llvmpipe's GL does not), so f16 tests skip where it is missing.
 pub fn gpu_for(precision: Precision) -> Option<Arc<Gpu>> {
