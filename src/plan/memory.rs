@@ -181,9 +181,9 @@ fn greedy_buffers(lifetimes: &[Lifetime], order: &[usize], grow: bool) -> Memory
     }
 }
 
-/// The smallest of eight arena plans, [`colour_then_pack`] and [`first_fit`] taking tensors in order of first use,
-/// largest first, largest bytes x steps live first, or longest lived first; none puts a conflicting pair in one
-/// arena. (Largest first lets a late, large tensor, such as full-size logits, claim an arena that the early tensors
+/// The smallest of twelve arena plans, [`colour_then_pack`], [`colour_by_peak_then_pack`] and [`first_fit`] taking
+/// tensors in order of first use, largest first, largest bytes x steps live first, or longest lived first; none puts
+/// a conflicting pair in one arena. (Largest first lets a late, large tensor, such as full-size logits, claim an arena that the early tensors
 /// then share; the last two place the tensors that stay live across many others, skips and residuals, before
 /// what must fit around them: smp Unet-ResNet34 at 512 x 512 plans 73.0 MiB with them, 78.5 without.)
 pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) -> MemoryPlan {
@@ -220,11 +220,12 @@ pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) 
         .flat_map(|order| {
             [
                 colour_then_pack(lifetimes, &neighbours, order, round),
+                colour_by_peak_then_pack(lifetimes, &neighbours, order, round),
                 first_fit(lifetimes, &neighbours, order, round),
             ]
         })
         .min_by_key(MemoryPlan::planned_bytes)
-        .expect("eight candidate plans")
+        .expect("twelve candidate plans")
 }
 
 const UNPLACED: Placement = Placement {
@@ -293,6 +294,62 @@ fn colour_then_pack(
         arena_of[i] = a;
         members[a].push(i);
     }
+    pack(lifetimes, members, round)
+}
+
+/// Colours each tensor into the allowed arena whose peak (the most bytes live in it at one step) it raises least,
+/// opening a new arena only where every allowed one would grow by the whole tensor, then packs every arena as
+/// [`colour_then_pack`] does. Where the other plans spread tensors evenly over arenas, this one fills the arenas
+/// it has: a Winograd conv's scratch goes beside a tensor no dispatch binds with it rather than into an arena of
+/// its own (milesial's UNet at 256 x 256: 76.0 -> 68.0 MiB).
+fn colour_by_peak_then_pack(
+    lifetimes: &[Lifetime],
+    neighbours: &[Vec<usize>],
+    order: &[usize],
+    round: impl Fn(u64) -> u64 + Copy,
+) -> MemoryPlan {
+    let steps = lifetimes.iter().map(|l| l.last + 1).max().unwrap_or(0);
+    let mut arena_of = vec![usize::MAX; lifetimes.len()];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    // Per arena: bytes live at each step, and their most.
+    let mut live: Vec<Vec<u64>> = Vec::new();
+    let mut peak: Vec<u64> = Vec::new();
+    for &i in order {
+        let l = &lifetimes[i];
+        let size = round(l.bytes);
+        let growth = |a: usize| {
+            let most = live[a][l.first..=l.last].iter().max().copied().unwrap_or(0);
+            (most + size).saturating_sub(peak[a])
+        };
+        let best = (0..members.len())
+            .filter(|a| !neighbours[i].iter().any(|&j| arena_of[j] == *a))
+            .map(|a| (growth(a), a))
+            .min();
+        let a = match best {
+            Some((g, a)) if g < size => a,
+            _ => {
+                members.push(Vec::new());
+                live.push(vec![0; steps]);
+                peak.push(0);
+                members.len() - 1
+            }
+        };
+        for b in &mut live[a][l.first..=l.last] {
+            *b += size;
+            peak[a] = peak[a].max(*b);
+        }
+        arena_of[i] = a;
+        members[a].push(i);
+    }
+    pack(lifetimes, members, round)
+}
+
+/// Packs every arena's tenants largest first, each at the lowest offset free for its whole lifetime.
+fn pack(
+    lifetimes: &[Lifetime],
+    mut members: Vec<Vec<usize>>,
+    round: impl Fn(u64) -> u64 + Copy,
+) -> MemoryPlan {
     let mut placement = vec![UNPLACED; lifetimes.len()];
     let mut buffer_bytes = vec![0u64; members.len()];
     for (a, tenants) in members.iter_mut().enumerate() {
