@@ -94,7 +94,7 @@ pub(super) fn conflicts(
             }
         }
         for call in &lowered[k].calls {
-            // (span, written) of each activation and scratch binding of this dispatch.
+            // (span, written, scratch) of each activation and scratch binding of this dispatch.
             let span = |b: &Bind| match b {
                 Bind::Tensor(name) => index.get(name.as_str()).copied(),
                 Bind::Scratch(i) => Some(scratch_span[&(k, *i)]),
