@@ -572,7 +572,13 @@ fn nodata_should_stay_nodata() {
 }
 
 fn atrous(args: &[&str]) -> std::process::Output {
+    atrous_with(&[], args)
+}
+
+/// The command line with `env` (name, value) set besides the test's environment.
+fn atrous_with(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_atrous"))
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .unwrap()
@@ -700,8 +706,7 @@ fn cli_should_write_georeferenced_masks_and_probabilities() {
 }
 
 /// TIFF files given alone are scenes without `--tile` too: the 70 x 50 scene runs as one window (its size rounded
-/// up to the model's multiple of 16) and gets its
-/// georeferenced mask, not the PNGs of the photo path.
+/// up to the model's multiple of 16) and gets its georeferenced mask, not the PNGs of the photo path.
 #[test]
 fn cli_should_take_tiff_files_as_scenes_without_tile() {
     if common::gpu().is_none() {
@@ -925,17 +930,10 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
         bits1.to_str().unwrap(),
         complex.to_str().unwrap(),
     );
-    // The activation memory limit below what a 32 x 32 window needs: no window fits "the device".
-    let tiny = "ATROUS_MAX_MEMORY=1000";
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec![t], "truncated.tif", ""),
         (vec![b], "bits1.tif", ""),
         (vec![c], "complex.tif", ""),
-        (
-            vec![tiny, "--overlap", "8", g],
-            "u16_tiled_deflate.tif",
-            "fits the device",
-        ),
         (
             vec!["--bands", "1,2,3,9", g],
             "u16_tiled_deflate.tif",
@@ -962,7 +960,7 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
             "larger than the overlap",
         ),
     ];
-    for (extra, file, want) in cases {
+    let refuse = |env: &[(&str, &str)], extra: &[&str], file: &str, want: &str| {
         let out = root.join("out");
         let mut args = vec![
             "segment",
@@ -973,14 +971,8 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
             "--out",
             out.to_str().unwrap(),
         ];
-        let (env, extra): (Vec<&str>, Vec<&str>) = extra.iter().partition(|a| a.contains('='));
         args.extend(extra.iter().copied());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_atrous"));
-        for e in &env {
-            let (key, value) = e.split_once('=').unwrap();
-            command.env(key, value);
-        }
-        let o = command.args(&args).output().unwrap();
+        let o = atrous_with(env, &args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{extra:?} succeeded");
         let line = stderr.trim();
@@ -990,6 +982,16 @@ fn cli_should_refuse_bad_scenes_and_options_naming_the_file_leaving_nothing() {
             "{extra:?}: {line}"
         );
         assert!(files(&out).is_empty(), "{extra:?} left {:?}", files(&out));
+    };
+    for (extra, file, want) in cases {
+        refuse(&[], &extra, file, want);
     }
+    // An activation memory limit below what a 32 x 32 window needs: no window fits "the device".
+    refuse(
+        &[("ATROUS_MAX_MEMORY", "1000")],
+        &["--overlap", "8", g],
+        "u16_tiled_deflate.tif",
+        "fits the device",
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -82,22 +82,13 @@ impl Context<'_> {
         let choice = match self.tuner {
             Some(tuner) => tuner.choose(self, node, p, input)?,
             None => {
-                let mut path =
-                    conv2d::choose_by_policy(p, input, self.parallelism, conv2d::winograd_policy());
-                // Winograd's transformed weights are 4x the conv's (F(4x4)): where they would not fit one binding
-                // of this device (a 1024 -> 1024 3x3 needs 151 MB against WebGPU's default 128 MiB), the direct
-                // kernels run the conv instead of the plan failing.
-                if let Path::Winograd { tile, .. } = path {
-                    let bytes = 4 * conv2d::winograd::weight_floats(p, tile) as u64;
-                    if self.gpu.check_storage_size(node, bytes).is_err() {
-                        path = conv2d::choose_by_policy(
-                            p,
-                            input,
-                            self.parallelism,
-                            conv2d::WinogradPolicy::Never,
-                        );
-                    }
-                }
+                let path = conv2d::choose_on(
+                    self.gpu,
+                    p,
+                    input,
+                    self.parallelism,
+                    conv2d::winograd_policy(),
+                );
                 ConvChoice {
                     node: node.to_string(),
                     key: String::new(),

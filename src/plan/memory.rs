@@ -9,8 +9,11 @@
 //! - arenas: tensors are coloured into a few arenas so that no conflict shares one, then packed at offsets inside
 //!   each arena by their lifetimes.
 //!
-//! A node's scratch buffers (split-K's partial sums) are planned the same way, as tensors live for the node's step
-//! only, in conflict with the node's inputs and outputs.
+//! A node's scratch buffers (split-K's partial sums, Winograd's transformed input and products) are planned the same
+//! way, as tensors live for the node's step only, in conflict with what a dispatch binds beside them where one of the
+//! two is written there.
+
+use std::cmp::Reverse;
 
 /// When a tensor is live: from the step that first writes it to the last step that reads it, inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,12 +86,28 @@ pub fn plan(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) ->
 /// [`buffers_by_time`], linear in the tensors times the buffers.
 pub const LARGE_GRAPH: usize = 4096;
 
+/// Tensor indices sorted by `key`, ties by index, so that plans are deterministic.
+fn order_by<K: Ord>(lifetimes: &[Lifetime], key: impl Fn(&Lifetime) -> K) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lifetimes.len()).collect();
+    order.sort_by_key(|&i| (key(&lifetimes[i]), i));
+    order
+}
+
+/// First used first, the larger first among those.
+fn first_use(l: &Lifetime) -> (usize, Reverse<u64>) {
+    (l.first, Reverse(l.bytes))
+}
+
+/// Largest first, the first used first among those.
+fn largest_first(l: &Lifetime) -> (Reverse<u64>, usize) {
+    (Reverse(l.bytes), l.first)
+}
+
 /// Whole buffers in order of first use: each tensor takes the smallest buffer free for its lifetime that fits it,
 /// else the largest free one grown, else a new one. A buffer is free once its last tenant's lifetime has ended,
 /// which one number per buffer tells because tensors arrive in order of first use.
 pub fn buffers_by_time(lifetimes: &[Lifetime]) -> MemoryPlan {
-    let mut order: Vec<usize> = (0..lifetimes.len()).collect();
-    order.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    let order = order_by(lifetimes, first_use);
     let mut busy_until: Vec<usize> = Vec::new();
     let mut buffer_bytes: Vec<u64> = Vec::new();
     let mut placement = vec![UNPLACED; lifetimes.len()];
@@ -124,10 +143,8 @@ pub fn buffers_by_time(lifetimes: &[Lifetime]) -> MemoryPlan {
 /// placed into a free buffer (none of whose tenants it overlaps) that already fits it, the smallest such; or, where
 /// growth is allowed and none fits, into the largest free buffer, grown; else into a new buffer of its own size.
 pub fn whole_buffers(lifetimes: &[Lifetime]) -> MemoryPlan {
-    let mut by_size: Vec<usize> = (0..lifetimes.len()).collect();
-    by_size.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
-    let mut by_time: Vec<usize> = (0..lifetimes.len()).collect();
-    by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
+    let by_size = order_by(lifetimes, largest_first);
+    let by_time = order_by(lifetimes, first_use);
     [(&by_size, false), (&by_time, false), (&by_time, true)]
         .into_iter()
         .map(|(order, grow)| greedy_buffers(lifetimes, order, grow))
@@ -192,31 +209,13 @@ pub fn arenas(lifetimes: &[Lifetime], conflicts: &[(usize, usize)], align: u64) 
         neighbours[a].push(b);
         neighbours[b].push(a);
     }
-    let mut by_time: Vec<usize> = (0..lifetimes.len()).collect();
-    by_time.sort_by_key(|&i| (lifetimes[i].first, std::cmp::Reverse(lifetimes[i].bytes), i));
-    let mut by_size: Vec<usize> = (0..lifetimes.len()).collect();
-    by_size.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
-    let mut by_area: Vec<usize> = (0..lifetimes.len()).collect();
-    by_area.sort_by_key(|&i| {
-        let l = &lifetimes[i];
-        (
-            std::cmp::Reverse(
-                l.bytes
-                    .saturating_mul(l.last.saturating_sub(l.first) as u64 + 1),
-            ),
-            l.first,
-            i,
-        )
+    let steps = |l: &Lifetime| l.last.saturating_sub(l.first) + 1;
+    let by_time = order_by(lifetimes, first_use);
+    let by_size = order_by(lifetimes, largest_first);
+    let by_area = order_by(lifetimes, |l| {
+        (Reverse(l.bytes.saturating_mul(steps(l) as u64)), l.first)
     });
-    let mut by_span: Vec<usize> = (0..lifetimes.len()).collect();
-    by_span.sort_by_key(|&i| {
-        let l = &lifetimes[i];
-        (
-            std::cmp::Reverse(l.last.saturating_sub(l.first)),
-            std::cmp::Reverse(l.bytes),
-            i,
-        )
-    });
+    let by_span = order_by(lifetimes, |l| (Reverse(steps(l)), Reverse(l.bytes)));
     let round = |b: u64| b.div_ceil(align) * align;
     [&by_time, &by_size, &by_area, &by_span]
         .into_iter()
@@ -356,7 +355,7 @@ fn pack(
     let mut placement = vec![UNPLACED; lifetimes.len()];
     let mut buffer_bytes = vec![0u64; members.len()];
     for (a, tenants) in members.iter_mut().enumerate() {
-        tenants.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].bytes), lifetimes[i].first, i));
+        tenants.sort_by_key(|&i| (largest_first(&lifetimes[i]), i));
         for (k, &i) in tenants.iter().enumerate() {
             let taken = taken_during(lifetimes, &placement, &tenants[..k], i, round);
             let offset = lowest_free(taken, round(lifetimes[i].bytes));

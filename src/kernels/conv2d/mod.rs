@@ -355,6 +355,30 @@ pub fn choose_by_policy(
     choose_with(p, input, parallelism, winograd)
 }
 
+/// [`choose_by_policy`] for `gpu`, what untuned plans take: a Winograd choice whose transformed weights (4x the
+/// conv's for F(4x4), [`winograd::weight_floats`]) would not fit one storage binding of the device gives way to the
+/// direct kernels (a 1024 -> 1024 3x3 needs 151 MB against WebGPU's default 128 MiB), where the plan would otherwise
+/// fail. A tuner needs no such check: a candidate that does not build is skipped.
+pub fn choose_on(
+    gpu: &Gpu,
+    p: &Conv2d,
+    input: Shape,
+    parallelism: u64,
+    winograd: WinogradPolicy,
+) -> Path {
+    let path = choose_by_policy(p, input, parallelism, winograd);
+    match path {
+        Path::Winograd { tile, .. } => {
+            let bytes = 4 * winograd::weight_floats(p, tile) as u64;
+            match gpu.check_storage_size("Winograd weights", bytes) {
+                Ok(()) => path,
+                Err(_) => choose_by_policy(p, input, parallelism, WinogradPolicy::Never),
+            }
+        }
+        _ => path,
+    }
+}
+
 /// The path for `p` on `input` on an adapter running about `parallelism` threads at once, taking Winograd as
 /// `winograd` says. Winograd is never taken for grouped, strided, dilated or non-3x3 convs, nor where it would take
 /// more than [`WINOGRAD_MAX_PASSES`] passes. Under [`WinogradPolicy::Auto`] it is taken for at least
